@@ -1,0 +1,1 @@
+"""SGAN: saliency-guided self-attention network for weakly supervised segmentation."""

@@ -1,0 +1,206 @@
+"""Configuration: one validated, attribute-style object from YAML plus ``key=value`` overrides.
+
+Every key this repository knows is declared once in ``SCHEMA`` with its type and default.
+The paper's keys default to the paper's values (SPEC section 10); keys this repository adds
+default to values that keep the paper's behaviour. Unknown keys and wrong types are errors
+that name the key.
+"""
+import os
+
+import yaml
+
+_NUM = (int, float)
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key."""
+
+
+class Config(dict):
+    """A dict whose keys are also attributes (``cfg.lr``)."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key, value):
+        self[key] = value
+
+
+def _choice(*options):
+    return ("choice", options)
+
+
+# key: (type, default). Types: str, bool, int, float ("number"), "floats" (list of numbers),
+# _choice(...), and a tuple (T, None) for "T or null".
+SCHEMA = {
+    # ---- the paper's keys (SPEC section 10) ----
+    "cfg_name": (str, "sgan_vgg16_321x321_snet"),
+    "dataset_name": (str, "voc12_sgan"),
+    "dataset_root": (str, "data/VOC2012"),
+    "gt_path": (str, "SegmentationClassAug/"),
+    "sal_subdir": (str, "sal_snet"),
+    "sal_thresh": (float, 0.06),
+    "seed_subdir": (str, "base_30_bg"),
+    "sdnet_path": (str, "sal_snet"),
+    "cue_file": (str, "im_tags.pkl"),
+    "batch_size": (int, 15),
+    "num_worker": (int, 8),
+    "resize": (int, 321),
+    "use_sal": (bool, True),
+    "mean": ("floats", [104.008, 116.669, 122.675]),
+    "std": (("floats", None), None),
+    "backbone": (_choice("vgg16"), "vgg16"),
+    "pretrain": ((str, None), "vgg_init.pth"),
+    "max_iter": (int, 8000),
+    "step_size": (int, 2000),
+    "display_step": (int, 50),
+    "lr": (float, 0.001),
+    "power": (float, 0.9),
+    "weight_decay": (float, 0.0005),
+    "seed_loss_ratio": (float, 0.15),
+    "save_model_path": (str, "model/"),
+    "test_cfg": (str, "_seedcam_0.25"),
+    "new_size": (int, 321),
+    "res_path": (str, "result"),
+    "cam_thresh": (float, 0.25),
+    "ignore_conflict": (bool, False),
+    "combine_seedseg": (bool, True),
+    "num_classes": (int, 22),
+    # ---- keys this repository adds (defaults keep the paper's behaviour) ----
+    "random_seed": (int, 7),
+    "device": (str, "auto"),
+    "conv5_dilation": (int, 1),
+    "width_mult": (float, 1.0),
+    "init": (_choice("pytorch", "kaiming"), "pytorch"),
+    "checkpoint": ((str, None), None),
+    "test_batch_size": (int, 1),
+    "overwrite": (bool, False),
+}
+
+
+def _type_name(spec):
+    if isinstance(spec, tuple) and spec and spec[0] == "choice":
+        return "one of " + ", ".join(spec[1])
+    if isinstance(spec, tuple):
+        return " or ".join(_type_name(s) for s in spec)
+    if spec is None:
+        return "null"
+    if spec == "floats":
+        return "a list of numbers"
+    return {str: "a string", bool: "true/false", int: "an integer", float: "a number"}[spec]
+
+
+def _coerce(key, spec, value):
+    """Return ``value`` checked against ``spec``; raise ConfigError naming ``key``."""
+    if isinstance(spec, tuple) and spec and spec[0] == "choice":
+        if value in spec[1]:
+            return value
+    elif isinstance(spec, tuple):
+        for option in spec:
+            try:
+                return _coerce(key, option, value)
+            except ConfigError:
+                pass
+    elif spec is None:
+        if value is None:
+            return None
+    elif spec == "floats":
+        if isinstance(value, list) and value and all(
+                isinstance(v, _NUM) and not isinstance(v, bool) for v in value):
+            return [float(v) for v in value]
+    elif spec is float:
+        if isinstance(value, _NUM) and not isinstance(value, bool):
+            return float(value)
+    elif spec is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, spec):
+        return value
+    raise ConfigError(f"config key '{key}': expected {_type_name(spec)}, got {value!r}")
+
+
+def parse_override(text):
+    """Split ``key=value`` and type the value by YAML rules (``lr=0.01`` is a float)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override '{text}': expected key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"override '{text}': value is not valid YAML") from None
+    return key.strip(), value
+
+
+def load_config(path=None, overrides=()):
+    """Return the validated Config of YAML file ``path`` (may be None) with ``overrides``.
+
+    ``overrides`` are ``key=value`` strings or a dict. The result's ``cfg_file`` entry holds
+    the file it came from.
+    """
+    values = {}
+    if path is not None:
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            with open(path) as f:
+                loaded = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: expected a mapping of keys to values")
+        values.update(loaded or {})
+    items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
+    values.update(items)
+
+    cfg = Config()
+    for key, (spec, default) in SCHEMA.items():
+        cfg[key] = _coerce(key, spec, values.pop(key)) if key in values else _copy(default)
+    if values:
+        raise ConfigError(f"unknown config key '{sorted(values)[0]}'"
+                          + (f" (and {len(values) - 1} more)" if len(values) > 1 else ""))
+    _check_ranges(cfg)
+    cfg["cfg_file"] = path
+    return cfg
+
+
+def _copy(value):
+    return list(value) if isinstance(value, list) else value
+
+
+def _check_ranges(cfg):
+    checks = [
+        ("cam_thresh", 0 < cfg.cam_thresh < 1, "must be in (0, 1)"),
+        ("sal_thresh", 0 <= cfg.sal_thresh < 1, "must be in [0, 1)"),
+        ("batch_size", cfg.batch_size >= 1, "must be >= 1"),
+        ("test_batch_size", cfg.test_batch_size >= 1, "must be >= 1"),
+        ("num_worker", cfg.num_worker >= 0, "must be >= 0"),
+        ("num_classes", cfg.num_classes in (21, 22), "must be 21 or 22"),
+        ("max_iter", cfg.max_iter >= 1, "must be >= 1"),
+        ("step_size", cfg.step_size >= 1, "must be >= 1"),
+        ("display_step", cfg.display_step >= 1, "must be >= 1"),
+        ("resize", cfg.resize >= 8, "must be >= 8"),
+        ("new_size", cfg.new_size >= 8, "must be >= 8"),
+        ("mean", len(cfg.mean) == 3, "must have 3 values"),
+        ("std", cfg.std is None or (len(cfg.std) == 3 and min(cfg.std) > 0),
+         "must be null or 3 positive values"),
+        ("width_mult", 0 < cfg.width_mult <= 1, "must be in (0, 1]"),
+        ("conv5_dilation", cfg.conv5_dilation >= 1, "must be >= 1"),
+    ]
+    for key, ok, why in checks:
+        if not ok:
+            raise ConfigError(f"config key '{key}' {why}, got {cfg[key]!r}")
+
+
+def dataset_path(cfg, path):
+    """Resolve a dataset-relative path (``cue_file``, ``gt_path``) under ``dataset_root``."""
+    return path if os.path.isabs(path) else os.path.join(cfg.dataset_root, path)
+
+
+def save_config(cfg, path):
+    """Write ``cfg`` as YAML (the keys of SCHEMA, in order) so a run can be repeated."""
+    from lib.utils.io import atomic_write_bytes
+    data = {key: cfg[key] for key in SCHEMA}
+    atomic_write_bytes(path, yaml.safe_dump(data, sort_keys=False).encode())

@@ -1,0 +1,1 @@
+"""Datasets, tag files and the synthetic VOC-format generator."""
