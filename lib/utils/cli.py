@@ -1,0 +1,35 @@
+"""Shared command-line plumbing: config arguments and one-line errors instead of tracebacks."""
+import argparse
+import sys
+
+from lib.config import ConfigError, load_config
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad file, bad value); printed as one line."""
+
+
+def config_parser(description):
+    """An ArgumentParser with ``--cfg_file CFG`` and trailing ``key=value`` overrides."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--cfg_file", required=True, help="YAML config file")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides, typed by YAML rules (e.g. max_iter=100)")
+    return parser
+
+
+def config_from_args(args):
+    return load_config(args.cfg_file, args.overrides)
+
+
+def run_main(main, argv=None):
+    """Call ``main(argv)``; turn user errors into one line on stderr and Ctrl-C into exit 130."""
+    try:
+        code = main(argv)
+    except (UserError, ConfigError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)
