@@ -9,10 +9,12 @@ import os
 
 import yaml
 
+from lib.errors import UserError
+
 _NUM = (int, float)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration file or override is invalid; the message names the key."""
 
 
@@ -197,6 +199,35 @@ def _check_ranges(cfg):
 def dataset_path(cfg, path):
     """Resolve a dataset-relative path (``cue_file``, ``gt_path``) under ``dataset_root``."""
     return path if os.path.isabs(path) else os.path.join(cfg.dataset_root, path)
+
+
+def model_dir(cfg):
+    """``<save_model_path>/<cfg_name>``: checkpoints, training log and saved config."""
+    return os.path.join(cfg.save_model_path, cfg.cfg_name)
+
+
+def result_dir(cfg):
+    """``<res_path>/<cfg_name><test_cfg>``: the seed PNGs of infer_cam."""
+    return os.path.join(cfg.res_path, cfg.cfg_name + cfg.test_cfg)
+
+
+def checkpoint_path(cfg):
+    """The checkpoint infer_cam loads: ``checkpoint`` or the last ``model_iter_<max_iter>.pth``."""
+    return cfg.checkpoint or os.path.join(model_dir(cfg), f"model_iter_{cfg.max_iter}.pth")
+
+
+def pretrain_path(cfg):
+    """The backbone weights to start from, or None. A relative path is looked up in the
+    working directory, then in ``dataset_root``."""
+    if not cfg.pretrain:
+        return None
+    if os.path.isabs(cfg.pretrain) or os.path.exists(cfg.pretrain):
+        return cfg.pretrain
+    under_root = os.path.join(cfg.dataset_root, cfg.pretrain)
+    if os.path.exists(under_root):
+        return under_root
+    raise ConfigError(f"config key 'pretrain': {cfg.pretrain} not found "
+                      f"(looked in the working directory and in {cfg.dataset_root})")
 
 
 def save_config(cfg, path):

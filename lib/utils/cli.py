@@ -2,11 +2,8 @@
 import argparse
 import sys
 
-from lib.config import ConfigError, load_config
-
-
-class UserError(Exception):
-    """A problem the user can fix (bad file, bad value); printed as one line."""
+from lib.config import load_config
+from lib.errors import UserError
 
 
 def config_parser(description):
@@ -26,7 +23,7 @@ def run_main(main, argv=None):
     """Call ``main(argv)``; turn user errors into one line on stderr and Ctrl-C into exit 130."""
     try:
         code = main(argv)
-    except (UserError, ConfigError, FileNotFoundError) as exc:
+    except (UserError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -1,0 +1,1 @@
+"""Networks: the VGG16 backbone and SGAN."""

@@ -1,0 +1,79 @@
+"""Loading and saving weights: ``vgg_init.pth`` backbones and SGAN checkpoints (SPEC section 8).
+
+Everything is read with ``torch.load(weights_only=True)``, so a file cannot run code.
+"""
+import io
+import os
+
+import torch
+
+from lib.errors import UserError
+from lib.utils.io import atomic_write_bytes
+
+
+class CheckpointError(UserError):
+    """A weights file is missing, unreadable or does not fit the model."""
+
+
+def read_state_dict(path):
+    """Load a state dict (also one wrapped as {"state_dict": ...} or {"model": ...})."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot load weights {path}: {str(exc).splitlines()[0]}") from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds no state dict")
+    return state
+
+
+def _fit(module, state, path, strict_unexpected):
+    """Load ``state`` into ``module``; report missing, unexpected and mis-shaped keys."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = []
+    for k in own:
+        if k in state:
+            value = state[k]
+            if value.shape != own[k].shape and value.numel() == own[k].numel() == 1:
+                state[k] = value.reshape(own[k].shape)  # scalar vs [1] gamma
+            elif value.shape != own[k].shape:
+                shapes.append(f"{k} {tuple(value.shape)} vs model {tuple(own[k].shape)}")
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {', '.join(missing)}")
+    if unexpected and strict_unexpected:
+        problems.append(f"unexpected keys: {', '.join(unexpected)}")
+    if shapes:
+        problems.append(f"shape differences: {'; '.join(shapes)}")
+    if problems:
+        raise CheckpointError(f"{path} does not fit the model: " + " | ".join(problems))
+    module.load_state_dict({k: state[k] for k in own})
+
+
+def load_backbone(model, path):
+    """Load ``vgg_init.pth`` (``conv1_1.weight`` ...) into ``model.backbone``; extra keys ignored."""
+    state = read_state_dict(path)
+    state = {k[len("backbone."):] if k.startswith("backbone.") else k: v for k, v in state.items()}
+    _fit(model.backbone, state, path, strict_unexpected=False)
+
+
+def load_sgan(model, path):
+    """Load an SGAN checkpoint, also with a ``module.`` prefix or un-prefixed backbone keys."""
+    state = read_state_dict(path)
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    backbone_keys = set(model.backbone.state_dict())
+    state = {("backbone." + k if k in backbone_keys else k): v for k, v in state.items()}
+    _fit(model, state, path, strict_unexpected=True)
+
+
+def save_state_dict(state, path):
+    """``torch.save`` to a temporary file, then rename: a killed run keeps the last good file."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())

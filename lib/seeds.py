@@ -1,0 +1,46 @@
+"""Seeds from class maps: SPEC section 5 ("threshold" mode).
+
+A seed mask holds 0 = background, 1..20 = class, 21 = unlabeled.
+"""
+import numpy as np
+
+from lib.dataset.voc12_sgan import zoom_to
+
+UNLABELED = 21
+BOAT, TRAIN = 4, 19
+
+
+def seeds_from_cams(maps, tags, bg, cam_thresh=0.25, ignore_conflict=False):
+    """Paint the h x h seed mask of one image.
+
+    maps: (20, h, w) class maps M (cam + seg, or cam); tags: classes in 1..20; bg: bool
+    (h, w) background from saliency. Each tag's region is M[c-1] > cam_thresh * max(M[c-1]).
+    Regions (bg is channel 0) paint in order of decreasing area, so smaller regions win;
+    then boat/train pixels that are also background go back to 0. With ``ignore_conflict``
+    a pixel takes a channel only if exactly one channel claims it, else it is unlabeled.
+    """
+    maps = np.asarray(maps)
+    claims = np.zeros((UNLABELED,) + bg.shape, dtype=bool)
+    claims[0] = bg
+    for c in np.unique(tags):
+        channel = maps[c - 1]
+        claims[c] = channel > cam_thresh * channel.max()
+
+    if ignore_conflict:
+        single = claims.sum(axis=0) == 1
+        return np.where(single, claims.argmax(axis=0), UNLABELED).astype(np.uint8)
+
+    mask = np.full(bg.shape, UNLABELED, dtype=np.uint8)
+    mask[bg] = 0
+    areas = claims.sum(axis=(1, 2))
+    for k in np.argsort(-areas, kind="stable"):
+        if areas[k] == 0:
+            break
+        mask[claims[k]] = k
+    mask[np.isin(mask, (BOAT, TRAIN)) & bg] = 0
+    return mask
+
+
+def seed_to_image_size(mask, size):
+    """Zoom an h x w seed mask to the image's (H, W) with nearest neighbour (order 0)."""
+    return zoom_to(mask, (int(size[0]), int(size[1])), order=0)

@@ -1,0 +1,1 @@
+"""Stage 2: train SGAN and infer seeds."""

@@ -1,0 +1,12 @@
+"""Infer seeds: ``python tools/stage2/infer_cam.py --cfg_file CFG [key=value ...]``."""
+from lib.stage2 import infer_cam
+from lib.utils.cli import config_from_args, config_parser, run_main
+
+
+def main(argv=None):
+    args = config_parser(__doc__).parse_args(argv)
+    infer_cam.run(config_from_args(args))
+
+
+if __name__ == "__main__":
+    run_main(main)
