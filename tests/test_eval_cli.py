@@ -1,0 +1,112 @@
+"""tools/eval_mIoU.py end to end: table, SPEC 9 JSON equal to the published numbers, errors."""
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lib.metrics import VOC_CLASSES
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "tests" / "data"
+GOLDEN_PRED = DATA / "golden_pred"
+GOLDEN_VOC = DATA / "golden_voc"
+GOLDEN_GT = GOLDEN_VOC / "SegmentationClassAug"
+TOL = 1e-12
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "tools/eval_mIoU.py", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+
+
+def assert_json_matches_published(path, expected):
+    data = json.loads(Path(path).read_text())
+    assert set(data) == {"mIoU", "mp", "mr", "per_class"}
+    for key in ("mIoU", "mp", "mr"):
+        assert data[key] == pytest.approx(expected[key], abs=TOL), key
+    assert list(data["per_class"]) == list(VOC_CLASSES)
+    for c, name in enumerate(VOC_CLASSES):
+        entry = data["per_class"][name]
+        assert set(entry) == {"iou", "precision", "recall"}
+        for key in ("iou", "precision", "recall"):
+            want = expected[key][c]
+            if math.isnan(want):
+                assert entry[key] is None, (name, key)
+            else:
+                assert entry[key] == pytest.approx(want, abs=TOL), (name, key)
+                assert 0.0 <= entry[key] <= 1.0
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.fixture(scope="module")
+def published():
+    return json.loads((DATA / "eval.json").read_text())
+
+
+def test_cli_prints_table_and_writes_published_json(tmp_path, published):
+    out = tmp_path / "scores.json"
+    proc = run_cli("--res_path", GOLDEN_PRED, "--gt_path", GOLDEN_GT, "--num_classes", 22,
+                   "--json", out, "--workers", 2)
+    assert proc.returncode == 0, proc.stderr
+    assert "mIoU: 16.54" in proc.stdout and "mp:   9.01" in proc.stdout
+    assert "tvmonitor" in proc.stdout
+    assert_json_matches_published(out, published["22"])
+
+
+def test_cli_takes_paths_from_config_and_reads_list(tmp_path, published):
+    """21-class mode; gt = dataset_root + gt_path, res = res_path/<cfg_name><test_cfg>."""
+    res = tmp_path / "result" / "mine_seeds"
+    res.mkdir(parents=True)
+    for path in GOLDEN_PRED.glob("*.png"):
+        pred = np.array(Image.open(path))
+        Image.fromarray(np.where(pred == 21, 0, pred).astype(np.uint8), "L").save(res / path.name)
+    (res / "9999_999999.png").write_bytes(b"not listed, never read")
+    cfg = tmp_path / "cfg.yml"
+    cfg.write_text(f"cfg_name: mine\ntest_cfg: _seeds\nres_path: {tmp_path / 'result'}\n"
+                   f"gt_path: SegmentationClassAug/\nnum_classes: 21\n")
+    names = tmp_path / "list.txt"
+    names.write_text("".join(f"JPEGImages/{p.stem}.jpg SegmentationClassAug/{p.stem}.png\n"
+                             for p in sorted(GOLDEN_PRED.glob("*.png"))))
+    out = tmp_path / "scores.json"
+    proc = run_cli("--cfg_file", cfg, f"dataset_root={GOLDEN_VOC}", "--list", names,
+                   "--json", out, "--workers", 0)
+    assert proc.returncode == 0, proc.stderr
+    assert "4 images, 21 classes" in proc.stdout
+    assert_json_matches_published(out, published["21"])
+
+
+def test_cli_error_prediction_without_ground_truth(tmp_path):
+    res = tmp_path / "res"
+    shutil.copytree(GOLDEN_PRED, res)
+    shutil.copy(GOLDEN_PRED / "2099_000000.png", res / "2099_777777.png")
+    proc = run_cli("--res_path", res, "--gt_path", GOLDEN_GT, "--num_classes", 22)
+    assert_one_line_error(proc, "2099_777777.png", "no ground truth")
+
+
+def test_cli_error_size_mismatch(tmp_path):
+    res = tmp_path / "res"
+    shutil.copytree(GOLDEN_PRED, res)
+    Image.fromarray(np.zeros((10, 12), np.uint8), "L").save(res / "2099_000001.png")
+    proc = run_cli("--res_path", res, "--gt_path", GOLDEN_GT, "--workers", 2)
+    assert_one_line_error(proc, "2099_000001.png", "size 12x10")
+
+
+def test_cli_error_prediction_value_out_of_range(tmp_path):
+    # the golden seeds hold 21 (unlabeled), which is no class in 21-class mode
+    proc = run_cli("--res_path", GOLDEN_PRED, "--gt_path", GOLDEN_GT, "--num_classes", 21,
+                   "--workers", 0)
+    assert_one_line_error(proc, "golden_pred", "prediction value 21")
