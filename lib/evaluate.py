@@ -16,7 +16,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lib.metrics import ConfusionMatrix, class_names
-from lib.utils.cli import UserError
+from lib.errors import UserError
 
 PNG = ".png"
 SHOW_NAMES = 5

@@ -10,7 +10,7 @@ from PIL import Image
 
 from lib.evaluate import evaluate_folder, format_table, result_to_json
 from lib.metrics import VOC_CLASSES, ConfusionMatrix, class_names, pair_counts
-from lib.utils.cli import UserError
+from lib.errors import UserError
 
 DATA = Path(__file__).parent / "data"
 GOLDEN_PRED = DATA / "golden_pred"

@@ -9,9 +9,10 @@ the results are the config's res_path/<cfg_name><test_cfg> (the folder inference
 import argparse
 import os
 
-from lib.config import dataset_path, load_config
+from lib.config import dataset_path, load_config, result_dir
 from lib.evaluate import default_workers, evaluate_folder, format_table, result_json_bytes
-from lib.utils.cli import UserError, run_main
+from lib.errors import UserError
+from lib.utils.cli import run_main
 from lib.utils.io import atomic_write_bytes
 
 
@@ -55,7 +56,7 @@ def resolve_paths(args):
     if res_path is None:
         if args.cfg_file is None:
             raise UserError("give --res_path (or --cfg_file to use its res_path)")
-        res_path = os.path.join(cfg.res_path, cfg.cfg_name + cfg.test_cfg)
+        res_path = result_dir(cfg)
     gt_path = args.gt_path or dataset_path(cfg, cfg.gt_path)
     num_classes = args.num_classes or cfg.num_classes
     return res_path, gt_path, num_classes

@@ -6,7 +6,8 @@ import argparse
 import time
 
 from lib.dataset.synthetic import generate_dataset
-from lib.utils.cli import UserError, run_main
+from lib.errors import UserError
+from lib.utils.cli import run_main
 
 
 def parse_classes(text):
