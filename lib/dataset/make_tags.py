@@ -1,0 +1,114 @@
+"""The image-level tags file (``im_tags.pkl``) from segmentation masks or VOC XML annotations.
+
+The published file took its tags from ``SegmentationClassAug`` (SPEC section 1): the unique
+labels of each mask minus 0 (background) and 255 (ignore). From ``Annotations/*.xml`` the tags
+are the classes of the ``object/name`` entries (difficult and truncated objects included;
+person-layout ``part`` names are not objects). Images with no foreground class are skipped:
+a tag list must not be empty.
+"""
+import os
+import xml.etree.ElementTree as ET
+
+import numpy as np
+from PIL import Image
+
+from lib.dataset.tags import save_tags
+from lib.errors import UserError
+from lib.metrics import VOC_CLASSES
+
+NUM_FG_CLASSES = 20
+IGNORE_LABEL = 255
+CLASS_INDEX = {name: index for index, name in enumerate(VOC_CLASSES) if index > 0}
+SHOW_NAMES = 5
+
+
+def short_list(names):
+    """The first few names, comma-separated, for one-line messages."""
+    return ", ".join(names[:SHOW_NAMES]) + (", ..." if len(names) > SHOW_NAMES else "")
+
+
+def read_names(list_path):
+    """Image names from a list file: the first token of each line without folder and extension
+    (``train_aug.txt`` lines ``/JPEGImages/NAME.jpg /SegmentationClassAug/NAME.png`` work too)."""
+    try:
+        with open(list_path) as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read list file {list_path}: {exc}") from None
+    names = [os.path.splitext(os.path.basename(line.split()[0]))[0]
+             for line in lines if line.strip()]
+    if not names:
+        raise UserError(f"list file {list_path} has no names")
+    return names
+
+
+def tags_from_mask(path):
+    """Classes of a label-index PNG (palette or grey): unique labels minus 0 and 255."""
+    with Image.open(path) as image:
+        if image.mode not in ("P", "L"):
+            raise UserError(f"{path}: expected a label-index PNG (mode P or L), got mode "
+                            f"{image.mode}")
+        labels = np.unique(np.asarray(image))
+    classes = labels[(labels != 0) & (labels != IGNORE_LABEL)].astype(np.int64)
+    if classes.size and classes.max() > NUM_FG_CLASSES:
+        raise UserError(f"{path}: label {classes.max()} is not a VOC class (0..20, 255 ignore)")
+    return classes
+
+
+def tags_from_xml(path):
+    """Sorted unique classes of the ``object/name`` entries of a VOC XML annotation."""
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        raise UserError(f"{path}: not valid XML ({exc})") from None
+    names = [(obj.findtext("name") or "").strip().lower() for obj in root.findall("object")]
+    unknown = sorted(set(names) - set(CLASS_INDEX))
+    if unknown:
+        raise UserError(f"{path}: unknown object names {unknown} (expected VOC class names)")
+    return np.unique(np.array([CLASS_INDEX[n] for n in names], dtype=np.int64))
+
+
+SOURCES = {"masks": (".png", tags_from_mask), "xml": (".xml", tags_from_xml)}
+
+
+def collect_tags(folder, source="masks", names=None):
+    """Return (tags, skipped): ``{name: classes}`` for the images with a foreground class and
+    the names without one. ``names`` None means every ``.png`` (masks) or ``.xml`` in ``folder``."""
+    suffix, read = SOURCES[source]
+    if names is None:
+        if not os.path.isdir(folder):
+            raise UserError(f"folder not found: {folder}")
+        names = sorted(f[:-len(suffix)] for f in os.listdir(folder) if f.endswith(suffix))
+        if not names:
+            raise UserError(f"no {suffix} files in {folder}")
+    missing = [n for n in names if not os.path.isfile(os.path.join(folder, n + suffix))]
+    if missing:
+        raise UserError(f"{len(missing)} listed images have no {suffix} file in {folder}: "
+                        + short_list(missing))
+    tags, skipped = {}, []
+    for name in names:
+        classes = read(os.path.join(folder, name + suffix))
+        if classes.size:
+            tags[name] = classes
+        else:
+            skipped.append(name)
+    return tags, skipped
+
+
+def json_path(pkl_path):
+    """The JSON twin of a ``.pkl`` tags file: same name, ``.json``."""
+    return os.path.splitext(pkl_path)[0] + ".json"
+
+
+def run(folder, out_path, source="masks", list_path=None):
+    """Write ``out_path`` (published pickle) and its ``.json`` twin; return (tags, skipped)."""
+    if not out_path.endswith(".pkl"):
+        raise UserError(f"the output must be a .pkl file (a .json twin is written beside it), "
+                        f"got {out_path}")
+    names = read_names(list_path) if list_path else None
+    tags, skipped = collect_tags(folder, source, names)
+    if not tags:
+        raise UserError(f"no image in {folder} has a foreground class; nothing to write")
+    save_tags(tags, out_path)
+    save_tags(tags, json_path(out_path))
+    return tags, skipped

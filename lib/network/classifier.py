@@ -1,0 +1,62 @@
+"""The stage-1 baseline: VGG16 + SGAN's classification branch, without attention or seed branch.
+
+Fine-tuned for VOC multi-label classification, its backbone becomes ``vgg_init.pth`` and its
+CAMs the initial seeds. Parameter names (``backbone.*``, ``fc6_CAM.*``, ``fc8.weight``) are
+SGAN's, so the heads read the same way in both networks.
+"""
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lib.network.backbone import build_backbone
+
+NUM_FG_CLASSES = 20
+
+
+class VGG16Classifier(nn.Module):
+    """backbone -> fc6_CAM (3x3, ReLU, Dropout2d 0.5) -> fc8 (1x1, no bias) = CAM; score = its mean.
+
+    ``conv5_dilation``, ``width_mult`` and ``init`` mean what they mean for SGAN.
+    """
+
+    def __init__(self, backbone_name="vgg16", conv5_dilation=1, width_mult=1.0, init="pytorch"):
+        super().__init__()
+        self.backbone = build_backbone(backbone_name, conv5_dilation=conv5_dilation,
+                                       width_mult=width_mult)
+        hidden = max(16, int(round(1024 * width_mult)))
+        self.fc6_CAM = nn.Conv2d(self.backbone.out_channels, hidden, 3, padding=1)
+        self.dropout = nn.Dropout2d(0.5)
+        self.fc8 = nn.Conv2d(hidden, NUM_FG_CLASSES, 1, bias=False)
+        if init == "kaiming":
+            self._init_kaiming()
+
+    def _init_kaiming(self):
+        """He initialisation of every conv (for training from scratch)."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def forward_cam(self, image):
+        """The class activation maps (batch x 20 x h x w)."""
+        x = self.backbone(image)
+        return self.fc8(self.dropout(F.relu(self.fc6_CAM(x), inplace=True)))
+
+    def forward(self, image):
+        """The class scores: global average of the CAM (batch x 20)."""
+        return self.forward_cam(image).mean(dim=(2, 3))
+
+    def parameter_groups(self):
+        """SGAN's four groups: backbone weights, backbone biases, new weights, new biases."""
+        groups = ([], [], [], [])
+        for name, param in self.named_parameters():
+            is_bias = name.endswith(".bias")
+            is_new = not name.startswith("backbone.")
+            groups[2 * is_new + is_bias].append(param)
+        return groups
+
+
+def classifier_from_config(cfg):
+    """The baseline classifier a configuration describes."""
+    return VGG16Classifier(cfg.backbone, conv5_dilation=cfg.conv5_dilation,
+                           width_mult=cfg.width_mult, init=cfg.init)
