@@ -80,6 +80,23 @@ SCHEMA = {
     "checkpoint": ((str, None), None),
     "test_batch_size": (int, 1),
     "overwrite": (bool, False),
+    # ---- processes, precision, resume ----
+    "num_processes": (int, 0),
+    "amp": (_choice("off", "bf16", "fp16"), "off"),
+    "channels_last": (bool, False),
+    "resume": ((bool, str), False),
+    # ---- stage 1 (baseline classifier and initial seeds) ----
+    "fg_thresh": (float, 0.30),
+    "seed_out_path": ((str, None), None),
+    # ---- CRF seeds and inference outputs ----
+    "seed_mode": (_choice("threshold", "crf"), "threshold"),
+    "crf_alpha_low": (float, 4.0),
+    "crf_alpha_high": (float, 32.0),
+    "crf_scale": (float, 1.0),
+    "crf_iterations": (int, 10),
+    "crf_workers": (int, 1),
+    "save_class_maps": (bool, False),
+    "save_pictures": (bool, False),
 }
 
 
@@ -179,6 +196,7 @@ def _check_ranges(cfg):
         ("batch_size", cfg.batch_size >= 1, "must be >= 1"),
         ("test_batch_size", cfg.test_batch_size >= 1, "must be >= 1"),
         ("num_worker", cfg.num_worker >= 0, "must be >= 0"),
+        ("num_processes", cfg.num_processes >= 0, "must be >= 0 (0 = one per visible GPU)"),
         ("num_classes", cfg.num_classes in (21, 22), "must be 21 or 22"),
         ("max_iter", cfg.max_iter >= 1, "must be >= 1"),
         ("step_size", cfg.step_size >= 1, "must be >= 1"),

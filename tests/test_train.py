@@ -80,7 +80,7 @@ def test_train_cli_writes_checkpoints_log_and_config(synth_voc, tmp_path):
     assert result.returncode == 0, result.stderr
     run_dir = out / "tiny"
     assert sorted(os.listdir(run_dir)) == ["config.yml", "model_iter_2.pth", "model_iter_4.pth",
-                                           "train.log"]
+                                           "train.log", "train_state.pth"]
     saved = load_config(str(run_dir / "config.yml"))
     assert saved.max_iter == 4 and saved.dataset_root == synth_voc
     log = (run_dir / "train.log").read_text()

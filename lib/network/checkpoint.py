@@ -15,14 +15,19 @@ class CheckpointError(UserError):
     """A weights file is missing, unreadable or does not fit the model."""
 
 
-def read_state_dict(path):
-    """Load a state dict (also one wrapped as {"state_dict": ...} or {"model": ...})."""
+def load_file(path):
+    """``torch.load(weights_only=True)`` to the CPU, with one-line errors."""
     if not os.path.isfile(path):
         raise CheckpointError(f"weights file not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"cannot load weights {path}: {str(exc).splitlines()[0]}") from None
+
+
+def read_state_dict(path):
+    """Load a state dict (also one wrapped as {"state_dict": ...} or {"model": ...})."""
+    state = load_file(path)
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]

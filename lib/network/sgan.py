@@ -36,6 +36,11 @@ def saliency_guided_attention(x, query, key, sal, gamma):
     features. ``sal`` None means no saliency (F = 1, B = 0). The attention itself is
     computed in float32 whatever the input precision.
     """
+    with torch.autocast(x.device.type, enabled=False):
+        return _attend(x, query, key, sal, gamma)
+
+
+def _attend(x, query, key, sal, gamma):
     n, c, h, w = x.shape
     query = query.flatten(2).float()
     key = key.flatten(2).float()

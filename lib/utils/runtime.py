@@ -46,3 +46,16 @@ def setup_logger(name, log_file=None):
         handler.setFormatter(formatter)
         logger.addHandler(handler)
     return logger
+
+
+_AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def amp_dtype(amp, device):
+    """The autocast dtype for config key ``amp`` (None = full precision; CUDA only)."""
+    return _AMP_DTYPES[amp] if device.type == "cuda" else None
+
+
+def autocast(dtype, device):
+    """An autocast context for ``dtype``, or a disabled one when ``dtype`` is None."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)

@@ -1,0 +1,119 @@
+"""Distributed set-up in one place: torchrun, self-spawned processes, or a single process.
+
+Under ``torchrun`` (RANK / WORLD_SIZE / LOCAL_RANK in the environment) every process joins
+the group torchrun made. Started plainly, a job spawns ``num_processes`` processes itself
+(0 = one per visible GPU, so the paper's ``CUDA_VISIBLE_DEVICES=0,1 python ...`` uses both);
+with one process nothing distributed is set up at all. Backend nccl on CUDA, gloo on CPU.
+"""
+import os
+import socket
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from lib.errors import UserError
+from lib.utils.runtime import resolve_device
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process sits: its rank, the number of processes and its device."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+    @property
+    def distributed(self):
+        return self.world_size > 1
+
+
+def shard(items, ctx):
+    """This process's share of ``items`` (every world_size-th, from its rank)."""
+    return list(items)[ctx.rank::ctx.world_size]
+
+
+def all_reduce_sum(tensor, ctx):
+    """Sum ``tensor`` over processes (in place) and return it; a no-op on one process."""
+    if ctx.distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def barrier(ctx):
+    if ctx.distributed:
+        dist.barrier()
+
+
+def _process_device(device_name, local_rank):
+    device = resolve_device(device_name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def _join_group(rank, world_size, local_rank, device_name):
+    device = _process_device(device_name, local_rank)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank,
+                            world_size=world_size)
+    return DistContext(rank, world_size, device)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawned(local_rank, world_size, port, worker, cfg):
+    """Entry point of a self-spawned process: join the group, run, report errors in one line."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    ctx = _join_group(local_rank, world_size, local_rank, cfg.device)
+    if ctx.device.type == "cpu":  # share the cores instead of oversubscribing them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+    try:
+        worker(ctx, cfg)
+    except UserError as exc:
+        if ctx.is_main:
+            print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        dist.destroy_process_group()
+
+
+def requested_processes(cfg):
+    """``num_processes``, or (0 = auto) one per visible GPU when running on CUDA, else 1."""
+    if cfg.num_processes:
+        return cfg.num_processes
+    if resolve_device(cfg.device).type == "cuda":
+        return max(1, torch.cuda.device_count())
+    return 1
+
+
+def launch(worker, cfg):
+    """Run ``worker(ctx, cfg)`` in every process of the job; return its result on one process."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        ctx = _join_group(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
+                          int(os.environ.get("LOCAL_RANK", 0)), cfg.device)
+        try:
+            return worker(ctx, cfg)
+        finally:
+            dist.destroy_process_group()
+    processes = requested_processes(cfg)
+    if processes == 1:
+        return worker(DistContext(0, 1, _process_device(cfg.device, 0)), cfg)
+    try:
+        mp.spawn(_spawned, args=(processes, _free_port(), worker, cfg), nprocs=processes)
+    except mp.ProcessExitedException as exc:
+        raise UserError(f"process {exc.error_index} of {processes} failed "
+                        f"(exit code {exc.exit_code}); see its message above") from None
+    return None

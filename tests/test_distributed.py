@@ -1,0 +1,134 @@
+"""Multi-process training on CPU (gloo): same gradients, same batches, resume, auto-spawn."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
+
+from conftest import REPO
+from lib.config import load_config
+from lib.dataset.sampler import GlobalBatchSampler
+from lib.dataset.voc12_sgan import SEED_IGNORE, VOC12ClsSalDataset
+from lib.network.checkpoint import load_file, read_state_dict
+from lib.network.sgan import SGAN
+from lib.stage2 import train_sgan
+from lib.stage2.train_sgan import sgan_loss
+from lib.utils.distributed import DistContext, all_reduce_sum
+
+PAPER = os.path.join(REPO, "config", "sgan_vgg16_321x321.yml")
+GLOBAL_BATCH = 5  # does not divide by 2 processes: shares of 3 and 2
+
+
+def _model():
+    torch.manual_seed(0)
+    model = SGAN(width_mult=0.125)
+    model.dropout.p = 0.0
+    return model
+
+
+def _gradients(model, batch, ctx, net=None):
+    seed_pixels = all_reduce_sum((batch["seed"] != SEED_IGNORE).sum(), ctx)
+    score, seg = (net or model)(batch["image"], batch["sal"])
+    loss = sgan_loss(score, seg, batch["label"], batch["seed"], 0.15, True, GLOBAL_BATCH,
+                     seed_pixels)[0]
+    (loss * ctx.world_size).backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def _batch(root, indices):
+    dataset = VOC12ClsSalDataset(root, "im_tags.pkl", new_size=33, mirror=True)
+    return torch.utils.data.default_collate([dataset[i] for i in indices])
+
+
+def _two_process_step(rank, root, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    ctx = DistContext(rank, 2, torch.device("cpu"))
+    sampler = GlobalBatchSampler(12, GLOBAL_BATCH, seed=1, rank=rank, world_size=2)
+    model = _model()
+    grads = _gradients(model, _batch(root, next(iter(sampler))), ctx,
+                       DistributedDataParallel(model))
+    if rank == 0:
+        torch.save(grads, out)
+    dist.destroy_process_group()
+
+
+def test_two_process_gradients_equal_one_process(synth_voc, tmp_path):
+    from lib.utils.distributed import _free_port
+    out = str(tmp_path / "grads.pt")
+    mp.spawn(_two_process_step, args=(synth_voc, _free_port(), out), nprocs=2)
+    shared = torch.load(out)
+    indices = next(iter(GlobalBatchSampler(12, GLOBAL_BATCH, seed=1)))
+    single = _gradients(_model(), _batch(synth_voc, indices), DistContext(0, 1, torch.device("cpu")))
+    for name, grad in single.items():
+        torch.testing.assert_close(shared[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_global_batches_are_split_without_loss_or_repeat():
+    whole = list(GlobalBatchSampler(47, 15, seed=3))
+    shares = [list(GlobalBatchSampler(47, 15, seed=3, rank=r, world_size=4)) for r in range(4)]
+    assert len(whole) == 3 and all(len(s) == 3 for s in shares)
+    for b, batch in enumerate(whole):
+        assert sum((s[b] for s in shares), []) == batch
+        assert sorted(len(s[b]) for s in shares) == [3, 4, 4, 4]
+    assert list(GlobalBatchSampler(47, 15, seed=3, start_batch=2)) == whole[2:]
+
+
+def _train_cfg(root, out, **extra):
+    overrides = {"dataset_root": root, "pretrain": None, "resize": 33, "batch_size": 3,
+                 "num_worker": 0, "save_model_path": str(out), "width_mult": 0.125,
+                 "cfg_name": "run", "display_step": 1, **extra}
+    return load_config(PAPER, overrides)
+
+
+class _Killed(Exception):
+    """Stands for a kill right after a checkpoint was written."""
+
+
+def test_resume_reaches_the_weights_of_an_uninterrupted_run(synth_voc, tmp_path, monkeypatch):
+    train_sgan.run(_train_cfg(synth_voc, tmp_path / "whole", max_iter=4, step_size=2))
+
+    save = train_sgan.save_checkpoint
+
+    def save_then_die(model, optimizer, step, cfg, ctx):
+        path = save(model, optimizer, step, cfg, ctx)
+        if step == 2:
+            raise _Killed
+        return path
+
+    monkeypatch.setattr(train_sgan, "save_checkpoint", save_then_die)
+    with pytest.raises(_Killed):
+        train_sgan.run(_train_cfg(synth_voc, tmp_path / "cut", max_iter=4, step_size=2))
+    monkeypatch.setattr(train_sgan, "save_checkpoint", save)
+    assert not (tmp_path / "cut" / "run" / "model_iter_4.pth").exists()
+    train_sgan.run(_train_cfg(synth_voc, tmp_path / "cut", max_iter=4, step_size=2, resume=True))
+
+    whole = read_state_dict(str(tmp_path / "whole" / "run" / "model_iter_4.pth"))
+    resumed = read_state_dict(str(tmp_path / "cut" / "run" / "model_iter_4.pth"))
+    for key, value in whole.items():
+        torch.testing.assert_close(resumed[key], value, rtol=0, atol=0, msg=key)
+    assert "resumed from" in (tmp_path / "cut" / "run" / "train.log").read_text()
+
+
+def test_resume_without_a_state_is_one_line(synth_voc, tmp_path):
+    cmd = [sys.executable, "tools/stage2/train_sgan.py", "--cfg_file", PAPER,
+           f"dataset_root={synth_voc}", f"save_model_path={tmp_path}", "resume=true"]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2 and "'resume'" in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+
+
+def test_self_spawned_processes_train_through_the_cli(synth_voc, tmp_path):
+    cmd = [sys.executable, "tools/stage2/train_sgan.py", "--cfg_file", PAPER,
+           f"dataset_root={synth_voc}", "pretrain=", "resize=33", "max_iter=2", "step_size=2",
+           "batch_size=3", "num_worker=0", f"save_model_path={tmp_path}", "width_mult=0.125",
+           "num_processes=2", "cfg_name=ddp"]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "on 2 x cpu" in (tmp_path / "ddp" / "train.log").read_text()
+    state = read_state_dict(str(tmp_path / "ddp" / "model_iter_2.pth"))
+    assert set(state) == set(SGAN().state_dict())
