@@ -15,6 +15,7 @@ from lib.dataset.sampler import GlobalBatchSampler
 from lib.dataset.voc12_sgan import SEED_IGNORE, VOC12ClsSalDataset
 from lib.network.checkpoint import load_file, read_state_dict
 from lib.network.sgan import SGAN
+from lib import training
 from lib.stage2 import train_sgan
 from lib.stage2.train_sgan import sgan_loss
 from lib.utils.distributed import DistContext, all_reduce_sum
@@ -92,7 +93,7 @@ class _Killed(Exception):
 def test_resume_reaches_the_weights_of_an_uninterrupted_run(synth_voc, tmp_path, monkeypatch):
     train_sgan.run(_train_cfg(synth_voc, tmp_path / "whole", max_iter=4, step_size=2))
 
-    save = train_sgan.save_checkpoint
+    save = training.save_checkpoint
 
     def save_then_die(model, optimizer, step, cfg, ctx):
         path = save(model, optimizer, step, cfg, ctx)
@@ -100,10 +101,10 @@ def test_resume_reaches_the_weights_of_an_uninterrupted_run(synth_voc, tmp_path,
             raise _Killed
         return path
 
-    monkeypatch.setattr(train_sgan, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
     with pytest.raises(_Killed):
         train_sgan.run(_train_cfg(synth_voc, tmp_path / "cut", max_iter=4, step_size=2))
-    monkeypatch.setattr(train_sgan, "save_checkpoint", save)
+    monkeypatch.setattr(training, "save_checkpoint", save)
     assert not (tmp_path / "cut" / "run" / "model_iter_4.pth").exists()
     train_sgan.run(_train_cfg(synth_voc, tmp_path / "cut", max_iter=4, step_size=2, resume=True))
 

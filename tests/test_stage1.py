@@ -114,7 +114,7 @@ def test_stage1_from_public_inputs_to_sgan_training(tmp_path):
     assert result.returncode == 0, result.stderr
     run_dir = models / "tiny_cls"
     assert sorted(os.listdir(run_dir)) == ["config.yml", "model_iter_2.pth", "model_iter_4.pth",
-                                           "train.log", "vgg_init.pth"]
+                                           "train.log", "train_state.pth", "vgg_init.pth"]
     assert "iter 4/4 loss" in (run_dir / "train.log").read_text()
     last = read_state_dict(str(run_dir / "model_iter_4.pth"))
     assert set(last) == set(VGG16Classifier(width_mult=0.125).state_dict())

@@ -1,0 +1,207 @@
+"""The training loop shared by SGAN and the stage-1 classifier (SPEC section 4).
+
+One loop for one process, torchrun or self-spawned processes. The global batch is
+``batch_size`` whatever the number of processes: each process takes its share of every
+global batch, and a task's loss is that share's part of the global batch's loss, so
+DistributedDataParallel's gradient average (times the number of processes) equals the
+gradient of the whole batch's loss. Checkpoints every ``step_size`` iterations and at the
+end: ``model_iter_<N>.pth`` (a plain state dict, SPEC section 8) and ``train_state.pth``
+(model, optimizer, iteration, RNG states, config) that ``resume`` continues from.
+"""
+import logging
+import os
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from lib.config import SCHEMA, model_dir, pretrain_path, save_config
+from lib.dataset.sampler import GlobalBatchSampler
+from lib.errors import UserError
+from lib.network.checkpoint import load_file, save_state_dict
+from lib.optim import build_optimizer, poly_lr, set_lr
+from lib.utils.distributed import barrier, launch
+from lib.utils.runtime import amp_dtype, autocast, setup_logger
+
+TRAIN_STATE = "train_state.pth"
+
+
+class TrainingTask:
+    """What differs between trainings: model, data, loss, and what happens at the end."""
+
+    name = "train"
+    term_names = ("loss",)
+
+    def build_model(self, cfg, pretrain):
+        raise NotImplementedError
+
+    def build_dataset(self, cfg):
+        raise NotImplementedError
+
+    def has_unused_parameters(self, cfg):
+        """True if some parameters get no gradient (DistributedDataParallel must know)."""
+        return False
+
+    def loss(self, net, batch, cfg, ctx, dtype):
+        """(loss, terms): this process's part of the global batch's loss, and the terms to
+        log (a 1-D tensor whose sum over processes is the global batch's terms)."""
+        raise NotImplementedError
+
+    def status(self, model):
+        """Extra text for the log line."""
+        return ""
+
+    def finish(self, model, cfg, ctx, logger):
+        """Called on every process after the last iteration."""
+
+
+def resume_path(cfg):
+    """The train state to resume from: ``resume`` true -> the run's own, a path -> that."""
+    if cfg.resume is False:
+        return None
+    path = os.path.join(model_dir(cfg), TRAIN_STATE) if cfg.resume is True else cfg.resume
+    if not os.path.isfile(path):
+        raise UserError(f"config key 'resume': no train state at {path}")
+    return path
+
+
+def build_train_loader(dataset, cfg, ctx, start_batch=0):
+    """This process's loader: its share of every global batch, from ``start_batch`` on."""
+    sampler = GlobalBatchSampler(len(dataset), cfg.batch_size, cfg.random_seed, ctx.rank,
+                                 ctx.world_size, start_batch)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_worker,
+                      pin_memory=ctx.device.type == "cuda", persistent_workers=cfg.num_worker > 0,
+                      generator=torch.Generator().manual_seed(cfg.random_seed))
+
+
+def _rng_state(ctx):
+    state = {"cpu": torch.get_rng_state()}
+    if ctx.device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(ctx.device)
+    return state
+
+
+def _gather(obj, ctx):
+    if not ctx.distributed:
+        return [obj]
+    gathered = [None] * ctx.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def _restore(state, model, optimizer, ctx, logger):
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    rng = state["rng"]
+    if len(rng) == ctx.world_size:
+        torch.set_rng_state(rng[ctx.rank]["cpu"])
+        if "cuda" in rng[ctx.rank] and ctx.device.type == "cuda":
+            torch.cuda.set_rng_state(rng[ctx.rank]["cuda"], ctx.device)
+    else:
+        logger.info("resuming on %d processes instead of %d: dropout streams start afresh",
+                    ctx.world_size, len(rng))
+    return int(state["iteration"])
+
+
+def save_checkpoint(model, optimizer, step, cfg, ctx):
+    """``model_iter_<step>.pth`` and the resumable ``train_state.pth``, written by rank 0."""
+    rng = _gather(_rng_state(ctx), ctx)
+    path = os.path.join(model_dir(cfg), f"model_iter_{step}.pth")
+    if ctx.is_main:
+        save_state_dict(model.state_dict(), path)
+        save_state_dict({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "iteration": step, "rng": rng, "config": {k: cfg[k] for k in SCHEMA}},
+                        os.path.join(model_dir(cfg), TRAIN_STATE))
+    barrier(ctx)
+    return path
+
+
+def _logger(ctx, out_dir, name):
+    if ctx.is_main:
+        return setup_logger(f"sgan.{name}", os.path.join(out_dir, "train.log"))
+    silent = logging.getLogger(f"sgan.{name}.worker")
+    silent.disabled = True
+    return silent
+
+
+def train(cfg, task):
+    """Run ``task`` for ``max_iter`` iterations on every process of the job."""
+    launch(_Worker(task), cfg)
+
+
+class _Worker:
+    """A picklable ``worker(ctx, cfg)`` for :func:`lib.utils.distributed.launch`."""
+
+    def __init__(self, task):
+        self.task = task
+
+    def __call__(self, ctx, cfg):
+        _train(ctx, cfg, self.task)
+
+
+def _train(ctx, cfg, task):
+    state_file = resume_path(cfg)  # check the inputs before writing anything
+    pretrain = None if state_file else pretrain_path(cfg)
+    out_dir = model_dir(cfg)
+    if ctx.is_main:
+        os.makedirs(out_dir, exist_ok=True)
+        save_config(cfg, os.path.join(out_dir, "config.yml"))
+    logger = _logger(ctx, out_dir, task.name)
+    device = ctx.device
+
+    torch.manual_seed(cfg.random_seed)  # the same initial weights on every process
+    model = task.build_model(cfg, pretrain)
+    memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
+    model.to(device, memory_format=memory_format).train()
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
+    torch.manual_seed(cfg.random_seed + ctx.rank)  # dropout streams differ between processes
+    start = 0
+    if state_file:
+        start = _restore(load_file(state_file), model, optimizer, ctx, logger)
+        logger.info("resumed from %s at iteration %d", state_file, start)
+    net = model
+    if ctx.distributed:
+        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                      find_unused_parameters=task.has_unused_parameters(cfg))
+    dtype = amp_dtype(cfg.amp, device)
+    if cfg.amp != "off" and dtype is None:
+        logger.info("amp=%s needs CUDA; training in float32 on %s", cfg.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+    loader = build_train_loader(task.build_dataset(cfg), cfg, ctx, start)
+    logger.info("training %s on %d x %s: %d images, iterations %d..%d of global batch %d, "
+                "weights from %s", cfg.cfg_name, ctx.world_size, device,
+                len(loader.dataset.names), start + 1, cfg.max_iter, cfg.batch_size,
+                state_file or pretrain or "scratch")
+    progress = tqdm(total=cfg.max_iter, initial=start, desc=task.name, dynamic_ncols=True,
+                    disable=not ctx.is_main)
+    for iteration, batch in zip(range(start, cfg.max_iter), loader):
+        lr = poly_lr(cfg.lr, iteration, cfg.max_iter, cfg.power)
+        set_lr(optimizer, lr)
+        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                 for k, v in batch.items()}
+        if cfg.channels_last:
+            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+        loss, terms = task.loss(net, batch, cfg, ctx, dtype)
+        terms = dict(zip(task.term_names, terms.tolist()))
+        if not scaler.is_enabled() and not all(map(torch.isfinite, torch.tensor(list(terms.values())))):
+            raise UserError(f"loss is {terms['loss']} at iteration {iteration + 1}; stopped, "
+                            f"the last checkpoint in {out_dir} is intact")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss * ctx.world_size).backward()  # DDP averages: undo its 1/world
+        scaler.step(optimizer)
+        scaler.update()
+
+        step = iteration + 1
+        progress.update(1)
+        progress.set_postfix({k: f"{v:.4f}" for k, v in terms.items()}, lr=f"{lr:.2e}")
+        if step % cfg.display_step == 0 or step == cfg.max_iter:
+            logger.info("iter %d/%d %s%s lr %.3e", step, cfg.max_iter,
+                        " ".join(f"{k} {v:.4f}" for k, v in terms.items()), task.status(model),
+                        lr)
+        if step % cfg.step_size == 0 or step == cfg.max_iter:
+            logger.info("saved %s", save_checkpoint(model, optimizer, step, cfg, ctx))
+    progress.close()
+    task.finish(model, cfg, ctx, logger)
