@@ -15,6 +15,7 @@ def atomic_write_bytes(path, data):
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make outputs private to their writer
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
