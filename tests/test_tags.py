@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA, GOLDEN_VOC
-from lib.dataset.tags import UnsafePickleError, load_tags, save_tags
+from lib.dataset.tags import TagsError, UnsafePickleError, load_tags, save_tags
 
 
 def test_published_tags_file_loads_under_numpy2():
@@ -54,5 +54,5 @@ def test_pickle_that_runs_code_is_refused(tmp_path):
 def test_tags_outside_1_to_20_are_rejected(tmp_path):
     path = tmp_path / "t.json"
     path.write_text('{"x": [0, 3]}')
-    with pytest.raises(ValueError, match="'x'"):
+    with pytest.raises(TagsError, match="'x'"):
         load_tags(str(path))

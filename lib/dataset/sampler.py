@@ -2,6 +2,8 @@
 import torch
 from torch.utils.data import Sampler
 
+from lib.errors import UserError
+
 
 class GlobalBatchSampler(Sampler):
     """Shuffled global batches of ``batch_size``, of which each process takes its share.
@@ -15,7 +17,8 @@ class GlobalBatchSampler(Sampler):
 
     def __init__(self, num_samples, batch_size, seed, rank=0, world_size=1, start_batch=0):
         if batch_size < world_size:
-            raise ValueError(f"batch_size {batch_size} is smaller than the {world_size} processes")
+            raise UserError(f"config key 'batch_size' ({batch_size}) is smaller than the "
+                            f"{world_size} processes")
         self.num_samples = num_samples
         self.batch_size = batch_size
         self.seed = seed

@@ -12,6 +12,7 @@ import pickle
 
 import numpy as np
 
+from lib.errors import UserError
 from lib.utils.io import atomic_write_bytes
 
 # (module, name) pairs the published file (and files written by NumPy 1.x or 2.x) need.
@@ -26,7 +27,11 @@ _ALLOWED_GLOBALS = {
 }
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class TagsError(UserError):
+    """A tags file is unreadable or holds something other than classes in 1..20."""
+
+
+class UnsafePickleError(TagsError):
     """A pickle asked for something other than NumPy arrays and builtins."""
 
 
@@ -42,12 +47,12 @@ class _TagsUnpickler(pickle.Unpickler):
 
 def _normalise(raw, path):
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a dict of name -> classes, got {type(raw).__name__}")
+        raise TagsError(f"{path}: expected a dict of name -> classes, got {type(raw).__name__}")
     tags = {}
     for name, classes in raw.items():
         arr = np.asarray(classes, dtype=np.int64).reshape(-1)
         if arr.size == 0 or arr.min() < 1 or arr.max() > 20:
-            raise ValueError(f"{path}: tags of '{name}' must be classes in 1..20, got {arr.tolist()}")
+            raise TagsError(f"{path}: tags of '{name}' must be classes in 1..20, got {arr.tolist()}")
         tags[str(name)] = arr
     return tags
 
@@ -55,12 +60,19 @@ def _normalise(raw, path):
 def load_tags(path):
     """Return ``{name: int64 array of classes in 1..20}`` from a ``.pkl`` or ``.json`` file."""
     path = os.fspath(path)
-    if path.endswith(".json"):
-        with open(path) as f:
-            raw = json.load(f)
-    else:
-        with open(path, "rb") as f:
-            raw = _TagsUnpickler(f, encoding="latin1").load()
+    if not os.path.isfile(path):
+        raise TagsError(f"tags file not found: {path}")
+    try:
+        if path.endswith(".json"):
+            with open(path) as f:
+                raw = json.load(f)
+        else:
+            with open(path, "rb") as f:
+                raw = _TagsUnpickler(f, encoding="latin1").load()
+    except TagsError:
+        raise
+    except Exception as exc:  # a damaged file: any parser error
+        raise TagsError(f"cannot read tags file {path}: {' '.join(str(exc).split())}") from None
     return _normalise(raw, path)
 
 
