@@ -1,4 +1,9 @@
-"""Seed inference (SPEC section 5): class maps of a trained SGAN -> seed PNGs."""
+"""Seed inference: class maps of a trained SGAN -> seed PNGs (SPEC section 5, or 6 with a CRF).
+
+The network runs in this process; each image's seeds and optional extras (class-map record,
+picture) are made by lib.stage2.seed_writer, in worker processes for the CRF so that the
+device keeps working while the CPU runs CRFs.
+"""
 import os
 
 import numpy as np
@@ -7,11 +12,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from lib.config import checkpoint_path, result_dir
+from lib.crf import crf_settings
 from lib.dataset.voc12_sgan import VOC12SalInferDataset
 from lib.network.checkpoint import load_sgan
 from lib.network.sgan import sgan_from_config
-from lib.seeds import seed_to_image_size, seeds_from_cams
-from lib.utils.io import write_png
+from lib.stage2.seed_writer import ImageJob, OutputSettings, OutputWriter
 from lib.utils.runtime import resolve_device, setup_logger
 
 
@@ -21,34 +26,50 @@ def class_maps(model, image, sal, combine_seedseg):
     return (cam + seg if combine_seedseg else cam).float()
 
 
+def output_settings(cfg):
+    """The per-image outputs the config asks for (CRF keys checked in crf mode)."""
+    return OutputSettings(
+        seed_dir=result_dir(cfg), seed_mode=cfg.seed_mode, cam_thresh=cfg.cam_thresh,
+        ignore_conflict=cfg.ignore_conflict,
+        crf=crf_settings(cfg) if cfg.seed_mode == "crf" else {},
+        save_class_maps=cfg.save_class_maps, save_pictures=cfg.save_pictures)
+
+
 def run(cfg):
-    """Write ``<res_path>/<cfg_name><test_cfg>/NAME.png`` for every image of the tags file."""
-    out_dir = result_dir(cfg)
+    """Write ``<res_path>/<cfg_name><test_cfg>/NAME.png`` for every image of the tags file
+    (and ``..._maps/NAME.npz``, ``..._pictures/NAME.png`` if asked); return the seed folder.
+
+    Images whose files all exist are skipped unless ``overwrite`` is true.
+    """
+    settings = output_settings(cfg)
+    out_dir = settings.seed_dir
     os.makedirs(out_dir, exist_ok=True)
     logger = setup_logger("sgan.infer", out_dir.rstrip("/") + ".log")
     device = resolve_device(cfg.device)
     model = sgan_from_config(cfg)
     weights = checkpoint_path(cfg)
     load_sgan(model, weights)
-    model.to(device).eval()
 
     dataset = VOC12SalInferDataset(
         cfg.dataset_root, cfg.cue_file, new_size=cfg.new_size, mean=cfg.mean, std=cfg.std,
         sal_subdir=cfg.sdnet_path, sal_thresh=cfg.sal_thresh)
+    total = len(dataset)
     if not cfg.overwrite:
-        dataset.names = [n for n in dataset.names
-                         if not os.path.exists(os.path.join(out_dir, n + ".png"))]
-    logger.info("seeds for %d images from %s into %s", len(dataset), weights, out_dir)
+        dataset.names = [n for n in dataset.names if not settings.done(n)]
+    workers = cfg.crf_workers if cfg.seed_mode == "crf" and dataset.names else 0
+    logger.info("%s seeds for %d images from %s into %s; %d already there%s",
+                cfg.seed_mode, len(dataset), weights, out_dir, total - len(dataset),
+                "" if cfg.overwrite else " (overwrite=true to redo them)")
     loader = DataLoader(dataset, batch_size=cfg.test_batch_size, num_workers=cfg.num_worker,
                         pin_memory=device.type == "cuda")
-    with torch.no_grad():
+    with OutputWriter(settings, workers) as writer, torch.no_grad():
+        model.to(device).eval()  # after the writer has forked its workers
         for batch in tqdm(loader, desc="seeds", dynamic_ncols=True):
             maps = class_maps(model, batch["image"].to(device), batch["sal"].to(device),
                               cfg.combine_seedseg).cpu().numpy()
             for j, name in enumerate(batch["name"]):
                 tags = np.flatnonzero(batch["label"][j].numpy()) + 1
-                mask = seeds_from_cams(maps[j], tags, batch["bg"][j].numpy(), cfg.cam_thresh,
-                                       cfg.ignore_conflict)
-                write_png(os.path.join(out_dir, name + ".png"),
-                          seed_to_image_size(mask, batch["size"][j].numpy()))
+                writer.submit(ImageJob(name, maps[j], tags, batch["bg"][j].numpy(),
+                                       tuple(batch["size"][j].tolist()),
+                                       dataset.image_path(name)))
     return out_dir

@@ -1,0 +1,140 @@
+"""Per-image outputs of seed inference, written in this process or in worker processes.
+
+Once the network has produced an image's class maps, the rest (seeds by threshold or CRF,
+the optional class-map record and picture) needs only NumPy and files, so it can run in a
+pool while the network works on the next batch. Each image's outputs depend only on that
+image, so the files are the same whatever the number of workers.
+"""
+import collections
+import os
+import signal
+from dataclasses import dataclass, field
+from multiprocessing import Pool
+
+import numpy as np
+
+from lib.class_maps import SUFFIX as MAPS_SUFFIX
+from lib.class_maps import class_maps_dir, save_class_maps
+from lib.crf import seeds_from_crf
+from lib.dataset.voc12_sgan import read_image
+from lib.seed_figure import seed_picture
+from lib.seeds import seed_to_image_size, seeds_from_cams
+from lib.utils.io import write_png
+
+BACKLOG_PER_WORKER = 4  # images queued per worker before the network waits
+
+
+def pictures_dir(seed_dir):
+    """The folder beside a seed folder that holds its pictures: ``<seed_dir>_pictures``."""
+    return os.path.normpath(seed_dir) + "_pictures"
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """What to write for each image and how to make its seeds."""
+
+    seed_dir: str
+    seed_mode: str = "threshold"
+    cam_thresh: float = 0.25
+    ignore_conflict: bool = False
+    crf: dict = field(default_factory=dict)  # keyword arguments of lib.crf.seeds_from_crf
+    save_class_maps: bool = False
+    save_pictures: bool = False
+
+    def seed_path(self, name):
+        return os.path.join(self.seed_dir, name + ".png")
+
+    def maps_path(self, name):
+        return os.path.join(class_maps_dir(self.seed_dir), name + MAPS_SUFFIX)
+
+    def picture_path(self, name):
+        return os.path.join(pictures_dir(self.seed_dir), name + ".png")
+
+    def done(self, name):
+        """True if every file this image should get exists."""
+        paths = [self.seed_path(name)]
+        if self.save_class_maps:
+            paths.append(self.maps_path(name))
+        if self.save_pictures:
+            paths.append(self.picture_path(name))
+        return all(os.path.exists(path) for path in paths)
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """One image's inputs after the network: maps (20, h, w) float32, tags (1..20), bg (bool
+    h x w), size (H, W) and the image file (read only where needed, by whoever runs the job)."""
+
+    name: str
+    maps: np.ndarray
+    tags: np.ndarray
+    bg: np.ndarray
+    size: tuple
+    image_path: str
+
+
+def write_image_outputs(settings, job):
+    """Make and write the seeds (and the requested extras) of one image; return its name."""
+    image_rgb = None
+    if settings.seed_mode == "crf" or settings.save_pictures:
+        image_rgb = read_image(job.image_path)[:, :, ::-1].copy()
+    if settings.seed_mode == "crf":
+        seed = seeds_from_crf(job.maps, job.tags, image_rgb, **settings.crf)
+    else:
+        mask = seeds_from_cams(job.maps, job.tags, job.bg, settings.cam_thresh,
+                               settings.ignore_conflict)
+        seed = seed_to_image_size(mask, job.size)
+    write_png(settings.seed_path(job.name), seed)
+    if settings.save_class_maps:
+        save_class_maps(settings.maps_path(job.name), job.maps, job.tags, job.size, job.bg)
+    if settings.save_pictures:
+        picture = seed_picture(image_rgb, seed, job.maps, job.tags)
+        write_png(settings.picture_path(job.name), picture[:, :, ::-1])
+    return job.name
+
+
+def _ignore_sigint():
+    """Workers leave Ctrl-C to the parent, which stops the pool."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class OutputWriter:
+    """Runs :func:`write_image_outputs` inline (``workers`` 0) or in a pool of ``workers``
+    processes, with a bounded backlog so memory stays flat; errors surface in ``submit`` or
+    ``close``. Create it before the network touches the GPU (workers are forked)."""
+
+    def __init__(self, settings, workers=0):
+        self.settings = settings
+        self.pool = Pool(workers, initializer=_ignore_sigint) if workers > 0 else None
+        self.backlog = BACKLOG_PER_WORKER * max(workers, 1)
+        self.pending = collections.deque()
+
+    def submit(self, job):
+        if self.pool is None:
+            write_image_outputs(self.settings, job)
+            return
+        self.pending.append(self.pool.apply_async(write_image_outputs, (self.settings, job)))
+        while len(self.pending) > self.backlog:
+            self.pending.popleft().get()
+
+    def close(self):
+        """Wait for every submitted image."""
+        while self.pending:
+            self.pending.popleft().get()
+        if self.pool is not None:
+            self.pool.close()
+            self.pool.join()
+            self.pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        try:
+            if exc_type is None:
+                self.close()
+        finally:
+            if self.pool is not None:  # an error: stop the workers without waiting
+                self.pool.terminate()
+                self.pool.join()
+                self.pool = None

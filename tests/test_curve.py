@@ -1,0 +1,102 @@
+"""The cam_thresh sweep from saved class maps equals evaluating real threshold runs."""
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REPO
+from infer_helpers import infer_config, write_checkpoint
+from lib.class_maps import class_maps_dir
+from lib.dataset.synthetic import generate_dataset
+from lib.errors import UserError
+from lib.evaluate import evaluate_folder
+from lib.stage2 import infer_cam
+from lib.metrics import ConfusionMatrix
+from lib.seeds import seed_to_image_size, seeds_from_cams
+from lib.threshold_sweep import cell_index, image_confusions, parse_thresholds, sweep_thresholds
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Threshold runs at 0.25 (with class maps) and at 0.6 on six synthetic images."""
+    root = str(tmp_path_factory.mktemp("voc"))
+    generate_dataset(root, num_images=6, min_size=33, max_size=72, seed=5)
+    checkpoint = write_checkpoint(str(tmp_path_factory.mktemp("model") / "model.pth"))
+    res = tmp_path_factory.mktemp("result")
+    at_025 = infer_cam.run(infer_config(root, checkpoint, res, save_class_maps=True))
+    at_06 = infer_cam.run(infer_config(root, checkpoint, res, cam_thresh=0.6,
+                                       test_cfg="_seedcam_0.6"))
+    return {"root": root, "gt": os.path.join(root, "SegmentationClassAug"), 0.25: at_025,
+            0.6: at_06}
+
+
+def test_thresholds_parse_ranges_lists_and_reject_bad_values():
+    grid = parse_thresholds(["0.05:0.95:0.05"])
+    assert len(grid) == 19 and grid[0] == 0.05 and grid[-1] == 0.95 and 0.25 in grid
+    assert parse_thresholds(["0.5,0.25", "0.1:0.3:0.1", "0.25"]) == [0.1, 0.2, 0.25, 0.3, 0.5]
+    for bad in (["0"], ["1.2"], ["a"], ["0.1:0.5:0"], ["0.1:0.5"]):
+        with pytest.raises(UserError):
+            parse_thresholds(bad)
+
+
+@pytest.mark.parametrize("size", [(37, 148), (50, 61)])
+def test_image_confusions_equal_those_of_zoomed_seeds(size):
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(20, 41, 41)).astype(np.float32)
+    record = {"maps": maps, "tags": np.array([3, 9]), "size": np.array(size),
+              "bg": rng.random((41, 41)) < 0.3}
+    gt = rng.integers(0, 22, size).astype(np.uint8)
+    gt[rng.random(size) < 0.1] = 255
+    thresholds = [0.2, 0.5, 0.8]
+    got = image_confusions(record, gt, thresholds)
+    for k, t in enumerate(thresholds):
+        seed = seed_to_image_size(seeds_from_cams(maps, [3, 9], record["bg"], t), size)
+        np.testing.assert_array_equal(got[k], ConfusionMatrix(22).update(gt, seed).matrix)
+    # 41 -> 148 samples just past the last column: scipy's constant 0 must be counted as 0
+    assert (cell_index((41, 41), size) == 0).any() == (size == (37, 148))
+
+
+def test_sweep_points_equal_the_evaluation_of_threshold_runs(runs):
+    points = sweep_thresholds(class_maps_dir(runs[0.25]), runs["gt"], [0.1, 0.25, 0.6, 0.9],
+                              workers=0, progress=False)
+    assert [p["cam_thresh"] for p in points] == [0.1, 0.25, 0.6, 0.9]
+    for threshold, point in ((0.25, points[1]), (0.6, points[2])):
+        result = evaluate_folder(runs[threshold], runs["gt"], 22, workers=0, progress=False)
+        np.testing.assert_array_equal(point["matrix"], result["matrix"])
+        for key in ("mIoU", "mp", "mr"):
+            assert point[key] == result[key], (threshold, key)
+    assert points[0]["mr"] > points[-1]["mr"] and points[1]["mIoU"] != points[2]["mIoU"]
+    parallel = sweep_thresholds(class_maps_dir(runs[0.25]), runs["gt"], [0.1, 0.25, 0.6, 0.9],
+                                workers=2, progress=False)
+    for one, other in zip(points, parallel):
+        np.testing.assert_array_equal(one["matrix"], other["matrix"])
+
+
+def test_curve_cli_prints_the_table_and_writes_plot_and_json(runs, tmp_path):
+    plot, out_json = tmp_path / "pr.png", tmp_path / "curve.json"
+    proc = subprocess.run(
+        [sys.executable, "tools/eval_mIoU.py", "--curve", "--res_path", runs[0.25],
+         "--gt_path", runs["gt"], "--thresholds", "0.05:0.95:0.05", "--curve_plot", plot,
+         "--json", out_json, "--workers", "0"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert class_maps_dir(runs[0.25]) in proc.stdout and "0.250" in proc.stdout
+    image = cv2.imread(str(plot))
+    assert image is not None and image.shape[0] > 200 and image.shape[1] > 400
+    curve = json.loads(out_json.read_text())
+    assert len(curve) == 19 and set(curve[0]) == {"cam_thresh", "mIoU", "mp", "mr"}
+    result = evaluate_folder(runs[0.25], runs["gt"], 22, workers=0, progress=False)
+    point = next(p for p in curve if p["cam_thresh"] == 0.25)
+    assert point["mIoU"] == pytest.approx(result["mIoU"], abs=1e-12)
+
+
+def test_curve_cli_errors_are_one_line(runs, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "tools/eval_mIoU.py", "--curve", "--res_path", runs[0.6],
+         "--gt_path", runs["gt"]], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+    assert "save_class_maps" in proc.stderr

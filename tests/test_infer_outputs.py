@@ -1,0 +1,163 @@
+"""infer_cam outputs: the threshold path unchanged, CRF seeds in workers, class maps, pictures."""
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from conftest import REPO
+from infer_helpers import PAPER, infer_config, write_checkpoint
+from lib.class_maps import class_maps_dir, load_class_maps
+from lib.crf import seeds_from_crf
+from lib.dataset.synthetic import generate_dataset
+from lib.dataset.voc12_sgan import VOC12SalInferDataset
+from lib.network.checkpoint import load_sgan
+from lib.network.sgan import sgan_from_config
+from lib.seed_figure import GAP
+from lib.seeds import UNLABELED, seed_to_image_size, seeds_from_cams
+from lib.stage2 import infer_cam
+from lib.stage2.seed_writer import pictures_dir
+from lib.visualize import VOC_PALETTE, overlay
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return write_checkpoint(str(tmp_path_factory.mktemp("model") / "model.pth"))
+
+
+@pytest.fixture(scope="module")
+def voc(tmp_path_factory):
+    """Six small synthetic images: enough for every kind of seed label, quick on a CPU."""
+    root = tmp_path_factory.mktemp("voc")
+    generate_dataset(str(root), num_images=6, min_size=33, max_size=72, seed=5)
+    return str(root)
+
+
+def _files(folder):
+    return {name: open(os.path.join(folder, name), "rb").read()
+            for name in sorted(os.listdir(folder))}
+
+
+def _expected_maps(cfg):
+    """name -> (M, tags, bg, size) computed here, straight from the network and dataset, in
+    batches of the same size (batched convolutions round differently)."""
+    model = sgan_from_config(cfg)
+    load_sgan(model, cfg.checkpoint)
+    model.eval()
+    dataset = VOC12SalInferDataset(cfg.dataset_root, cfg.cue_file, new_size=cfg.new_size)
+    expected = {}
+    with torch.no_grad():
+        for batch in DataLoader(dataset, batch_size=cfg.test_batch_size):
+            maps = infer_cam.class_maps(model, batch["image"], batch["sal"], True).numpy()
+            for j, name in enumerate(batch["name"]):
+                expected[name] = (maps[j], dataset.tags[name], batch["bg"][j].numpy(),
+                                  batch["size"][j].numpy())
+    return expected
+
+
+def test_threshold_seeds_are_the_seeds_of_lib_seeds_byte_for_byte(voc, checkpoint,
+                                                                   tmp_path):
+    cfg = infer_config(voc, checkpoint, tmp_path)
+    out = infer_cam.run(cfg)
+    written = _files(out)
+    expected = _expected_maps(cfg)
+    assert sorted(written) == sorted(n + ".png" for n in expected)
+    for name, (maps, tags, bg, size) in expected.items():
+        seed = seed_to_image_size(seeds_from_cams(maps, tags, bg, 0.25), size)
+        ok, png = cv2.imencode(".png", seed)
+        assert written[name + ".png"] == png.tobytes(), name
+    assert sorted(os.listdir(tmp_path)) == [os.path.basename(out), os.path.basename(out) + ".log"]
+
+
+def test_crf_seeds_are_the_same_with_any_number_of_workers(voc, checkpoint, tmp_path):
+    runs = {}
+    for workers in (1, 2):
+        cfg = infer_config(voc, checkpoint, tmp_path / f"w{workers}", seed_mode="crf",
+                           crf_workers=workers, test_cfg="_crf", save_class_maps=True,
+                           save_pictures=True)
+        out = infer_cam.run(cfg)
+        runs[workers] = [_files(out), _files(class_maps_dir(out)), _files(pictures_dir(out))]
+    assert runs[1] == runs[2]
+    seeds = [cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+             for data in runs[1][0].values()]
+    values = set(np.unique(np.concatenate([s.ravel() for s in seeds])).tolist())
+    assert 0 in values and UNLABELED in values and values - {0, UNLABELED}
+    threshold = _files(infer_cam.run(infer_config(voc, checkpoint, tmp_path / "t")))
+    assert threshold.keys() == runs[1][0].keys() and threshold != runs[1][0]
+
+
+def test_class_maps_hold_the_network_maps_tags_size_and_background(voc, checkpoint,
+                                                                   tmp_path):
+    cfg = infer_config(voc, checkpoint, tmp_path, save_class_maps=True,
+                       combine_seedseg=True)
+    out = infer_cam.run(cfg)
+    expected = _expected_maps(cfg)
+    folder = class_maps_dir(out)
+    assert folder == out + "_maps" and len(os.listdir(folder)) == len(expected)
+    for name, (maps, tags, bg, size) in expected.items():
+        with np.load(os.path.join(folder, name + ".npz")) as raw:
+            assert raw["maps"].dtype == np.float32 and raw["maps"].shape == (len(tags), 9, 9)
+        record = load_class_maps(os.path.join(folder, name + ".npz"))
+        np.testing.assert_array_equal(record["tags"], tags)
+        np.testing.assert_array_equal(record["maps"][tags - 1], maps[tags - 1])
+        others = np.setdiff1d(np.arange(20), tags - 1)
+        assert not record["maps"][others].any()
+        np.testing.assert_array_equal(record["bg"], bg)
+        np.testing.assert_array_equal(record["size"], size)
+
+
+def test_crf_run_writes_crf_seeds_and_pictures_of_overlay_and_heat_maps(voc, checkpoint,
+                                                                        tmp_path):
+    cfg = infer_config(voc, checkpoint, tmp_path, seed_mode="crf", crf_workers=0,
+                       test_cfg="_crf", save_pictures=True, crf_alpha_low=2.0)
+    out = infer_cam.run(cfg)
+    expected = _expected_maps(cfg)
+    dataset = VOC12SalInferDataset(voc, "im_tags.pkl", new_size=cfg.new_size)
+    folder = pictures_dir(out)
+    assert folder == out + "_pictures" and len(os.listdir(folder)) == len(dataset.names)
+    coloured = 0
+    for name in dataset.names:
+        image = cv2.imread(dataset.image_path(name))[:, :, ::-1]
+        seed = cv2.imread(os.path.join(out, name + ".png"), cv2.IMREAD_GRAYSCALE)
+        maps, tags = expected[name][:2]
+        np.testing.assert_array_equal(seed, seeds_from_crf(maps, tags, image, alpha_low=2.0))
+        picture = cv2.imread(os.path.join(folder, name + ".png"))[:, :, ::-1]
+        h, w = image.shape[:2]
+        n = 1 + len(dataset.tags[name])
+        assert picture.shape == (h, n * w + (n - 1) * GAP, 3), name
+        left = picture[:, :w].astype(int)
+        np.testing.assert_array_equal(left, overlay(image, seed))
+        for value in set(np.unique(seed).tolist()) - {UNLABELED}:
+            where = seed == value
+            blend = np.round((image[where].astype(float) + VOC_PALETTE[value]) / 2)
+            np.testing.assert_array_equal(left[where], blend)
+            coloured += int(value > 0)
+        np.testing.assert_array_equal(left[seed == UNLABELED], image[seed == UNLABELED])
+        assert (picture[:, w:w + GAP] == 255).all()
+        for k in range(1, n):
+            start = k * (w + GAP)
+            assert not np.array_equal(picture[:, start:start + w], image)
+    assert coloured > 0
+
+
+def test_existing_outputs_are_skipped_and_missing_extras_written(voc, checkpoint,
+                                                                 tmp_path):
+    out = infer_cam.run(infer_config(voc, checkpoint, tmp_path))
+    stamps = {n: os.stat(os.path.join(out, n)).st_mtime_ns for n in os.listdir(out)}
+    infer_cam.run(infer_config(voc, checkpoint, tmp_path))
+    assert stamps == {n: os.stat(os.path.join(out, n)).st_mtime_ns for n in os.listdir(out)}
+    infer_cam.run(infer_config(voc, checkpoint, tmp_path, save_class_maps=True))
+    assert len(os.listdir(class_maps_dir(out))) == len(stamps)
+
+
+def test_cli_reports_a_bad_crf_setting_in_one_line(voc, checkpoint, tmp_path):
+    cmd = [sys.executable, "tools/stage2/infer_cam.py", "--cfg_file", PAPER,
+           f"dataset_root={voc}", f"checkpoint={checkpoint}", f"res_path={tmp_path}",
+           "seed_mode=crf", "crf_alpha_high=2"]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "'crf_alpha_high'" in result.stderr

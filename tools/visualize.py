@@ -1,0 +1,50 @@
+"""Draw seeds of one or more folders next to the image and the ground truth, with a legend.
+
+    python tools/visualize.py --dataset_root VOC2012 --seeds DIR [DIR ...] [--titles T ...]
+        (--names A B ... | --list FILE | --first N) --out figure.png
+
+One row per image: the image, the seeds of each folder, the ground truth
+(``dataset_root/SegmentationClassAug`` unless --gt_subdir says otherwise).
+"""
+import argparse
+
+from lib.dataset.make_tags import read_names
+from lib.seed_figure import first_names, save_seed_figure
+from lib.utils.cli import run_main
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset_root", required=True,
+                        help="VOC2012 folder (JPEGImages and the ground truth)")
+    parser.add_argument("--seeds", nargs="+", required=True, help="seed folder(s), one column each")
+    parser.add_argument("--titles", nargs="+", help="column titles of the seed folders "
+                        "(default: the folder names)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--names", nargs="+", help="image names")
+    which.add_argument("--list", help="a list file of names ('JPEGImages/NAME.jpg ...' lines "
+                       "are reduced to NAME)")
+    which.add_argument("--first", type=int, help="the first N names (sorted) with seeds in "
+                       "every folder")
+    parser.add_argument("--gt_subdir", default="SegmentationClassAug",
+                        help="ground-truth folder under dataset_root")
+    parser.add_argument("--out", required=True, help="PNG file to write")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.names:
+        names = args.names
+    elif args.list:
+        names = read_names(args.list)
+    else:
+        names = first_names(args.seeds, args.first)
+    save_seed_figure(names, args.seeds, args.dataset_root, args.out, titles=args.titles,
+                     gt_subdir=args.gt_subdir)
+    print(f"wrote {args.out} ({len(names)} images)")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
