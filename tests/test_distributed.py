@@ -133,3 +133,16 @@ def test_self_spawned_processes_train_through_the_cli(synth_voc, tmp_path):
     assert "on 2 x cpu" in (tmp_path / "ddp" / "train.log").read_text()
     state = read_state_dict(str(tmp_path / "ddp" / "model_iter_2.pth"))
     assert set(state) == set(SGAN().state_dict())
+
+
+def test_two_process_seed_folder_equals_one_process(synth_voc, tmp_path):
+    from infer_helpers import infer_config, write_checkpoint
+    from lib.stage2 import infer_cam
+    checkpoint = write_checkpoint(str(tmp_path / "m.pth"))
+    one = infer_cam.run(infer_config(synth_voc, checkpoint, tmp_path / "one"))
+    two = infer_cam.run(infer_config(synth_voc, checkpoint, tmp_path / "two", num_processes=2))
+    names = sorted(os.listdir(one))
+    assert len(names) == 12 and sorted(os.listdir(two)) == names
+    for name in names:
+        with open(os.path.join(one, name), "rb") as a, open(os.path.join(two, name), "rb") as b:
+            assert a.read() == b.read(), name

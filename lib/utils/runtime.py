@@ -29,6 +29,15 @@ class _TqdmHandler(logging.Handler):
         tqdm.write(self.format(record), file=sys.stderr)
 
 
+def process_logger(name, log_file, is_main):
+    """The main process's logger (console and ``log_file``); other processes log nothing."""
+    if is_main:
+        return setup_logger(name, log_file)
+    silent = logging.getLogger(name + ".worker")
+    silent.disabled = True
+    return silent
+
+
 def setup_logger(name, log_file=None):
     """A logger printing to stderr and, if given, appending to ``log_file``."""
     logger = logging.getLogger(name)
