@@ -208,6 +208,7 @@ def _check_ranges(cfg):
          "must be null or 3 positive values"),
         ("width_mult", 0 < cfg.width_mult <= 1, "must be in (0, 1]"),
         ("conv5_dilation", cfg.conv5_dilation >= 1, "must be >= 1"),
+        ("fg_thresh", 0 < cfg.fg_thresh < 1, "must be in (0, 1)"),
     ]
     for key, ok, why in checks:
         if not ok:
@@ -217,6 +218,17 @@ def _check_ranges(cfg):
 def dataset_path(cfg, path):
     """Resolve a dataset-relative path (``cue_file``, ``gt_path``) under ``dataset_root``."""
     return path if os.path.isabs(path) else os.path.join(cfg.dataset_root, path)
+
+
+def check_dataset_paths(cfg, *keys):
+    """Raise a ConfigError naming the key if ``dataset_root`` or a dataset-relative path
+    (``cue_file``, ``gt_path``) does not exist."""
+    if not os.path.isdir(cfg.dataset_root):
+        raise ConfigError(f"config key 'dataset_root': folder not found: {cfg.dataset_root}")
+    for key in keys:
+        path = dataset_path(cfg, cfg[key])
+        if not os.path.exists(path):
+            raise ConfigError(f"config key '{key}': not found: {path}")
 
 
 def model_dir(cfg):

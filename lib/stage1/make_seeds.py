@@ -13,7 +13,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from lib.config import ConfigError, checkpoint_path, model_dir
+from lib.config import check_dataset_paths, checkpoint_path, model_dir
+from lib.dataset.check import check_files
 from lib.dataset.voc12_sgan import VOC12SalInferDataset
 from lib.network.checkpoint import load_sgan
 from lib.network.classifier import classifier_from_config
@@ -46,20 +47,19 @@ def run(cfg):
 
     Images whose PNG exists are skipped unless ``overwrite`` is true.
     """
-    if not 0 < cfg.fg_thresh < 1:
-        raise ConfigError(f"config key 'fg_thresh' must be in (0, 1), got {cfg.fg_thresh!r}")
+    check_dataset_paths(cfg, "cue_file")
     model = classifier_from_config(cfg)
     weights = checkpoint_path(cfg)
     load_sgan(model, weights)
+    dataset = VOC12SalInferDataset(
+        cfg.dataset_root, cfg.cue_file, new_size=cfg.new_size, mean=cfg.mean, std=cfg.std,
+        sal_subdir=cfg.sdnet_path, sal_thresh=cfg.sal_thresh)
+    check_files(dataset.names, dataset.image_path, {"saliency map": dataset.sal_path})
     device = resolve_device(cfg.device)
     model.to(device).eval()
     out_dir = seed_dir(cfg)
     os.makedirs(out_dir, exist_ok=True)
     logger = setup_logger("sgan.make_seeds", os.path.join(model_dir(cfg), "make_seeds.log"))
-
-    dataset = VOC12SalInferDataset(
-        cfg.dataset_root, cfg.cue_file, new_size=cfg.new_size, mean=cfg.mean, std=cfg.std,
-        sal_subdir=cfg.sdnet_path, sal_thresh=cfg.sal_thresh)
     total = len(dataset)
     if not cfg.overwrite:
         dataset.names = [n for n in dataset.names

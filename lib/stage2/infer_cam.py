@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from lib.config import checkpoint_path, result_dir
+from lib.config import check_dataset_paths, checkpoint_path, result_dir
 from lib.crf import crf_settings
 from lib.dataset.voc12_sgan import VOC12SalInferDataset
 from lib.network.checkpoint import load_sgan
@@ -49,6 +49,7 @@ def run(cfg):
 
 
 def _infer(ctx, cfg):
+    check_dataset_paths(cfg, "cue_file")
     settings = output_settings(cfg)
     out_dir = settings.seed_dir
     device = ctx.device

@@ -86,6 +86,8 @@ def _spawned(local_rank, world_size, port, worker, cfg):
         if ctx.is_main:
             print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # the parent reports the interruption
+        sys.exit(130)
     finally:
         dist.destroy_process_group()
 

@@ -1,0 +1,69 @@
+"""Check a dataset's files once, before hours of training or inference depend on them.
+
+Missing files are reported together (how many, and the first few paths); a file that is
+there but unusable (unreadable, truncated, of another size than its image) is named with
+what is wrong. Only headers and the JPEG end marker are read, so the check is fast.
+"""
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+from PIL import Image
+
+from lib.errors import UserError
+
+SHOWN = 3
+_JPEG_END = b"\xff\xd9"
+
+
+def _header_size(path):
+    """(H, W) from the file header, or a string saying what is wrong."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Exception as exc:  # any decoder complaint means the file is unusable
+        return f"unreadable ({' '.join(str(exc).split()) or type(exc).__name__})"
+    if path.lower().endswith((".jpg", ".jpeg")):
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - 64))
+            if _JPEG_END not in f.read():
+                return "truncated (no JPEG end marker)"
+    return height, width
+
+
+def _missing_line(kind, paths):
+    shown = ", ".join(paths[:SHOWN]) + (", ..." if len(paths) > SHOWN else "")
+    return f"{len(paths)} {kind} missing: {shown}"
+
+
+def check_files(names, image_path, map_paths, workers=8):
+    """Raise one UserError listing every problem of the images and their maps.
+
+    ``image_path(name)`` gives the image; ``map_paths`` maps a kind ("saliency map",
+    "seed map") to a function giving that map's path, which must exist and have the
+    image's size.
+    """
+    kinds = {"image": image_path, **map_paths}
+    problems = []
+    for kind, path_of in kinds.items():
+        missing = [path_of(n) for n in names if not os.path.isfile(path_of(n))]
+        if missing:
+            problems.append(_missing_line(kind + ("s" if len(missing) > 1 else ""), missing))
+    if not problems:
+        with ThreadPoolExecutor(workers) as pool:
+            sizes = {kind: list(pool.map(_header_size, map(path_of, names)))
+                     for kind, path_of in kinds.items()}
+        for i, name in enumerate(names):
+            image_size = sizes["image"][i]
+            if isinstance(image_size, str):
+                problems.append(f"{image_path(name)}: {image_size}")
+                continue
+            for kind, path_of in map_paths.items():
+                size = sizes[kind][i]
+                if isinstance(size, str):
+                    problems.append(f"{path_of(name)}: {size}")
+                elif size != image_size:
+                    problems.append(f"{path_of(name)}: {kind} is {size[0]}x{size[1]} but its "
+                                    f"image is {image_size[0]}x{image_size[1]}")
+    if problems:
+        more = f" (and {len(problems) - SHOWN} more problems)" if len(problems) > SHOWN else ""
+        raise UserError("dataset check failed: " + "; ".join(problems[:SHOWN]) + more)
