@@ -71,3 +71,19 @@ def test_truncated_image_and_wrong_size_map_are_named(voc):
     message = str(err.value)
     assert f"{image(names[0])}: truncated" in message
     assert f"{seed}: seed map is" in message and "but its image is" in message
+
+
+GOLDEN_PRED = os.path.join(REPO, "tests", "data", "golden_pred")
+GOLDEN_GT = os.path.join(REPO, "tests", "data", "golden_voc", "SegmentationClassAug")
+
+
+def test_eval_strict_requires_every_listed_prediction(tmp_path):
+    res = tmp_path / "res"
+    shutil.copytree(GOLDEN_PRED, res)
+    os.remove(res / "2099_000002.png")
+    args = ("tools/eval_mIoU.py", "--res_path", str(res), "--gt_path", GOLDEN_GT)
+    strict = run_tool(*args)
+    assert strict.returncode == 2 and _one_line(strict.stderr)
+    assert "1 of 4 predictions missing" in strict.stderr and "2099_000002.png" in strict.stderr
+    lenient = run_tool(*args, "--no-strict")
+    assert lenient.returncode == 0 and "3 images, 22 classes" in lenient.stdout

@@ -16,6 +16,7 @@ import os
 
 from lib.class_maps import class_maps_dir
 from lib.config import dataset_path, load_config, result_dir
+from lib.dataset.names import evaluation_names, read_names
 from lib.evaluate import default_workers, evaluate_folder, format_table, result_json_bytes
 from lib.errors import UserError
 from lib.threshold_sweep import (DEFAULT_THRESHOLDS, curve_json_bytes, curve_plot_png, format_curve,
@@ -36,8 +37,12 @@ def build_parser():
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides, typed by YAML rules")
     parser.add_argument("--json", help="also write the scores to this JSON file")
-    parser.add_argument("--list", help="evaluate only the names in this file (one per line; "
-                        "'JPEGImages/NAME.jpg ...' lines are reduced to NAME)")
+    parser.add_argument("--list", help="the names to evaluate, one per line ('JPEGImages/NAME.jpg "
+                        "...' lines are reduced to NAME); default: the config's tags file "
+                        "with --cfg_file, else every ground-truth PNG")
+    parser.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
+                        help="require a prediction for every name (default); --no-strict "
+                        "evaluates the predictions there are")
     parser.add_argument("--workers", type=int, default=None,
                         help=f"decoding processes (default {default_workers()}; 0 or 1 = none)")
     curve = parser.add_argument_group("threshold sweep (seeds from saved class maps)")
@@ -51,23 +56,8 @@ def build_parser():
     return parser
 
 
-def read_name_list(path):
-    """Image names from a list file: the first token of each line, folder and extension removed."""
-    try:
-        with open(path) as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read list file {path}: {exc}") from None
-    names = [os.path.splitext(os.path.basename(line.split()[0]))[0]
-             for line in lines if line.strip()]
-    if not names:
-        raise UserError(f"list file {path} has no names")
-    return names
-
-
-def resolve_paths(args):
+def resolve_paths(args, cfg):
     """(res_path, gt_path, num_classes) from the arguments, filling gaps from the config."""
-    cfg = load_config(args.cfg_file, args.overrides)
     res_path = args.res_path
     if res_path is None:
         if args.cfg_file is None:
@@ -98,7 +88,7 @@ def run_curve(args):
     else:
         raise UserError("give --maps (or --res_path / --cfg_file to use their _maps folder)")
     gt_path = args.gt_path or dataset_path(cfg, cfg.gt_path)
-    names = read_name_list(args.list) if args.list else None
+    names = read_names(args.list) if args.list else None
     points = sweep_thresholds(maps, gt_path, parse_thresholds(args.thresholds),
                               ignore_conflict=cfg.ignore_conflict, names=names,
                               workers=args.workers)
@@ -115,8 +105,11 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.curve:
         return run_curve(args)
-    res_path, gt_path, num_classes = resolve_paths(args)
-    names = read_name_list(args.list) if args.list else None
+    cfg = load_config(args.cfg_file, args.overrides)
+    res_path, gt_path, num_classes = resolve_paths(args, cfg)
+    names = evaluation_names(res_path, gt_path, args.list,
+                             dataset_path(cfg, cfg.cue_file) if args.cfg_file else None,
+                             args.strict)
     result = evaluate_folder(res_path, gt_path, num_classes, names=names, workers=args.workers)
     print(f"predictions: {res_path}\nground truth: {gt_path}")
     print(format_table(result))

@@ -10,7 +10,7 @@ PNG in DIR is exported. --cues writes the localization-cue pickle (``NAME_cues``
 """
 import argparse
 
-from lib.dataset.make_tags import read_names
+from lib.dataset.names import read_names
 from lib.export import CUE_SIZE, export_seeds
 from lib.utils.cli import run_main
 

@@ -8,7 +8,7 @@ One row per image: the image, the seeds of each folder, the ground truth
 """
 import argparse
 
-from lib.dataset.make_tags import read_names
+from lib.dataset.names import read_names
 from lib.seed_figure import first_names, save_seed_figure
 from lib.utils.cli import run_main
 

@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 from PIL import Image
 
+from lib.dataset.names import read_names
 from lib.dataset.tags import save_tags
 from lib.errors import UserError
 from lib.metrics import VOC_CLASSES
@@ -25,21 +26,6 @@ SHOW_NAMES = 5
 def short_list(names):
     """The first few names, comma-separated, for one-line messages."""
     return ", ".join(names[:SHOW_NAMES]) + (", ..." if len(names) > SHOW_NAMES else "")
-
-
-def read_names(list_path):
-    """Image names from a list file: the first token of each line without folder and extension
-    (``train_aug.txt`` lines ``/JPEGImages/NAME.jpg /SegmentationClassAug/NAME.png`` work too)."""
-    try:
-        with open(list_path) as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read list file {list_path}: {exc}") from None
-    names = [os.path.splitext(os.path.basename(line.split()[0]))[0]
-             for line in lines if line.strip()]
-    if not names:
-        raise UserError(f"list file {list_path} has no names")
-    return names
 
 
 def tags_from_mask(path):
