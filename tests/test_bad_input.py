@@ -87,3 +87,66 @@ def test_eval_strict_requires_every_listed_prediction(tmp_path):
     assert "1 of 4 predictions missing" in strict.stderr and "2099_000002.png" in strict.stderr
     lenient = run_tool(*args, "--no-strict")
     assert lenient.returncode == 0 and "3 images, 22 classes" in lenient.stdout
+
+
+@pytest.mark.parametrize("override, key", [
+    ("camthresh=0.3", "camthresh"), ("max_iter=ten", "max_iter"), ("cam_thresh=1.5", "cam_thresh"),
+    ("batch_size=0", "batch_size"), ("num_classes=20", "num_classes"),
+])
+def test_config_errors_through_the_cli_name_the_key(override, key):
+    result = run_tool("tools/stage2/infer_cam.py", "--cfg_file", PAPER, override)
+    assert result.returncode == 2 and _one_line(result.stderr)
+    assert f"'{key}'" in result.stderr
+
+
+def test_missing_dataset_root_and_tags_file_name_the_key(voc, tmp_path):
+    result = run_tool("tools/stage2/infer_cam.py", "--cfg_file", PAPER,
+                      f"dataset_root={tmp_path / 'nowhere'}")
+    assert result.returncode == 2 and "'dataset_root'" in result.stderr
+    result = run_tool("tools/stage2/infer_cam.py", "--cfg_file", PAPER, f"dataset_root={voc}",
+                      "cue_file=tags.json")
+    assert result.returncode == 2 and "'cue_file'" in result.stderr and _one_line(result.stderr)
+
+
+def test_unsafe_tags_pickle_is_refused_through_the_cli(voc, tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    (voc / "im_tags.pkl").write_bytes(pickle.dumps({"x": Evil()}, protocol=2))
+    checkpoint = tmp_path / "m.pth"
+    save_state_dict(SGAN(width_mult=0.125).state_dict(), str(checkpoint))
+    result = run_tool("tools/stage2/infer_cam.py", "--cfg_file", PAPER, f"dataset_root={voc}",
+                      f"checkpoint={checkpoint}", "width_mult=0.125",
+                      f"res_path={tmp_path / 'out'}")
+    assert result.returncode == 2 and _one_line(result.stderr) and "refusing" in result.stderr
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_checkpoint_mismatch_lists_keys_and_writes_nothing(voc, tmp_path):
+    checkpoint = tmp_path / "m.pth"
+    state = SGAN(width_mult=0.125).state_dict()
+    del state["fc9.bias"]
+    state["extra.weight"] = torch.zeros(1)
+    save_state_dict(state, str(checkpoint))
+    result = run_tool("tools/stage2/infer_cam.py", "--cfg_file", PAPER, f"dataset_root={voc}",
+                      f"checkpoint={checkpoint}", "width_mult=0.25", f"res_path={tmp_path / 'out'}")
+    assert result.returncode == 2 and _one_line(result.stderr)
+    for part in ("missing keys: fc9.bias", "unexpected keys: extra.weight", "shape differences"):
+        assert part in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_inference_stops_on_a_missing_saliency_map_before_writing(voc, tmp_path):
+    checkpoint = tmp_path / "m.pth"
+    save_state_dict(SGAN(width_mult=0.125).state_dict(), str(checkpoint))
+    victim = sorted(os.listdir(voc / "sal" / "sal_snet"))[2]
+    os.remove(voc / "sal" / "sal_snet" / victim)
+    result = run_tool("tools/stage2/infer_cam.py", "--cfg_file", PAPER, f"dataset_root={voc}",
+                      f"checkpoint={checkpoint}", "width_mult=0.125",
+                      f"res_path={tmp_path / 'out'}")
+    assert result.returncode == 2 and _one_line(result.stderr)
+    assert "1 saliency map missing" in result.stderr and victim in result.stderr
+    assert not (tmp_path / "out").exists()
