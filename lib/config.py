@@ -133,6 +133,11 @@ def _coerce(key, spec, value):
     elif spec is float:
         if isinstance(value, _NUM) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif spec is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value

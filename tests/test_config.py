@@ -40,6 +40,7 @@ def test_overrides_are_typed_by_yaml_rules():
     assert cfg.std == [0.2, 0.2, 0.2] and cfg.pretrain is None and cfg.cfg_name == "demo"
     assert cfg.lr == load_config(PAPER, {"lr": 0.01}).lr
     assert load_config(PAPER, ["lr=1"]).lr == 1.0  # an int where a float is expected is fine
+    assert load_config(PAPER, ["lr=1e-3"]).lr == 0.001  # YAML 1.1 reads this as a string
 
 
 @pytest.mark.parametrize("override, key", [

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from lib.config import model_dir
+from lib.dataset.check import check_files
 from lib.dataset.voc12_cls import VOC12ClsDataset
 from lib.network.checkpoint import load_backbone, save_state_dict
 from lib.network.classifier import classifier_from_config
@@ -40,10 +41,12 @@ class ClassifierTraining(TrainingTask):
         return model
 
     def build_dataset(self, cfg):
-        return VOC12ClsDataset(
+        dataset = VOC12ClsDataset(
             cfg.dataset_root, cfg.cue_file, max_iters=cfg.max_iter * cfg.batch_size,
             new_size=cfg.resize, mirror=True, mean=cfg.mean, std=cfg.std,
             flip_seed=cfg.random_seed)
+        check_files(dataset.names, dataset.image_path, {})
+        return dataset
 
     def loss(self, net, batch, cfg, ctx, dtype):
         with autocast(dtype, batch["image"].device):
