@@ -9,6 +9,7 @@ from conftest import DATA
 from lib.network.backbone.vgg16 import CONV_NAMES
 from lib.network.checkpoint import CheckpointError, load_backbone, load_sgan, save_state_dict
 from lib.network.sgan import SGAN, saliency_affinity, saliency_guided_attention
+from lib.optim import parameter_groups
 
 PUBLISHED_KEYS = (["gamma"] + [f"backbone.{n}.{p}" for n in CONV_NAMES for p in ("weight", "bias")]
                   + ["f_key.weight", "f_key.bias", "f_query.weight", "f_query.bias",
@@ -114,7 +115,7 @@ def test_feature_side_is_ceil_s_over_8():
 def test_parameter_groups():
     m = SGAN(width_mult=0.125)
     names = {id(p): n for n, p in m.named_parameters()}
-    groups = [[names[id(p)] for p in g] for g in m.parameter_groups()]
+    groups = [[names[id(p)] for p in g] for g in parameter_groups(m)]
     assert all(n.startswith("backbone.") and n.endswith(".weight") for n in groups[0])
     assert all(n.startswith("backbone.") and n.endswith(".bias") for n in groups[1])
     assert sorted(groups[2]) == ["f_key.weight", "f_query.weight", "fc6_CAM.weight",

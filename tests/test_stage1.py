@@ -18,6 +18,7 @@ from lib.network.backbone.vgg16 import CONV_NAMES
 from lib.network.checkpoint import load_backbone, read_state_dict
 from lib.network.classifier import VGG16Classifier
 from lib.network.sgan import SGAN
+from lib.optim import parameter_groups
 from lib.seeds import seeds_from_cams
 from lib.stage1 import make_seeds
 
@@ -36,7 +37,7 @@ def test_classifier_has_sgans_classification_branch_and_groups():
     sgan_keys = set(SGAN(width_mult=0.125).state_dict())
     keys = set(model.state_dict())
     assert keys == {k for k in sgan_keys if k.startswith(("backbone.", "fc6_CAM.", "fc8."))}
-    backbone_w, backbone_b, new_w, new_b = model.parameter_groups()
+    backbone_w, backbone_b, new_w, new_b = parameter_groups(model)
     assert (len(backbone_w), len(backbone_b), len(new_w), len(new_b)) == (13, 13, 2, 1)
     model.eval()
     image = torch.randn(2, 3, 33, 33)

@@ -7,7 +7,7 @@ SGAN's, so the heads read the same way in both networks.
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lib.network.backbone import build_backbone
+from lib.network.backbone import build_backbone, he_init_
 
 NUM_FG_CLASSES = 20
 
@@ -27,15 +27,7 @@ class VGG16Classifier(nn.Module):
         self.dropout = nn.Dropout2d(0.5)
         self.fc8 = nn.Conv2d(hidden, NUM_FG_CLASSES, 1, bias=False)
         if init == "kaiming":
-            self._init_kaiming()
-
-    def _init_kaiming(self):
-        """He initialisation of every conv (for training from scratch)."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+            he_init_(self)
 
     def forward_cam(self, image):
         """The class activation maps (batch x 20 x h x w)."""
@@ -45,15 +37,6 @@ class VGG16Classifier(nn.Module):
     def forward(self, image):
         """The class scores: global average of the CAM (batch x 20)."""
         return self.forward_cam(image).mean(dim=(2, 3))
-
-    def parameter_groups(self):
-        """SGAN's four groups: backbone weights, backbone biases, new weights, new biases."""
-        groups = ([], [], [], [])
-        for name, param in self.named_parameters():
-            is_bias = name.endswith(".bias")
-            is_new = not name.startswith("backbone.")
-            groups[2 * is_new + is_bias].append(param)
-        return groups
 
 
 def classifier_from_config(cfg):

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lib.network.backbone import build_backbone
+from lib.network.backbone import build_backbone, he_init_
 
 NUM_FG_CLASSES = 20
 _AFFINITY_EPS = 1e-5
@@ -82,15 +82,7 @@ class SGAN(nn.Module):
         self.fc8 = nn.Conv2d(hidden, NUM_FG_CLASSES, 1, bias=False)
         self.fc9 = nn.Conv2d(channels, NUM_FG_CLASSES, 1)
         if init == "kaiming":
-            self._init_kaiming()
-
-    def _init_kaiming(self):
-        """He initialisation of every conv (for training from scratch, e.g. the demo)."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+            he_init_(self)
 
     def fuse(self, image, sal):
         """Backbone features refined by saliency-guided attention (batch x C x h x w)."""
@@ -113,15 +105,6 @@ class SGAN(nn.Module):
         fuse = self.fuse(image, sal)
         seg, cam = self._heads(fuse)
         return fuse, seg, cam
-
-    def parameter_groups(self):
-        """The four groups of SPEC section 4: backbone weights, backbone biases, new weights, new biases."""
-        groups = ([], [], [], [])
-        for name, param in self.named_parameters():
-            is_bias = name.endswith(".bias")
-            is_new = not name.startswith("backbone.")
-            groups[2 * is_new + is_bias].append(param)
-        return groups
 
 
 def sgan_from_config(cfg):
