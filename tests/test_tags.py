@@ -25,7 +25,7 @@ def test_golden_protocol2_file_loads():
     assert tags["2099_000001"].tolist() == [9, 12, 18]
 
 
-@pytest.mark.parametrize("suffix", [".pkl", ".json"])
+@pytest.mark.parametrize("suffix", [".pkl", ".json", ".txt"])
 def test_round_trip(tmp_path, suffix):
     tags = {"b": np.array([3, 20]), "a": [1]}
     path = str(tmp_path / ("t" + suffix))

@@ -1,4 +1,4 @@
-"""Image-level tag files: the published pickle format and a plain JSON form.
+"""Image-level tag files: the published pickle format, and plain JSON or text forms.
 
 A tags file maps an image name to the array of its classes in 1..20. The published
 ``im_tags.pkl`` is a Python-2 protocol-0 pickle of NumPy int64 arrays whose globals
@@ -57,8 +57,19 @@ def _normalise(raw, path):
     return tags
 
 
+def _read_text(f):
+    """Lines ``NAME c1 c2 ...``: the name, then its classes."""
+    tags = {}
+    for line in f:
+        fields = line.split()
+        if fields:
+            tags[fields[0]] = [int(c) for c in fields[1:]]
+    return tags
+
+
 def load_tags(path):
-    """Return ``{name: int64 array of classes in 1..20}`` from a ``.pkl`` or ``.json`` file."""
+    """Return ``{name: int64 array of classes in 1..20}`` from a ``.pkl`` (the published
+    format), ``.json`` ({name: [classes]}) or ``.txt`` (lines ``NAME c1 c2 ...``) file."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise TagsError(f"tags file not found: {path}")
@@ -66,6 +77,9 @@ def load_tags(path):
         if path.endswith(".json"):
             with open(path) as f:
                 raw = json.load(f)
+        elif path.endswith(".txt"):
+            with open(path) as f:
+                raw = _read_text(f)
         else:
             with open(path, "rb") as f:
                 raw = _TagsUnpickler(f, encoding="latin1").load()
@@ -77,7 +91,8 @@ def load_tags(path):
 
 
 def save_tags(tags, path):
-    """Write tags as the published pickle (``.pkl``) or as JSON (``.json``), atomically.
+    """Write tags as the published pickle (``.pkl``), JSON (``.json``) or text (``.txt``),
+    atomically.
 
     The pickle uses protocol 2 and names ``numpy.core.multiarray`` as the published file
     does, so NumPy 1.x code (the published implementation) loads it too.
@@ -86,6 +101,8 @@ def save_tags(tags, path):
     clean = {name: np.asarray(c, dtype=np.int64).reshape(-1) for name, c in sorted(tags.items())}
     if path.endswith(".json"):
         data = json.dumps({k: v.tolist() for k, v in clean.items()}, indent=0).encode()
+    elif path.endswith(".txt"):
+        data = "".join(f"{k} {' '.join(map(str, v.tolist()))}\n" for k, v in clean.items()).encode()
     else:
         buf = io.BytesIO()
         pickle.dump(clean, buf, protocol=2)
