@@ -1,12 +1,13 @@
-# One-command set-up: `make test` runs the suite, `make demo` the end-to-end demo.
-# Both create .venv on first use (torch==2.13.0 first, then requirements) and
+# One-command set-up: `make test` runs the suite, `make demo` the end-to-end demo,
+# `make bench` the benchmark of every stage.
+# Each creates .venv on first use (torch==2.13.0 first, then requirements) and
 # reuse it afterwards; the install re-runs only when a requirements file changes.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo venv clean
+.PHONY: test demo bench venv clean
 
 venv: $(STAMP)
 
@@ -23,6 +24,9 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python tools/demo.py --cfg_file config/demo.yml
+
+bench: $(STAMP)
+	$(BIN)/python tools/bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

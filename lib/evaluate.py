@@ -3,7 +3,8 @@
 Predictions ``res_path/NAME.png`` (8-bit grey, raw class values) are matched by name with
 ground truth ``gt_path/NAME.png`` (palette or grey PNG; label indices, 255 = ignore). Decoding
 dominates the cost, so chunks of names are decoded in worker processes, each returning a partial
-confusion matrix; the int64 partial matrices sum to the same result in any order.
+confusion matrix; the int64 partial matrices sum to the same result in any order. Grey
+predictions are decoded by OpenCV, ground truth by PIL (palette PNGs as indices).
 """
 import json
 import math
@@ -11,6 +12,7 @@ import os
 import signal
 from multiprocessing import Pool
 
+import cv2
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
@@ -19,6 +21,8 @@ from lib.metrics import ConfusionMatrix, class_names
 from lib.errors import UserError
 
 PNG = ".png"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_GREY_DEPTHS = (b"\x08\x00", b"\x10\x00")  # IHDR bit depth 8 or 16, colour type 0 (grey)
 SHOW_NAMES = 5
 CHUNKS_PER_WORKER = 8
 MAX_CHUNK = 32
@@ -52,6 +56,21 @@ def read_label_png(path):
     return labels
 
 
+def read_prediction_png(path):
+    """:func:`read_label_png` for predictions, faster for what the seed writer makes: an
+    8- or 16-bit grey PNG is decoded by OpenCV (the same values), anything else by PIL."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return read_label_png(path)  # its one-line error
+    if data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR" and data[24:26] in PNG_GREY_DEPTHS:
+        labels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if labels is not None and labels.ndim == 2:
+            return labels
+    return read_label_png(path)
+
+
 def _confusion_of_chunk(task):
     """Worker: the int64 confusion matrix of one chunk of names and the chunk's size."""
     res_path, gt_path, num_classes, names = task
@@ -59,7 +78,7 @@ def _confusion_of_chunk(task):
     for name in names:
         pred_file = os.path.join(res_path, name + PNG)
         gt_file = os.path.join(gt_path, name + PNG)
-        pred = read_label_png(pred_file)
+        pred = read_prediction_png(pred_file)
         gt = read_label_png(gt_file)
         if pred.shape != gt.shape:
             raise UserError(f"{pred_file}: size {pred.shape[1]}x{pred.shape[0]} differs from "

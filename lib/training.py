@@ -7,8 +7,8 @@ DistributedDataParallel's gradient average (times the number of processes) equal
 gradient of the whole batch's loss. Checkpoints every ``step_size`` iterations and at the
 end: ``model_iter_<N>.pth`` (a plain state dict, SPEC section 8) and ``train_state.pth``
 (model, optimizer, iteration, RNG states, config) that ``resume`` continues from.
+A task's loader may ship uint8 images; they are normalised on the device (prepare_batch).
 """
-import logging
 import os
 
 import torch
@@ -17,13 +17,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from lib.config import SCHEMA, model_dir, pretrain_path, save_config
+from lib.config import SCHEMA, check_dataset_paths, model_dir, pretrain_path, save_config
 from lib.dataset.sampler import GlobalBatchSampler
+from lib.dataset.voc12_sgan import normalise_on_device
 from lib.errors import UserError
 from lib.network.checkpoint import load_file, save_state_dict
 from lib.optim import build_optimizer, poly_lr, set_lr
 from lib.utils.distributed import barrier, launch
-from lib.utils.runtime import amp_dtype, autocast, setup_logger
+from lib.utils.runtime import amp_dtype, autocast, process_logger
 
 TRAIN_STATE = "train_state.pth"
 
@@ -38,6 +39,7 @@ class TrainingTask:
         raise NotImplementedError
 
     def build_dataset(self, cfg):
+        """The training dataset, its files checked (lib.dataset.check)."""
         raise NotImplementedError
 
     def has_unused_parameters(self, cfg):
@@ -74,6 +76,39 @@ def build_train_loader(dataset, cfg, ctx, start_batch=0):
     return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_worker,
                       pin_memory=ctx.device.type == "cuda", persistent_workers=cfg.num_worker > 0,
                       generator=torch.Generator().manual_seed(cfg.random_seed))
+
+
+def prepare_batch(batch, cfg, device):
+    """Move a collated batch to ``device``; a uint8 image (a loader built with
+    ``normalise=False``) is normalised there, and laid out channels-last if asked."""
+    batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+             for k, v in batch.items()}
+    if batch["image"].dtype == torch.uint8:
+        batch["image"] = normalise_on_device(batch["image"], cfg.mean, cfg.std)
+    if cfg.channels_last:
+        batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+    return batch
+
+
+class NonFiniteLoss(UserError):
+    """The loss became NaN or infinite (the message is the loss)."""
+
+
+def training_step(task, net, optimizer, scaler, batch, cfg, ctx, dtype):
+    """One optimisation step on a prepared batch; returns the logged terms (a dict).
+
+    Raises NonFiniteLoss, before touching the weights, if the loss is not finite (unless
+    an fp16 gradient scaler handles that).
+    """
+    loss, terms = task.loss(net, batch, cfg, ctx, dtype)
+    terms = dict(zip(task.term_names, terms.tolist()))
+    if not scaler.is_enabled() and not all(map(torch.isfinite, torch.tensor(list(terms.values())))):
+        raise NonFiniteLoss(terms["loss"])
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss * ctx.world_size).backward()  # DDP averages: undo its 1/world
+    scaler.step(optimizer)
+    scaler.update()
+    return terms
 
 
 def _rng_state(ctx):
@@ -118,14 +153,6 @@ def save_checkpoint(model, optimizer, step, cfg, ctx):
     return path
 
 
-def _logger(ctx, out_dir, name):
-    if ctx.is_main:
-        return setup_logger(f"sgan.{name}", os.path.join(out_dir, "train.log"))
-    silent = logging.getLogger(f"sgan.{name}.worker")
-    silent.disabled = True
-    return silent
-
-
 def train(cfg, task):
     """Run ``task`` for ``max_iter`` iterations on every process of the job."""
     launch(_Worker(task), cfg)
@@ -142,13 +169,15 @@ class _Worker:
 
 
 def _train(ctx, cfg, task):
-    state_file = resume_path(cfg)  # check the inputs before writing anything
+    check_dataset_paths(cfg, "cue_file")  # check the inputs before writing anything
+    state_file = resume_path(cfg)
     pretrain = None if state_file else pretrain_path(cfg)
+    dataset = task.build_dataset(cfg)
     out_dir = model_dir(cfg)
     if ctx.is_main:
         os.makedirs(out_dir, exist_ok=True)
         save_config(cfg, os.path.join(out_dir, "config.yml"))
-    logger = _logger(ctx, out_dir, task.name)
+    logger = process_logger(f"sgan.{task.name}", os.path.join(out_dir, "train.log"), ctx.is_main)
     device = ctx.device
 
     torch.manual_seed(cfg.random_seed)  # the same initial weights on every process
@@ -170,38 +199,30 @@ def _train(ctx, cfg, task):
         logger.info("amp=%s needs CUDA; training in float32 on %s", cfg.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
-    loader = build_train_loader(task.build_dataset(cfg), cfg, ctx, start)
+    loader = build_train_loader(dataset, cfg, ctx, start)
     logger.info("training %s on %d x %s: %d images, iterations %d..%d of global batch %d, "
                 "weights from %s", cfg.cfg_name, ctx.world_size, device,
                 len(loader.dataset.names), start + 1, cfg.max_iter, cfg.batch_size,
                 state_file or pretrain or "scratch")
-    progress = tqdm(total=cfg.max_iter, initial=start, desc=task.name, dynamic_ncols=True,
-                    disable=not ctx.is_main)
-    for iteration, batch in zip(range(start, cfg.max_iter), loader):
-        lr = poly_lr(cfg.lr, iteration, cfg.max_iter, cfg.power)
-        set_lr(optimizer, lr)
-        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
-                 for k, v in batch.items()}
-        if cfg.channels_last:
-            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
-        loss, terms = task.loss(net, batch, cfg, ctx, dtype)
-        terms = dict(zip(task.term_names, terms.tolist()))
-        if not scaler.is_enabled() and not all(map(torch.isfinite, torch.tensor(list(terms.values())))):
-            raise UserError(f"loss is {terms['loss']} at iteration {iteration + 1}; stopped, "
-                            f"the last checkpoint in {out_dir} is intact")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss * ctx.world_size).backward()  # DDP averages: undo its 1/world
-        scaler.step(optimizer)
-        scaler.update()
+    with tqdm(total=cfg.max_iter, initial=start, desc=task.name, dynamic_ncols=True,
+              disable=not ctx.is_main) as progress:
+        for iteration, batch in zip(range(start, cfg.max_iter), loader):
+            lr = poly_lr(cfg.lr, iteration, cfg.max_iter, cfg.power)
+            set_lr(optimizer, lr)
+            try:
+                terms = training_step(task, net, optimizer, scaler,
+                                      prepare_batch(batch, cfg, device), cfg, ctx, dtype)
+            except NonFiniteLoss as exc:
+                raise UserError(f"loss is {exc} at iteration {iteration + 1}; stopped, "
+                                f"the last checkpoint in {out_dir} is intact") from None
 
-        step = iteration + 1
-        progress.update(1)
-        progress.set_postfix({k: f"{v:.4f}" for k, v in terms.items()}, lr=f"{lr:.2e}")
-        if step % cfg.display_step == 0 or step == cfg.max_iter:
-            logger.info("iter %d/%d %s%s lr %.3e", step, cfg.max_iter,
-                        " ".join(f"{k} {v:.4f}" for k, v in terms.items()), task.status(model),
-                        lr)
-        if step % cfg.step_size == 0 or step == cfg.max_iter:
-            logger.info("saved %s", save_checkpoint(model, optimizer, step, cfg, ctx))
-    progress.close()
+            step = iteration + 1
+            progress.update(1)
+            progress.set_postfix({k: f"{v:.4f}" for k, v in terms.items()}, lr=f"{lr:.2e}")
+            if step % cfg.display_step == 0 or step == cfg.max_iter:
+                logger.info("iter %d/%d %s%s lr %.3e", step, cfg.max_iter,
+                            " ".join(f"{k} {v:.4f}" for k, v in terms.items()),
+                            task.status(model), lr)
+            if step % cfg.step_size == 0 or step == cfg.max_iter:
+                logger.info("saved %s", save_checkpoint(model, optimizer, step, cfg, ctx))
     task.finish(model, cfg, ctx, logger)

@@ -150,3 +150,91 @@ def test_inference_stops_on_a_missing_saliency_map_before_writing(voc, tmp_path)
     assert result.returncode == 2 and _one_line(result.stderr)
     assert "1 saliency map missing" in result.stderr and victim in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _wait_for(predicate, process, timeout=60):
+    import time
+    deadline = time.time() + timeout
+    while not predicate():
+        assert process.poll() is None, "the job ended before it could be interrupted"
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_killed_inference_leaves_whole_files_and_a_rerun_finishes(tmp_path):
+    import signal
+    from PIL import Image
+    root = tmp_path / "voc"
+    names = generate_dataset(str(root), num_images=40, min_size=64, max_size=97, seed=2)
+    checkpoint = tmp_path / "m.pth"
+    save_state_dict(SGAN(width_mult=0.125).state_dict(), str(checkpoint))
+    out = tmp_path / "out" / "sgan_vgg16_321x321_snet_seedcam_0.25"
+    args = [sys.executable, "tools/stage2/infer_cam.py", "--cfg_file", PAPER,
+            f"dataset_root={root}", f"checkpoint={checkpoint}", "width_mult=0.125",
+            f"res_path={tmp_path / 'out'}", "num_worker=0", "new_size=97"]
+    job = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: out.is_dir() and len(os.listdir(out)) >= 3, job)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    done = [f for f in os.listdir(out) if not f.startswith(".")]
+    assert 3 <= len(done) < len(names)
+    for f in done:
+        Image.open(out / f).load()  # every visible file is complete
+    rerun = run_tool(*args[1:])
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(done)} already there" in rerun.stderr
+    assert sorted(f[:-4] for f in os.listdir(out) if not f.startswith(".")) == names
+
+
+def test_ctrl_c_ends_training_with_one_line_and_exit_130(voc, tmp_path):
+    import signal
+    args = [sys.executable, "tools/stage2/train_sgan.py", "--cfg_file", PAPER,
+            f"dataset_root={voc}", "pretrain=", "resize=65", "max_iter=100000",
+            "batch_size=2", "num_worker=0", "width_mult=0.125", f"save_model_path={tmp_path}"]
+    job = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    _wait_for(lambda: (tmp_path / "sgan_vgg16_321x321_snet" / "train.log").exists(), job)
+    job.send_signal(signal.SIGINT)
+    _, stderr = job.communicate(timeout=60)
+    assert job.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "interrupted" and "Traceback" not in stderr
+
+
+def test_a_diverging_loss_stops_training_and_keeps_the_last_good_checkpoint(voc, tmp_path):
+    result = run_tool("tools/stage2/train_sgan.py", "--cfg_file", PAPER, f"dataset_root={voc}",
+                      "pretrain=", "resize=33", "max_iter=30", "step_size=1", "batch_size=2",
+                      "num_worker=0", "width_mult=0.125", "init=kaiming", "lr=1e12",
+                      f"save_model_path={tmp_path}")
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: loss is") and "at iteration" in last
+    failed_at = int(last.split("at iteration ")[1].split(";")[0])
+    run_dir = tmp_path / "sgan_vgg16_321x321_snet"
+    saved = sorted(int(f[11:-4]) for f in os.listdir(run_dir) if f.startswith("model_iter_"))
+    assert saved == list(range(1, failed_at))
+    from lib.network.checkpoint import read_state_dict
+    if saved:
+        state = read_state_dict(str(run_dir / f"model_iter_{saved[-1]}.pth"))
+        assert all(torch.isfinite(v).all() for v in state.values())
+
+
+def test_training_stops_on_bad_files_before_writing_anything(voc, tmp_path):
+    names, image, maps = _paths(voc)
+    os.remove(maps["seed map"](names[3]))
+    with open(image(names[1]), "wb") as f:
+        f.write(b"not a jpeg")
+    result = run_tool("tools/stage2/train_sgan.py", "--cfg_file", PAPER, f"dataset_root={voc}",
+                      "pretrain=", f"save_model_path={tmp_path / 'model'}")
+    assert result.returncode == 2 and _one_line(result.stderr)
+    assert "1 seed map missing" in result.stderr and names[3] in result.stderr
+    assert not (tmp_path / "model").exists()
+    shutil.copy(maps["seed map"](names[2]), maps["seed map"](names[3]))
+    result = run_tool("tools/stage2/train_sgan.py", "--cfg_file", PAPER, f"dataset_root={voc}",
+                      "pretrain=", f"save_model_path={tmp_path / 'model'}")
+    assert result.returncode == 2 and _one_line(result.stderr)
+    assert f"{image(names[1])}: unreadable" in result.stderr
+    os.remove(image(names[1]))  # a name in the tags file with no image
+    result = run_tool("tools/stage2/train_sgan.py", "--cfg_file", PAPER, f"dataset_root={voc}",
+                      "pretrain=", f"save_model_path={tmp_path / 'model'}")
+    assert result.returncode == 2 and "1 image missing" in result.stderr
+    assert image(names[1]) in result.stderr

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from lib.config import model_dir
+from lib.dataset.check import check_files
 from lib.dataset.voc12_sgan import SEED_IGNORE, VOC12ClsSalDataset
 from lib.network.checkpoint import load_backbone
 from lib.network.sgan import sgan_from_config
@@ -47,11 +48,14 @@ class SGANTraining(TrainingTask):
         return model
 
     def build_dataset(self, cfg):
-        return VOC12ClsSalDataset(
+        dataset = VOC12ClsSalDataset(
             cfg.dataset_root, cfg.cue_file, max_iters=cfg.max_iter * cfg.batch_size,
             new_size=cfg.resize, mirror=True, mean=cfg.mean, std=cfg.std,
             sal_subdir=cfg.sal_subdir, seed_subdir=cfg.seed_subdir, sal_thresh=cfg.sal_thresh,
-            flip_seed=cfg.random_seed)
+            flip_seed=cfg.random_seed, normalise=False)  # uint8 images, normalised on the device
+        check_files(dataset.names, dataset.image_path,
+                    {"saliency map": dataset.sal_path, "seed map": dataset.seed_path})
+        return dataset
 
     def has_unused_parameters(self, cfg):
         return not cfg.use_sal  # without saliency the seed branch gets no gradient

@@ -1,0 +1,53 @@
+"""Benchmark every stage (data loading, training step, seed inference, evaluation) at S = 321.
+
+Prints a table per stage, then the results as one JSON line.
+Example: python tools/bench.py --stages data,eval
+"""
+import argparse
+import json
+from dataclasses import replace
+
+from lib.bench import default_options, run_benchmark
+from lib.utils.cli import run_main
+
+
+def comma_list(kind):
+    """An argparse type: ``"a,b"`` -> (kind(a), kind(b)), non-empty."""
+    def parse(text):
+        try:
+            values = tuple(kind(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            values = ()
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+        return values
+    return parse
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny counts (a smoke test)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--stages", type=comma_list(str), help="data,train,infer,eval (default all)")
+    parser.add_argument("--batch", type=int,
+                        help="batch of the data and train stages (default 15; train on CPU: 2)")
+    parser.add_argument("--size", type=int, help="network input side S (default 321)")
+    parser.add_argument("--workers", type=int, help="loader worker processes (default 1)")
+    parser.add_argument("--width_mult", dest="widths", type=comma_list(float),
+                        help="width_mult values to train and infer (default 1; CPU: 0.25,1)")
+    parser.add_argument("--modes", type=comma_list(str),
+                        help="fp32, bf16, fp16, each optionally -cl for channels_last")
+    parser.add_argument("--eval_images", type=int, help="label PNGs to evaluate")
+    parser.add_argument("--work_dir", help="keep the generated files here")
+    args = parser.parse_args(argv)
+    options = default_options(args.device, args.quick)
+    given = {key: getattr(args, key) for key in ("stages", "batch", "size", "workers", "widths",
+                                                 "modes", "eval_images", "work_dir")}
+    given["data_batch"] = args.batch
+    options = replace(options, **{k: v for k, v in given.items() if v is not None})
+    print(json.dumps(run_benchmark(options)))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
