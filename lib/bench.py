@@ -19,7 +19,6 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 
-import cv2
 import numpy as np
 import torch
 import torch.nn as nn
@@ -42,7 +41,7 @@ from lib.stage2 import infer_cam
 from lib.stage2.train_sgan import SGANTraining
 from lib.training import build_train_loader, prepare_batch, training_step
 from lib.utils.distributed import DistContext
-from lib.utils.io import write_png
+from lib.utils.io import encode_png, write_png
 from lib.utils.runtime import amp_dtype, resolve_device
 
 STAGES = ("data", "train", "infer", "eval")
@@ -402,7 +401,7 @@ def make_eval_folders(root, work, count):
         gt = read_label_png(os.path.join(gt_dir, source))
         shifted = np.roll(gt, 9, axis=1)  # a prediction off by a few pixels
         pred = np.where((gt == 255) | (shifted == 255), SEED_CLASSES - 1, shifted).astype(np.uint8)
-        encoded.append((cv2.imencode(".png", pred)[1].tobytes(), os.path.join(gt_dir, source)))
+        encoded.append((encode_png(pred), os.path.join(gt_dir, source)))
     for i in range(count):
         data, gt_file = encoded[i % len(encoded)]
         name = f"bench_{i:06d}.png"

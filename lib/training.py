@@ -24,7 +24,7 @@ from lib.errors import UserError
 from lib.network.checkpoint import load_file, save_state_dict
 from lib.optim import build_optimizer, poly_lr, set_lr
 from lib.utils.distributed import barrier, launch
-from lib.utils.runtime import amp_dtype, autocast, process_logger
+from lib.utils.runtime import amp_dtype, process_logger
 
 TRAIN_STATE = "train_state.pth"
 

@@ -13,7 +13,7 @@ from conftest import REPO
 from lib.config import load_config
 from lib.dataset.sampler import GlobalBatchSampler
 from lib.dataset.voc12_sgan import SEED_IGNORE, VOC12ClsSalDataset
-from lib.network.checkpoint import load_file, read_state_dict
+from lib.network.checkpoint import read_state_dict
 from lib.network.sgan import SGAN
 from lib import training
 from lib.stage2 import train_sgan

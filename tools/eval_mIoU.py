@@ -12,7 +12,6 @@ the results are the config's res_path/<cfg_name><test_cfg> (the folder inference
 threshold; --curve_plot draws the precision-recall curve.
 """
 import argparse
-import os
 
 from lib.class_maps import class_maps_dir
 from lib.config import dataset_path, load_config, result_dir

@@ -8,7 +8,6 @@ the multi-label soft margin loss alone, in the shared loop of lib/training.py. T
 """
 import os
 
-import torch
 import torch.nn.functional as F
 
 from lib.config import model_dir

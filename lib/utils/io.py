@@ -23,12 +23,21 @@ def atomic_write_bytes(path, data):
         raise
 
 
+# Unfiltered rows: for label maps, smaller files that decode about twice as fast.
+_PNG_OPTIONS = [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
+
+
+def encode_png(array):
+    """PNG bytes of a uint8 grey (H x W) or BGR (H x W x 3) array."""
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(array), _PNG_OPTIONS)
+    if not ok:
+        raise OSError(f"could not encode a {array.dtype} array of shape {array.shape} as PNG")
+    return buf.tobytes()
+
+
 def write_png(path, array):
     """Write a uint8 grey (H x W) or BGR (H x W x 3) array as a PNG, atomically."""
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(array))
-    if not ok:
-        raise OSError(f"could not encode {path} as PNG")
-    atomic_write_bytes(path, buf.tobytes())
+    atomic_write_bytes(path, encode_png(array))
 
 
 def write_jpg(path, array, quality=95):
