@@ -20,6 +20,7 @@ from lib.network.sgan import sgan_from_config
 from lib.seed_figure import GAP
 from lib.seeds import UNLABELED, seed_to_image_size, seeds_from_cams
 from lib.stage2 import infer_cam
+from lib.utils.io import encode_png
 from lib.stage2.seed_writer import pictures_dir
 from lib.visualize import VOC_PALETTE, overlay
 
@@ -68,8 +69,7 @@ def test_threshold_seeds_are_the_seeds_of_lib_seeds_byte_for_byte(voc, checkpoin
     assert sorted(written) == sorted(n + ".png" for n in expected)
     for name, (maps, tags, bg, size) in expected.items():
         seed = seed_to_image_size(seeds_from_cams(maps, tags, bg, 0.25), size)
-        ok, png = cv2.imencode(".png", seed)
-        assert written[name + ".png"] == png.tobytes(), name
+        assert written[name + ".png"] == encode_png(seed), name
     assert sorted(os.listdir(tmp_path)) == [os.path.basename(out), os.path.basename(out) + ".log"]
 
 
