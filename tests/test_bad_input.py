@@ -237,3 +237,17 @@ def test_training_stops_on_bad_files_before_writing_anything(voc, tmp_path):
                       "pretrain=", f"save_model_path={tmp_path / 'model'}")
     assert result.returncode == 2 and "1 image missing" in result.stderr
     assert image(names[1]) in result.stderr
+
+
+@pytest.mark.parametrize("content, words", [
+    ('{"2099_000000": [3, 25]}', "must be classes in 1..20"),
+    ('{"2099_000000": []}', "must be classes in 1..20"),
+    ('{"2099_000000": [3], "no_such_image": [4]}', "1 image missing"),
+])
+def test_bad_tags_are_one_line_errors_naming_the_file(voc, tmp_path, content, words):
+    (voc / "tags.json").write_text(content)
+    result = run_tool("tools/stage2/train_sgan.py", "--cfg_file", PAPER, f"dataset_root={voc}",
+                      "cue_file=tags.json", "pretrain=", f"save_model_path={tmp_path / 'model'}")
+    assert result.returncode == 2 and _one_line(result.stderr)
+    assert words in result.stderr
+    assert "tags.json" in result.stderr or "no_such_image" in result.stderr
