@@ -1,7 +1,7 @@
 # One-command set-up: `make test` runs the suite, `make demo` the end-to-end demo,
 # `make bench` the benchmark of every stage.
 # Each creates .venv on first use (torch==2.13.0 first, then requirements) and
-# reuse it afterwards; the install re-runs only when a requirements file changes.
+# reuse it afterwards: the install re-runs only when a requirements file changes.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
