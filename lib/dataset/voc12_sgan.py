@@ -180,32 +180,53 @@ def multi_hot(classes):
     return label
 
 
-class _VOC12SalBase(Dataset):
-    """Names from the tags file (sorted), file paths, and the shared preprocessing."""
+def repeat_names(names, max_iters):
+    """The name list repeated to cover at least ``max_iters`` samples (all of it if None)."""
+    return names * math.ceil(max_iters / len(names)) if max_iters else names
 
-    def __init__(self, voc12_root, cue_file, new_size, mean, std, sal_subdir, sal_thresh):
+
+def is_flipped(flip_seed, index):
+    """The p = 0.5 flip of sample ``index``, drawn from ``(flip_seed, index)`` alone so that
+    it does not depend on workers, processes or order."""
+    return np.random.default_rng((flip_seed, index)).random() < 0.5
+
+
+class VOC12Images(Dataset):
+    """A VOC tree's names (the sorted keys of the tags file), tags and resized images."""
+
+    def __init__(self, voc12_root, cue_file, new_size, mean, std):
         self.root = voc12_root
         self.tags = load_tags(os.path.join(voc12_root, cue_file))
         self.names = sorted(self.tags)
         self.new_size = new_size
         self.feat_size = feature_size(new_size)
         self.mean, self.std = mean, std
-        self.sal_dir = os.path.join(voc12_root, "sal", sal_subdir)
-        self.sal_thresh = sal_thresh
 
     def image_path(self, name):
         return os.path.join(self.root, "JPEGImages", name + ".jpg")
+
+    def resized_image(self, name):
+        """The BGR image resized to S x S (uint8), and its original (H, W)."""
+        image = read_image(self.image_path(name))
+        return zoom_to(image, (self.new_size, self.new_size), 1), image.shape[:2]
+
+
+class _VOC12SalBase(VOC12Images):
+    """Images with their saliency maps."""
+
+    def __init__(self, voc12_root, cue_file, new_size, mean, std, sal_subdir, sal_thresh):
+        super().__init__(voc12_root, cue_file, new_size, mean, std)
+        self.sal_dir = os.path.join(voc12_root, "sal", sal_subdir)
+        self.sal_thresh = sal_thresh
 
     def sal_path(self, name):
         return os.path.join(self.sal_dir, name + ".png")
 
     def _load_resized(self, name):
-        """Image (BGR) and saliency resized to S x S, and the original (H, W)."""
-        image = read_image(self.image_path(name))
+        """Image (BGR) and saliency resized to S x S, the full-size saliency, and (H, W)."""
+        image, size = self.resized_image(name)
         sal = read_grey(self.sal_path(name))
-        size = image.shape[:2]
-        s = self.new_size
-        return zoom_to(image, (s, s), 1), zoom_to(sal, (s, s), 1), sal, size
+        return image, zoom_to(sal, (self.new_size, self.new_size), 1), sal, size
 
 
 class VOC12ClsSalDataset(_VOC12SalBase):
@@ -225,9 +246,7 @@ class VOC12ClsSalDataset(_VOC12SalBase):
         self.normalise = normalise
         self.mirror = mirror
         self.flip_seed = flip_seed
-        self.samples = self.names
-        if max_iters:
-            self.samples = self.names * math.ceil(max_iters / len(self.names))
+        self.samples = repeat_names(self.names, max_iters)
 
     def seed_path(self, name):
         return os.path.join(self.seed_dir, name + ".png")
@@ -241,7 +260,7 @@ class VOC12ClsSalDataset(_VOC12SalBase):
         seed = zoom_to(read_grey(self.seed_path(name)), (self.new_size, self.new_size), 0)
         if self.normalise:
             image = normalise_image(image, self.mean, self.std)
-        if self.mirror and np.random.default_rng((self.flip_seed, index)).random() < 0.5:
+        if self.mirror and is_flipped(self.flip_seed, index):
             image = image[:, :, ::-1] if self.normalise else image[:, ::-1]
             sal, seed = sal[:, ::-1], seed[:, ::-1]
         h = self.feat_size
