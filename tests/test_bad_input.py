@@ -251,3 +251,16 @@ def test_bad_tags_are_one_line_errors_naming_the_file(voc, tmp_path, content, wo
     assert result.returncode == 2 and _one_line(result.stderr)
     assert words in result.stderr
     assert "tags.json" in result.stderr or "no_such_image" in result.stderr
+
+
+def test_an_error_from_a_loader_worker_is_one_line(voc, tmp_path):
+    from torch.utils.data import DataLoader
+
+    from lib.dataset.voc12_sgan import VOC12ClsSalDataset
+    from lib.utils.cli import error_line
+    dataset = VOC12ClsSalDataset(str(voc), "im_tags.pkl", new_size=33)
+    os.remove(dataset.seed_path(dataset.names[0]))
+    with pytest.raises(FileNotFoundError) as err:
+        next(iter(DataLoader(dataset, batch_size=2, num_workers=1)))
+    assert "\n" in str(err.value)  # the worker's traceback
+    assert error_line(err.value) == f"cannot read map {dataset.seed_path(dataset.names[0])}"
