@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import torch
 
-from lib.config import checkpoint_path, dataset_path, load_config, model_dir, result_dir
+from lib.config import (SCHEMA, checkpoint_path, dataset_path, load_config, model_dir,
+                        result_dir)
 from lib.dataset.synthetic import generate_dataset
 from lib.dataset.voc12_sgan import VOC12SalInferDataset, read_grey
 from lib.evaluate import evaluate_folder, read_label_png
@@ -30,7 +31,8 @@ def _same_training(cfg):
     saved = os.path.join(model_dir(cfg), "config.yml")
     if not (os.path.exists(checkpoint_path(cfg)) and os.path.exists(saved)):
         return False
-    return all(load_config(saved)[k] == cfg[k] for k in load_config(saved) if k != "cfg_file")
+    trained = load_config(saved)
+    return all(trained[k] == cfg[k] for k in SCHEMA)
 
 
 def comparison_table(initial, sgan):
