@@ -146,3 +146,14 @@ def test_two_process_seed_folder_equals_one_process(synth_voc, tmp_path):
     for name in names:
         with open(os.path.join(one, name), "rb") as a, open(os.path.join(two, name), "rb") as b:
             assert a.read() == b.read(), name
+
+
+def test_process_count_follows_the_visible_gpus(monkeypatch):
+    from lib.utils.distributed import requested_processes
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    paper = load_config(PAPER)
+    assert requested_processes(paper) == 4  # the paper's plain command uses every GPU
+    assert requested_processes(load_config(PAPER, {"device": "cuda:1"})) == 1
+    assert requested_processes(load_config(PAPER, {"num_processes": 2})) == 2
+    assert requested_processes(load_config(PAPER, {"device": "cpu"})) == 1

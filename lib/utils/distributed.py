@@ -93,10 +93,12 @@ def _spawned(local_rank, world_size, port, worker, cfg):
 
 
 def requested_processes(cfg):
-    """``num_processes``, or (0 = auto) one per visible GPU when running on CUDA, else 1."""
+    """``num_processes``, or (0 = auto) one per visible GPU when running on CUDA without a
+    device index, else 1."""
     if cfg.num_processes:
         return cfg.num_processes
-    if resolve_device(cfg.device).type == "cuda":
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and device.index is None:
         return max(1, torch.cuda.device_count())
     return 1
 
