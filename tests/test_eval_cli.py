@@ -110,3 +110,19 @@ def test_cli_error_prediction_value_out_of_range(tmp_path):
     proc = run_cli("--res_path", GOLDEN_PRED, "--gt_path", GOLDEN_GT, "--num_classes", 21,
                    "--workers", 0)
     assert_one_line_error(proc, "golden_pred", "prediction value 21")
+
+
+def test_segmentation_mode_from_a_config_scores_against_segmentation_class(tmp_path):
+    res = tmp_path / "res"
+    res.mkdir()
+    for png in sorted(GOLDEN_PRED.glob("*.png")):
+        pred = np.array(Image.open(png))
+        Image.fromarray(np.where(pred == 21, 0, pred).astype(np.uint8), "L").save(res / png.name)
+    out = tmp_path / "seg.json"
+    proc = run_cli("--res_path", res, "--num_classes", 21, "--cfg_file",
+                   REPO / "config" / "sgan_vgg16_321x321.yml", f"dataset_root={GOLDEN_VOC}",
+                   "--json", out)
+    assert proc.returncode == 0, proc.stderr
+    assert f"ground truth: {GOLDEN_VOC / 'SegmentationClass'}" in proc.stdout
+    expected = json.loads((DATA / "eval.json").read_text())["21"]
+    assert json.loads(out.read_text())["mIoU"] == pytest.approx(expected["mIoU"], abs=1e-12)

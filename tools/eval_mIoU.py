@@ -5,7 +5,8 @@
     python tools/eval_mIoU.py --curve [--maps DIR | --res_path DIR | --cfg_file CFG]
         [--thresholds 0.05:0.95:0.05] [--curve_plot FILE] [--json FILE] ...
 
-Without --gt_path the ground truth is the config's dataset_root/gt_path; without --res_path
+Without --gt_path the ground truth is the config's dataset_root/gt_path for seeds (22
+classes) and dataset_root/SegmentationClass for segmentation (21); without --res_path
 the results are the config's res_path/<cfg_name><test_cfg> (the folder inference writes).
 --curve sweeps cam_thresh over the class maps infer_cam saved with save_class_maps=true
 (default folder: the results folder + "_maps") and prints precision, recall and mIoU per
@@ -55,6 +56,10 @@ def build_parser():
     return parser
 
 
+SEED_CLASSES = 22  # seed mode: 21 = unlabeled; 21 classes = segmentation mode
+SEGMENTATION_GT = "SegmentationClass/"  # SPEC section 7: segmentation results are scored here
+
+
 def resolve_paths(args, cfg):
     """(res_path, gt_path, num_classes) from the arguments, filling gaps from the config."""
     res_path = args.res_path
@@ -62,8 +67,9 @@ def resolve_paths(args, cfg):
         if args.cfg_file is None:
             raise UserError("give --res_path (or --cfg_file to use its res_path)")
         res_path = result_dir(cfg)
-    gt_path = args.gt_path or dataset_path(cfg, cfg.gt_path)
     num_classes = args.num_classes or cfg.num_classes
+    default_gt = cfg.gt_path if num_classes == SEED_CLASSES else SEGMENTATION_GT
+    gt_path = args.gt_path or dataset_path(cfg, default_gt)
     return res_path, gt_path, num_classes
 
 
@@ -106,8 +112,9 @@ def main(argv=None):
         return run_curve(args)
     cfg = load_config(args.cfg_file, args.overrides)
     res_path, gt_path, num_classes = resolve_paths(args, cfg)
+    seeds_of_config = args.cfg_file and num_classes == SEED_CLASSES
     names = evaluation_names(res_path, gt_path, args.list,
-                             dataset_path(cfg, cfg.cue_file) if args.cfg_file else None,
+                             dataset_path(cfg, cfg.cue_file) if seeds_of_config else None,
                              args.strict)
     result = evaluate_folder(res_path, gt_path, num_classes, names=names, workers=args.workers)
     print(f"predictions: {res_path}\nground truth: {gt_path}")
