@@ -13,7 +13,7 @@ from pydensecrf.utils import unary_from_softmax
 
 from lib.config import ConfigError
 from lib.dataset.voc12_sgan import zoom_to
-from lib.seeds import UNLABELED
+from lib.voc import UNLABELED
 
 GAUSSIAN_SXY, GAUSSIAN_COMPAT = 3, 3
 BILATERAL_SXY, BILATERAL_SRGB, BILATERAL_COMPAT = 80, 13, 10

@@ -17,7 +17,7 @@ from lib.dataset.tags import load_tags
 from lib.dataset.voc12_sgan import zoom_to
 from lib.errors import UserError
 from lib.evaluate import read_label_png
-from lib.seeds import UNLABELED
+from lib.voc import UNLABELED
 from lib.utils.io import atomic_write_bytes
 
 CUE_SIZE = 41

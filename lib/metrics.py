@@ -9,18 +9,14 @@ import warnings
 
 import numpy as np
 
-VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
-)
-UNLABELED = "unlabeled"
+from lib.voc import VOC_CLASSES
+
 EPS = 1e-5
 
 
 def class_names(num_classes):
     """Names of classes 0..num_classes-1: the VOC classes, then "unlabeled" (seed class 21)."""
-    names = VOC_CLASSES + (UNLABELED,)
+    names = VOC_CLASSES + ("unlabeled",)
     if num_classes <= len(names):
         return list(names[:num_classes])
     return list(names) + [f"class_{k}" for k in range(len(names), num_classes)]

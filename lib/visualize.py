@@ -16,32 +16,8 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from lib.utils.io import atomic_write_bytes  # noqa: E402
+from lib.voc import IGNORE, UNLABELED, VOC_CLASSES, VOC_PALETTE  # noqa: E402
 
-UNLABELED = 21
-IGNORE = 255
-
-VOC_CLASS_NAMES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-    "sheep", "sofa", "train", "tvmonitor",
-)
-
-
-def _voc_palette():
-    """The PASCAL VOC colour map: bits of the label index interleaved into R, G and B."""
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    for index in range(256):
-        value, rgb = index, [0, 0, 0]
-        for bit in range(8):
-            for channel in range(3):
-                rgb[channel] |= ((value >> channel) & 1) << (7 - bit)
-            value >>= 3
-        palette[index] = rgb
-    palette.setflags(write=False)
-    return palette
-
-
-VOC_PALETTE = _voc_palette()
 
 
 def _check_labels(mask):
@@ -167,7 +143,7 @@ def _legend_entries(rows, class_names):
     return entries
 
 
-def save_seed_grid(rows, path, column_titles=(), class_names=VOC_CLASS_NAMES, panel_inches=2.0,
+def save_seed_grid(rows, path, column_titles=(), class_names=VOC_CLASSES, panel_inches=2.0,
                    dpi=100, legend_columns=6):
     """Draw rows of panels as one PNG figure, with column titles and a class legend below.
 

@@ -7,7 +7,8 @@ import scipy.ndimage as nd
 
 from lib.config import ConfigError, load_config
 from lib.crf import class_probabilities, crf_settings, seeds_from_crf
-from lib.seeds import UNLABELED, seed_to_image_size, seeds_from_cams
+from lib.seeds import seed_to_image_size, seeds_from_cams
+from lib.voc import UNLABELED
 
 H, W, FEAT = 96, 112, 12
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib.metrics import VOC_CLASSES
+from lib.voc import VOC_CLASSES
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"

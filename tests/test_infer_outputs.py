@@ -18,11 +18,13 @@ from lib.dataset.voc12_sgan import VOC12SalInferDataset
 from lib.network.checkpoint import load_sgan
 from lib.network.sgan import sgan_from_config
 from lib.seed_figure import GAP
-from lib.seeds import UNLABELED, seed_to_image_size, seeds_from_cams
+from lib.seeds import seed_to_image_size, seeds_from_cams
+from lib.voc import UNLABELED
 from lib.stage2 import infer_cam
 from lib.utils.io import encode_png
 from lib.stage2.seed_writer import pictures_dir
-from lib.visualize import VOC_PALETTE, overlay
+from lib.visualize import overlay
+from lib.voc import VOC_PALETTE
 
 
 @pytest.fixture(scope="module")

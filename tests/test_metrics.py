@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from lib.evaluate import evaluate_folder, format_table, result_to_json
-from lib.metrics import VOC_CLASSES, ConfusionMatrix, class_names, pair_counts
+from lib.metrics import ConfusionMatrix, class_names, pair_counts
+from lib.voc import VOC_CLASSES
 from lib.errors import UserError
 
 DATA = Path(__file__).parent / "data"

@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO
 from lib.errors import UserError
 from lib.seed_figure import first_names, save_seed_figure
-from lib.visualize import VOC_PALETTE
+from lib.voc import VOC_PALETTE
 
 
 def run_cli(*args):

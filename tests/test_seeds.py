@@ -5,7 +5,8 @@ import pytest
 
 from conftest import DATA, GOLDEN_VOC
 from lib.dataset.voc12_sgan import VOC12SalInferDataset
-from lib.seeds import UNLABELED, seed_to_image_size, seeds_from_cams
+from lib.seeds import seed_to_image_size, seeds_from_cams
+from lib.voc import UNLABELED
 
 
 @pytest.mark.parametrize("h", [9, 41])

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib.dataset.synthetic import draw_image_size, generate_dataset, split_train_val, voc_palette
+from lib.dataset.synthetic import draw_image_size, generate_dataset, split_train_val
+from lib.voc import VOC_PALETTE
 from lib.dataset.tags import load_tags
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +89,7 @@ def test_file_formats_and_sizes(dataset):
             assert grey.dtype == np.uint8 and grey.shape == (height, width)
         pil_gt = Image.open(root / "SegmentationClassAug" / f"{name}.png")
         assert pil_gt.mode == "P"
-        assert pil_gt.getpalette()[:3 * 21] == voc_palette()[:3 * 21]
+        assert pil_gt.getpalette()[:3 * 21] == VOC_PALETTE[:21].ravel().tolist()
         assert gt.shape == (height, width)
         assert set(np.unique(gt)) <= {0, 255} | set(tags[name].tolist())
         assert 255 in gt and 0 in gt
@@ -102,14 +103,6 @@ def test_image_sizes_are_never_square():
     rng = np.random.default_rng(0)
     sizes = {draw_image_size(rng, 40, 42) for _ in range(500)}
     assert sizes == {(h, w) for h in (40, 41, 42) for w in (40, 41, 42) if h != w}
-
-
-def test_voc_palette_known_colours():
-    palette = np.array(voc_palette()).reshape(256, 3)
-    assert palette[0].tolist() == [0, 0, 0]
-    assert palette[1].tolist() == [128, 0, 0]
-    assert palette[15].tolist() == [192, 128, 128]
-    assert palette[255].tolist() == [224, 224, 192]
 
 
 def test_ignore_band_separates_labels(dataset):

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from lib.visualize import (VOC_CLASS_NAMES, VOC_PALETTE, Panel, colorize_labels, heatmap,
-                           overlay, save_seed_grid)
+from lib.visualize import Panel, colorize_labels, heatmap, overlay, save_seed_grid
+from lib.voc import VOC_CLASSES, VOC_PALETTE
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -107,8 +107,8 @@ def test_save_seed_grid_without_label_panels_has_no_legend(tmp_path):
 
 
 def test_class_names_cover_background_and_twenty_classes():
-    assert len(VOC_CLASS_NAMES) == 21
-    assert VOC_CLASS_NAMES[0] == "background" and VOC_CLASS_NAMES[15] == "person"
+    assert len(VOC_CLASSES) == 21
+    assert VOC_CLASSES[0] == "background" and VOC_CLASSES[15] == "person"
 
 
 def test_draw_overview_writes_a_wide_png(tmp_path):

@@ -15,7 +15,7 @@ from PIL import Image
 from lib.dataset.names import read_names
 from lib.dataset.tags import save_tags
 from lib.errors import UserError
-from lib.metrics import VOC_CLASSES
+from lib.voc import VOC_CLASSES
 
 NUM_FG_CLASSES = 20
 IGNORE_LABEL = 255

@@ -20,9 +20,9 @@ from PIL import Image
 
 from lib.dataset.tags import save_tags
 from lib.utils.io import atomic_write_bytes, write_jpg, write_png
+from lib.voc import IGNORE, VOC_PALETTE
 
 NUM_CLASSES = 20
-IGNORE_LABEL = 255
 NAME_PREFIX = "2099_"
 
 SHAPES = ("ellipse", "rectangle", "triangle", "blob")
@@ -36,21 +36,6 @@ _SEED_FRACTION = (0.10, 0.25)   # seed blob area / visible object area
 _MIN_VISIBLE = 0.55             # an occluded object keeps at least this share of its area
 _MIN_VISIBLE_OF_IMAGE = 0.035   # ... and at least this share of the image
 _PLACEMENT_TRIES = 40
-
-
-def voc_palette():
-    """The standard 256-entry VOC colour palette as a flat list [r0, g0, b0, r1, ...]."""
-    palette = []
-    for index in range(256):
-        r = g = b = 0
-        label = index
-        for shift in range(7, -1, -1):
-            r |= ((label >> 0) & 1) << shift
-            g |= ((label >> 1) & 1) << shift
-            b |= ((label >> 2) & 1) << shift
-            label >>= 3
-        palette += [r, g, b]
-    return palette
 
 
 def class_style(cls):
@@ -303,7 +288,7 @@ def _ground_truth(labels):
     """Labels with a 255 band where the 3 x 3 neighbourhood holds more than one label."""
     kernel = np.ones((3, 3), np.uint8)
     border = cv2.dilate(labels, kernel) != cv2.erode(labels, kernel)
-    return np.where(border, np.uint8(IGNORE_LABEL), labels)
+    return np.where(border, np.uint8(IGNORE), labels)
 
 
 def generate_sample(rng, height, width, classes):
@@ -326,7 +311,7 @@ def generate_sample(rng, height, width, classes):
 
 def _write_palette_png(path, labels):
     img = Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8))
-    img.putpalette(voc_palette())
+    img.putpalette(VOC_PALETTE.ravel().tolist())
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
@@ -413,7 +398,7 @@ def generate_dataset(root, num_images=40, min_size=64, max_size=128, seed=0, cla
         _write_palette_png(os.path.join(folders["gt"], name + ".png"), sample["gt"])
         _write_palette_png(os.path.join(folders["gt_val"], name + ".png"), sample["gt"])
         present = np.unique(sample["gt"])
-        tags[name] = present[(present != 0) & (present != IGNORE_LABEL)].astype(np.int64)
+        tags[name] = present[(present != 0) & (present != IGNORE)].astype(np.int64)
         names.append(name)
     save_tags(tags, os.path.join(root, "im_tags.pkl"))
     save_tags(tags, os.path.join(root, "im_tags.json"))
