@@ -1,10 +1,8 @@
-"""Run-time set-up shared by the pipeline steps: device, seeding, logging."""
+"""Run-time set-up shared by the pipeline steps: device, logging, mixed precision."""
 import logging
 import os
-import random
 import sys
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -14,12 +12,6 @@ def resolve_device(name="auto"):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def seed_everything(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 class _TqdmHandler(logging.Handler):
