@@ -278,12 +278,14 @@ class VOC12SalInferDataset(_VOC12SalBase):
     """Inference samples: the training preprocessing without flip, plus ``bg``.
 
     ``bg`` (bool h x h) is SPEC section 5 step 2: the full-size saliency / 255 zoomed
-    straight to h x h (order 1, float) below ``sal_thresh``.
+    straight to h x h (order 1, float) below ``sal_thresh``. With ``normalise`` false the
+    image stays uint8 BGR S x S x 3, for :func:`normalise_on_device`.
     """
 
     def __init__(self, voc12_root, cue_file, new_size=321, mean=BGR_MEAN, std=None,
-                 sal_subdir="sal_snet", sal_thresh=0.06, names=None):
+                 sal_subdir="sal_snet", sal_thresh=0.06, names=None, normalise=True):
         super().__init__(voc12_root, cue_file, new_size, mean, std, sal_subdir, sal_thresh)
+        self.normalise = normalise
         if names is not None:
             self.names = list(names)
 
@@ -297,7 +299,8 @@ class VOC12SalInferDataset(_VOC12SalBase):
         bg = zoom_to(sal_full.astype(np.float64) / 255.0, (h, h), order=1) < self.sal_thresh
         return {
             "name": name,
-            "image": torch.from_numpy(normalise_image(image, self.mean, self.std)),
+            "image": torch.from_numpy(normalise_image(image, self.mean, self.std)
+                                      if self.normalise else image),
             "label": torch.from_numpy(multi_hot(self.tags[name])),
             "sal": torch.from_numpy(saliency_mask(sal, h, self.sal_thresh)),
             "bg": torch.from_numpy(bg),

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from lib.config import check_dataset_paths, checkpoint_path, result_dir
 from lib.crf import crf_settings
-from lib.dataset.voc12_sgan import VOC12SalInferDataset
+from lib.dataset.voc12_sgan import VOC12SalInferDataset, normalise_on_device
 from lib.network.checkpoint import load_sgan
 from lib.network.sgan import sgan_from_config
 from lib.dataset.check import check_files
@@ -58,7 +58,8 @@ def _infer(ctx, cfg):
     load_sgan(model, weights)  # check the inputs before writing anything
     dataset = VOC12SalInferDataset(
         cfg.dataset_root, cfg.cue_file, new_size=cfg.new_size, mean=cfg.mean, std=cfg.std,
-        sal_subdir=cfg.sdnet_path, sal_thresh=cfg.sal_thresh)
+        sal_subdir=cfg.sdnet_path, sal_thresh=cfg.sal_thresh,
+        normalise=False)  # uint8 images, normalised on the device
     check_files(dataset.names, dataset.image_path, {"saliency map": dataset.sal_path})
     os.makedirs(out_dir, exist_ok=True)
     logger = process_logger("sgan.infer", out_dir.rstrip("/") + ".log", ctx.is_main)
@@ -78,7 +79,10 @@ def _infer(ctx, cfg):
     with OutputWriter(settings, workers) as writer, torch.no_grad():
         model.to(device, memory_format=memory_format).eval()  # after the writer forked
         for batch in tqdm(loader, desc="seeds", dynamic_ncols=True, disable=not ctx.is_main):
-            image = batch["image"].to(device, memory_format=memory_format)
+            image = normalise_on_device(batch["image"].to(device, non_blocking=True),
+                                        cfg.mean, cfg.std)
+            if cfg.channels_last:
+                image = image.contiguous(memory_format=torch.channels_last)
             with autocast(dtype, device):
                 maps = class_maps(model, image, batch["sal"].to(device), cfg.combine_seedseg)
             maps = maps.cpu().numpy()
