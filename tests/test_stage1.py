@@ -149,3 +149,12 @@ def test_stage1_from_public_inputs_to_sgan_training(tmp_path):
     assert result.returncode == 0, result.stderr
     log = (models / "tiny_sgan" / "train.log").read_text()
     assert f"weights from {vgg_init_path}" in log
+
+
+def test_uint8_classifier_items_normalise_to_the_float_items(synth_voc):
+    from lib.dataset.voc12_sgan import normalise_on_device
+    floats = VOC12ClsDataset(synth_voc, "im_tags.pkl", new_size=33)
+    raw = VOC12ClsDataset(synth_voc, "im_tags.pkl", new_size=33, normalise=False)
+    for i in range(len(floats)):
+        image = normalise_on_device(raw[i]["image"][None], floats.mean, floats.std)[0]
+        assert torch.equal(image, floats[i]["image"]), i

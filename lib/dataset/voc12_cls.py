@@ -15,11 +15,13 @@ class VOC12ClsDataset(VOC12Images):
 
     With ``max_iters`` the name list is repeated to cover at least that many samples. Flips
     are those of VOC12ClsSalDataset (:func:`is_flipped`), so both sets flip the same samples.
+    With ``normalise`` false the image stays uint8 BGR S x S x 3, for normalise_on_device.
     """
 
     def __init__(self, voc12_root, cue_file, max_iters=None, new_size=321, mirror=True,
-                 mean=BGR_MEAN, std=None, flip_seed=7):
+                 mean=BGR_MEAN, std=None, flip_seed=7, normalise=True):
         super().__init__(voc12_root, cue_file, new_size, mean, std)
+        self.normalise = normalise
         self.mirror = mirror
         self.flip_seed = flip_seed
         self.samples = repeat_names(self.names, max_iters)
@@ -30,9 +32,10 @@ class VOC12ClsDataset(VOC12Images):
     def __getitem__(self, index):
         name = self.samples[index]
         image, size = self.resized_image(name)
-        image = normalise_image(image, self.mean, self.std)
+        if self.normalise:
+            image = normalise_image(image, self.mean, self.std)
         if self.mirror and is_flipped(self.flip_seed, index):
-            image = image[:, :, ::-1]
+            image = image[:, :, ::-1] if self.normalise else image[:, ::-1]
         return {
             "name": name,
             "image": torch.from_numpy(np.ascontiguousarray(image)),

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from lib.config import check_dataset_paths, checkpoint_path, model_dir
 from lib.dataset.check import check_files
-from lib.dataset.voc12_sgan import VOC12SalInferDataset
+from lib.dataset.voc12_sgan import VOC12SalInferDataset, normalise_on_device
 from lib.network.checkpoint import load_sgan
 from lib.network.classifier import classifier_from_config
 from lib.seeds import seed_to_image_size, seeds_from_cams
@@ -53,7 +53,8 @@ def run(cfg):
     load_sgan(model, weights)
     dataset = VOC12SalInferDataset(
         cfg.dataset_root, cfg.cue_file, new_size=cfg.new_size, mean=cfg.mean, std=cfg.std,
-        sal_subdir=cfg.sdnet_path, sal_thresh=cfg.sal_thresh)
+        sal_subdir=cfg.sdnet_path, sal_thresh=cfg.sal_thresh,
+        normalise=False)  # uint8 images, normalised on the device
     check_files(dataset.names, dataset.image_path, {"saliency map": dataset.sal_path})
     device = resolve_device(cfg.device)
     model.to(device).eval()
@@ -72,7 +73,8 @@ def run(cfg):
                         pin_memory=device.type == "cuda")
     with torch.no_grad():
         for batch in tqdm(loader, desc="seeds", dynamic_ncols=True):
-            cams = model.forward_cam(batch["image"].to(device)).float().cpu().numpy()
+            image = normalise_on_device(batch["image"].to(device), cfg.mean, cfg.std)
+            cams = model.forward_cam(image).float().cpu().numpy()
             masks = seed_masks(cams, batch["label"].numpy(), batch["bg"].numpy(), cfg.fg_thresh,
                                cfg.ignore_conflict)
             for name, mask, size in zip(batch["name"], masks, batch["size"].numpy()):

@@ -43,7 +43,7 @@ class ClassifierTraining(TrainingTask):
         dataset = VOC12ClsDataset(
             cfg.dataset_root, cfg.cue_file, max_iters=cfg.max_iter * cfg.batch_size,
             new_size=cfg.resize, mirror=True, mean=cfg.mean, std=cfg.std,
-            flip_seed=cfg.random_seed)
+            flip_seed=cfg.random_seed, normalise=False)  # uint8, normalised on the device
         check_files(dataset.names, dataset.image_path, {})
         return dataset
 
