@@ -99,6 +99,16 @@ SCHEMA = {
     "save_pictures": (bool, False),
 }
 
+# Keys read only after training (seed making and evaluation) or that do not change the
+# weights training produces: a run that differs from another only in these trained the same.
+AFTER_TRAINING_KEYS = frozenset({
+    "gt_path", "sdnet_path", "test_cfg", "new_size", "res_path", "cam_thresh",
+    "ignore_conflict", "combine_seedseg", "num_classes", "checkpoint", "test_batch_size",
+    "overwrite", "display_step", "num_worker", "fg_thresh", "seed_out_path", "seed_mode",
+    "crf_alpha_low", "crf_alpha_high", "crf_scale", "crf_iterations", "crf_workers",
+    "save_class_maps", "save_pictures",
+})
+
 
 def _type_name(spec):
     if isinstance(spec, tuple) and spec and spec[0] == "choice":

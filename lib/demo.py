@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import torch
 
-from lib.config import (SCHEMA, checkpoint_path, dataset_path, load_config, model_dir,
+from lib.config import (AFTER_TRAINING_KEYS, SCHEMA, checkpoint_path, dataset_path, load_config, model_dir,
                         result_dir)
 from lib.dataset.synthetic import generate_dataset
 from lib.dataset.voc12_sgan import VOC12SalInferDataset, read_grey
@@ -27,12 +27,13 @@ FIGURE_COLUMNS = ("image", "saliency", "initial seeds", "class map (M)", "SGAN s
 
 
 def _same_training(cfg):
-    """True if the final checkpoint exists and was trained with this very configuration."""
+    """True if the final checkpoint exists and was trained with this configuration (keys
+    that only matter after training may differ)."""
     saved = os.path.join(model_dir(cfg), "config.yml")
     if not (os.path.exists(checkpoint_path(cfg)) and os.path.exists(saved)):
         return False
     trained = load_config(saved)
-    return all(trained[k] == cfg[k] for k in SCHEMA)
+    return all(trained[k] == cfg[k] for k in SCHEMA if k not in AFTER_TRAINING_KEYS)
 
 
 def comparison_table(initial, sgan):

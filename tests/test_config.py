@@ -72,3 +72,9 @@ def test_saved_config_loads_back_equal(tmp_path):
     save_config(cfg, str(tmp_path / "saved.yml"))
     again = load_config(str(tmp_path / "saved.yml"))
     assert {k: again[k] for k in SCHEMA} == {k: cfg[k] for k in SCHEMA}
+
+
+def test_after_training_keys_are_known_keys():
+    from lib.config import AFTER_TRAINING_KEYS
+    assert AFTER_TRAINING_KEYS < set(SCHEMA)
+    assert not AFTER_TRAINING_KEYS & {"lr", "max_iter", "batch_size", "resize", "random_seed"}

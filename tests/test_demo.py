@@ -25,6 +25,9 @@ def test_demo_runs_end_to_end_and_reuses_its_training(tmp_path):
     assert picture is not None and picture.shape[1] > picture.shape[0] * 0.5
     assert (tmp_path / "m" / "sgan_demo" / "demo_results.txt").read_text().strip()
 
-    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    again = subprocess.run(cmd + ["cam_thresh=0.5"], cwd=REPO, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
-    assert "trained with this config" in again.stderr
+    assert "trained with this config" in again.stderr  # an inference key alone: no retraining
+    retrain = subprocess.run(cmd + ["max_iter=3"], cwd=REPO, capture_output=True, text=True)
+    assert retrain.returncode == 0, retrain.stderr
+    assert "trained with this config" not in retrain.stderr
