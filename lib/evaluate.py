@@ -17,13 +17,13 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from lib.metrics import ConfusionMatrix, class_names
+from lib.dataset.names import file_names, first_few
 from lib.errors import UserError
+from lib.metrics import ConfusionMatrix, class_names
 
 PNG = ".png"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_GREY_DEPTHS = (b"\x08\x00", b"\x10\x00")  # IHDR bit depth 8 or 16, colour type 0 (grey)
-SHOW_NAMES = 5
 CHUNKS_PER_WORKER = 8
 MAX_CHUNK = 32
 
@@ -34,11 +34,6 @@ def default_workers():
 
 def _one_line(text):
     return " ".join(str(text).split())
-
-
-def _few(items):
-    shown = ", ".join(items[:SHOW_NAMES])
-    return shown + (", ..." if len(items) > SHOW_NAMES else "")
 
 
 def read_label_png(path):
@@ -97,17 +92,9 @@ def _ignore_sigint():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _list_pngs(folder, what):
-    if not os.path.isdir(folder):
-        raise UserError(f"{what} folder not found: {folder}")
-    # Dot-files are skipped: atomic writers leave ".tmp-*" files while (or if killed while) writing.
-    return sorted(f[:-len(PNG)] for f in os.listdir(folder)
-                  if f.endswith(PNG) and not f.startswith("."))
-
-
 def _check_names(res_path, gt_path, names):
     """The names to evaluate; UserError for missing predictions or ground truth."""
-    available = _list_pngs(res_path, "prediction")
+    available = file_names(res_path, what="prediction")
     if names is None:
         names = available
         if not names:
@@ -120,15 +107,15 @@ def _check_names(res_path, gt_path, names):
         missing = [n for n in names if n not in present]
         if missing:
             raise UserError(f"{len(missing)} of {len(names)} listed images have no prediction "
-                            f"in {res_path}: {_few(missing)}")
-    gt_names = set(_list_pngs(gt_path, "ground-truth"))
+                            f"in {res_path}: {first_few(missing)}")
+    gt_names = set(file_names(gt_path, what="ground-truth"))
     no_gt = [n for n in names if n not in gt_names]
     if len(no_gt) == 1:
         raise UserError(f"prediction {os.path.join(res_path, no_gt[0] + PNG)} has no ground "
                         f"truth {os.path.join(gt_path, no_gt[0] + PNG)}")
     if no_gt:
         raise UserError(f"{len(no_gt)} predictions have no ground truth in {gt_path}: "
-                        f"{_few([n + PNG for n in no_gt])}")
+                        f"{first_few([n + PNG for n in no_gt])}")
     return names
 
 

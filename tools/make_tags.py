@@ -10,7 +10,8 @@ Masks give the published tags (unique labels minus 0 and 255); without --list ev
 import argparse
 import sys
 
-from lib.dataset.make_tags import json_path, run, short_list
+from lib.dataset.make_tags import json_path, run
+from lib.dataset.names import first_few
 from lib.utils.cli import run_main
 
 
@@ -28,7 +29,7 @@ def main(argv=None):
     tags, skipped = run(folder, args.out, kind, args.list)
     if skipped:
         print(f"warning: skipped {len(skipped)} images with no foreground class "
-              f"({short_list(skipped)})",
+              f"({first_few(skipped)})",
               file=sys.stderr)
     print(f"wrote tags of {len(tags)} images from {kind} in {folder} to {args.out} and "
           f"{json_path(args.out)}")

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 from PIL import Image
 
-from lib.dataset.names import read_names
+from lib.dataset.names import file_names, first_few, read_names
 from lib.dataset.tags import save_tags
 from lib.errors import UserError
 from lib.voc import VOC_CLASSES
@@ -20,12 +20,6 @@ from lib.voc import VOC_CLASSES
 NUM_FG_CLASSES = 20
 IGNORE_LABEL = 255
 CLASS_INDEX = {name: index for index, name in enumerate(VOC_CLASSES) if index > 0}
-SHOW_NAMES = 5
-
-
-def short_list(names):
-    """The first few names, comma-separated, for one-line messages."""
-    return ", ".join(names[:SHOW_NAMES]) + (", ..." if len(names) > SHOW_NAMES else "")
 
 
 def tags_from_mask(path):
@@ -62,15 +56,13 @@ def collect_tags(folder, source="masks", names=None):
     the names without one. ``names`` None means every ``.png`` (masks) or ``.xml`` in ``folder``."""
     suffix, read = SOURCES[source]
     if names is None:
-        if not os.path.isdir(folder):
-            raise UserError(f"folder not found: {folder}")
-        names = sorted(f[:-len(suffix)] for f in os.listdir(folder) if f.endswith(suffix))
+        names = file_names(folder, suffix)
         if not names:
             raise UserError(f"no {suffix} files in {folder}")
     missing = [n for n in names if not os.path.isfile(os.path.join(folder, n + suffix))]
     if missing:
         raise UserError(f"{len(missing)} listed images have no {suffix} file in {folder}: "
-                        + short_list(missing))
+                        + first_few(missing))
     tags, skipped = {}, []
     for name in names:
         classes = read(os.path.join(folder, name + suffix))

@@ -20,11 +20,14 @@ def read_names(list_path):
     return names
 
 
-def png_names(folder):
-    """Names of the ``*.png`` files of ``folder`` (hidden temporary files left out), sorted."""
+def file_names(folder, suffix=".png", what=""):
+    """Names of the ``*<suffix>`` files of ``folder``, sorted. Hidden files are left out:
+    atomic writers leave ``.tmp-*`` files while (or if killed while) writing. ``what`` names
+    the folder in the error if it does not exist."""
     if not os.path.isdir(folder):
-        raise UserError(f"folder not found: {folder}")
-    return sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".png") and not f.startswith("."))
+        raise UserError(f"{what + ' ' if what else ''}folder not found: {folder}")
+    return sorted(f[:-len(suffix)] for f in os.listdir(folder)
+                  if f.endswith(suffix) and not f.startswith("."))
 
 
 def expected_names(list_path=None, tags_file=None, folder=None):
@@ -33,7 +36,7 @@ def expected_names(list_path=None, tags_file=None, folder=None):
         return read_names(list_path)
     if tags_file:
         return sorted(load_tags(tags_file))
-    return png_names(folder)
+    return file_names(folder)
 
 
 def missing_pngs(folder, names):
@@ -41,9 +44,9 @@ def missing_pngs(folder, names):
     return [n + ".png" for n in names if not os.path.isfile(os.path.join(folder, n + ".png"))]
 
 
-def first_few(files, count=5):
-    """``a.png, b.png, ...``: the first ``count`` files, for one-line messages."""
-    return ", ".join(files[:count]) + (", ..." if len(files) > count else "")
+def first_few(items, count=5):
+    """``a, b, c, d, e, ...``: the first ``count`` items, for one-line messages."""
+    return ", ".join(items[:count]) + (", ..." if len(items) > count else "")
 
 
 def evaluation_names(res_path, gt_path, list_path=None, tags_file=None, strict=True):
@@ -51,7 +54,7 @@ def evaluation_names(res_path, gt_path, list_path=None, tags_file=None, strict=T
     folder's (then a prediction without ground truth is an error). ``strict`` requires a
     prediction for each; otherwise those without one are left out."""
     if not (list_path or tags_file):
-        orphans = missing_pngs(gt_path, png_names(res_path))
+        orphans = missing_pngs(gt_path, file_names(res_path, what="prediction"))
         if orphans:
             raise UserError(f"{len(orphans)} predictions have no ground truth in {gt_path}: "
                             f"{first_few(orphans)}")
