@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from lib.dataset.names import file_names
 from lib.dataset.voc12_sgan import NUM_FG_CLASSES
 from lib.errors import UserError
 from lib.utils.io import atomic_write_bytes
@@ -56,5 +57,4 @@ def list_class_maps(folder):
     if not os.path.isdir(folder):
         raise UserError(f"class-map folder not found: {folder} (run infer_cam with "
                         f"save_class_maps=true)")
-    return sorted(f[:-len(SUFFIX)] for f in os.listdir(folder)
-                  if f.endswith(SUFFIX) and not f.startswith("."))
+    return file_names(folder, SUFFIX)

@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 import torch
 
-from lib.config import (AFTER_TRAINING_KEYS, SCHEMA, checkpoint_path, dataset_path, load_config, model_dir,
-                        result_dir)
+from lib.config import (AFTER_TRAINING_KEYS, SCHEMA, checkpoint_path, dataset_path,
+                        load_config, model_dir, result_dir)
+from lib.dataset.names import file_names
 from lib.dataset.synthetic import generate_dataset
 from lib.dataset.voc12_sgan import VOC12SalInferDataset, read_grey
 from lib.evaluate import evaluate_folder, read_label_png
@@ -120,7 +121,7 @@ def run(cfg, num_images=200, min_size=64, max_size=128, data_seed=0, figure=None
     print(table)
     atomic_write_bytes(os.path.join(model_dir(cfg), "demo_results.txt"), (table + "\n").encode())
     if figure:
-        names = sorted(os.path.splitext(f)[0] for f in os.listdir(seeds) if f.endswith(".png"))
+        names = file_names(seeds)
         draw_figure(cfg, names[:figure_rows], figure, resolve_device(cfg.device))
         logger.info("figure written to %s", figure)
     return results

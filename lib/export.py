@@ -13,6 +13,7 @@ import pickle
 
 import numpy as np
 
+from lib.dataset.names import file_names
 from lib.dataset.tags import load_tags
 from lib.dataset.voc12_sgan import zoom_to
 from lib.errors import UserError
@@ -27,10 +28,7 @@ PICKLE_PROTOCOL = 2
 
 def seed_names(seed_dir):
     """Sorted names of the seed PNGs in ``seed_dir`` (temporary dot-files skipped)."""
-    if not os.path.isdir(seed_dir):
-        raise UserError(f"seed folder not found: {seed_dir}")
-    return sorted(f[:-len(PNG)] for f in os.listdir(seed_dir)
-                  if f.endswith(PNG) and not f.startswith("."))
+    return file_names(seed_dir, PNG, what="seed")
 
 
 def id_list_lines(names, seed_prefix, image_prefix="JPEGImages"):
