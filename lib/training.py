@@ -9,6 +9,7 @@ end: ``model_iter_<N>.pth`` (a plain state dict, SPEC section 8) and ``train_sta
 (model, optimizer, iteration, RNG states, config) that ``resume`` continues from.
 A task's loader may ship uint8 images; they are normalised on the device (prepare_batch).
 """
+import math
 import os
 
 import torch
@@ -84,8 +85,9 @@ def prepare_batch(batch, cfg, device):
     batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
              for k, v in batch.items()}
     if batch["image"].dtype == torch.uint8:
-        batch["image"] = normalise_on_device(batch["image"], cfg.mean, cfg.std)
-    if cfg.channels_last:
+        batch["image"] = normalise_on_device(batch["image"], cfg.mean, cfg.std,
+                                             cfg.channels_last)
+    elif cfg.channels_last:
         batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
     return batch
 
@@ -102,7 +104,7 @@ def training_step(task, net, optimizer, scaler, batch, cfg, ctx, dtype):
     """
     loss, terms = task.loss(net, batch, cfg, ctx, dtype)
     terms = dict(zip(task.term_names, terms.tolist()))
-    if not scaler.is_enabled() and not all(map(torch.isfinite, torch.tensor(list(terms.values())))):
+    if not scaler.is_enabled() and not all(math.isfinite(v) for v in terms.values()):
         raise NonFiniteLoss(terms["loss"])
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss * ctx.world_size).backward()  # DDP averages: undo its 1/world

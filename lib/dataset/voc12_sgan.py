@@ -136,15 +136,18 @@ def normalise_image(image_bgr, mean=BGR_MEAN, std=None):
     return np.ascontiguousarray(np.moveaxis(image, -1, -3), dtype=np.float32)
 
 
-def normalise_on_device(images, mean=BGR_MEAN, std=None):
+def normalise_on_device(images, mean=BGR_MEAN, std=None, channels_last=False):
     """:func:`normalise_image` of a uint8 BGR (batch, S, S, 3) tensor, on its own device.
 
     Returns float32 (batch, 3, S, S) with exactly normalise_image's values, so a loader can
-    ship uint8 images. On the CPU, NumPy does it (faster there than torch in float64).
+    ship uint8 images; laid out channels-last if asked. On the CPU, NumPy does it (faster
+    there than torch in float64).
     """
     if images.device.type == "cpu":
-        return torch.from_numpy(normalise_image(images.numpy(), mean, std))
-    return normalise_tensor(images, mean, std)
+        out = torch.from_numpy(normalise_image(images.numpy(), mean, std))
+    else:
+        out = normalise_tensor(images, mean, std)
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
 def normalise_tensor(images, mean=BGR_MEAN, std=None):

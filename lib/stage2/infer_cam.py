@@ -80,9 +80,7 @@ def _infer(ctx, cfg):
         model.to(device, memory_format=memory_format).eval()  # after the writer forked
         for batch in tqdm(loader, desc="seeds", dynamic_ncols=True, disable=not ctx.is_main):
             image = normalise_on_device(batch["image"].to(device, non_blocking=True),
-                                        cfg.mean, cfg.std)
-            if cfg.channels_last:
-                image = image.contiguous(memory_format=torch.channels_last)
+                                        cfg.mean, cfg.std, cfg.channels_last)
             with autocast(dtype, device):
                 maps = class_maps(model, image, batch["sal"].to(device), cfg.combine_seedseg)
             maps = maps.cpu().numpy()
