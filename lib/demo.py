@@ -5,15 +5,15 @@ on the repository's synthetic VOC-format data, sized for a CPU.
 """
 import os
 
-import cv2
 import numpy as np
 import torch
 
 from lib.config import (AFTER_TRAINING_KEYS, SCHEMA, checkpoint_path, dataset_path,
                         load_config, model_dir, result_dir)
+from lib.crf import class_probabilities
 from lib.dataset.names import file_names
 from lib.dataset.synthetic import generate_dataset
-from lib.dataset.voc12_sgan import VOC12SalInferDataset, read_grey
+from lib.dataset.voc12_sgan import VOC12SalInferDataset, read_grey, read_image
 from lib.evaluate import evaluate_folder, read_label_png
 from lib.network.checkpoint import load_sgan
 from lib.network.sgan import sgan_from_config
@@ -71,14 +71,12 @@ def draw_figure(cfg, names, path, device):
     rows = []
     for item in dataset:
         name = item["name"]
-        image = cv2.imread(dataset.image_path(name))[:, :, ::-1].copy()
+        image = read_image(dataset.image_path(name))[:, :, ::-1].copy()
         with torch.no_grad():
             maps = class_maps(model, item["image"][None].to(device), item["sal"][None].to(device),
                               cfg.combine_seedseg)[0].cpu().numpy()
-        tags = np.flatnonzero(item["label"].numpy())
-        relu = np.maximum(maps[tags], 0)
-        peak = relu.max(axis=(1, 2), keepdims=True)
-        strongest = np.where(peak > 0, relu / np.maximum(peak, 1e-12), 0).max(axis=0)
+        tags = np.flatnonzero(item["label"].numpy()) + 1
+        strongest = class_probabilities(maps, tags, maps.shape[1:]).max(axis=0)
         rows.append([
             Panel("rgb", image),
             Panel("gray", read_grey(dataset.sal_path(name))),
