@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
+from lib.dataset.names import first_few
 from lib.errors import UserError
 
 SHOWN = 3
@@ -31,8 +32,7 @@ def _header_size(path):
 
 
 def _missing_line(kind, paths):
-    shown = ", ".join(paths[:SHOWN]) + (", ..." if len(paths) > SHOWN else "")
-    return f"{len(paths)} {kind} missing: {shown}"
+    return f"{len(paths)} {kind} missing: {first_few(paths, SHOWN)}"
 
 
 def check_files(names, image_path, map_paths, workers=8):
