@@ -1,22 +1,23 @@
 # One-command set-up: `make test` runs the suite, `make demo` the end-to-end demo,
 # `make bench` the benchmark of every stage.
-# Each creates .venv on first use (torch==2.13.0 first, then requirements) and
-# reuse it afterwards: the install re-runs only when a requirements file changes.
+# Each creates .venv on first use (the torch/torchvision pair first, then requirements) and
+# reuses it afterwards: the install re-runs only when a requirements file changes. The
+# scripts run from this checkout as they are (no install of the package itself).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TORCH  := torch==2.14.1 torchvision==0.29.1
 
 .PHONY: test demo bench venv clean
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 test: $(STAMP)

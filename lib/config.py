@@ -230,8 +230,15 @@ def _check_ranges(cfg):
             raise ConfigError(f"config key '{key}' {why}, got {cfg[key]!r}")
 
 
+# The one rule for relative paths: keys that name a file or folder of the dataset are relative
+# to ``dataset_root``; every other path (dataset_root itself, pretrain, checkpoint,
+# save_model_path, res_path, seed_out_path, resume ...) is relative to the working folder.
+DATASET_KEYS = ("cue_file", "gt_path")
+
+
 def dataset_path(cfg, path):
-    """Resolve a dataset-relative path (``cue_file``, ``gt_path``) under ``dataset_root``."""
+    """Resolve a dataset-relative path (the value of a key of DATASET_KEYS) under
+    ``dataset_root``; absolute paths stay as they are."""
     return path if os.path.isabs(path) else os.path.join(cfg.dataset_root, path)
 
 
@@ -262,21 +269,17 @@ def checkpoint_path(cfg):
 
 
 def pretrain_path(cfg):
-    """The backbone weights to start from, or None. A relative path is looked up in the
-    working directory, then in ``dataset_root``."""
+    """The backbone weights to start from (``pretrain``), or None; ConfigError if missing."""
     if not cfg.pretrain:
         return None
-    if os.path.isabs(cfg.pretrain) or os.path.exists(cfg.pretrain):
-        return cfg.pretrain
-    under_root = os.path.join(cfg.dataset_root, cfg.pretrain)
-    if os.path.exists(under_root):
-        return under_root
-    raise ConfigError(f"config key 'pretrain': {cfg.pretrain} not found "
-                      f"(looked in the working directory and in {cfg.dataset_root})")
+    if not os.path.isfile(cfg.pretrain):
+        raise ConfigError(f"config key 'pretrain': file not found: {cfg.pretrain} (a relative "
+                          f"path is read from the working folder, {os.getcwd()})")
+    return cfg.pretrain
 
 
 def save_config(cfg, path):
     """Write ``cfg`` as YAML (the keys of SCHEMA, in order) so a run can be repeated."""
-    from lib.utils.io import atomic_write_bytes
+    from lib.files import atomic_write_bytes
     data = {key: cfg[key] for key in SCHEMA}
     atomic_write_bytes(path, yaml.safe_dump(data, sort_keys=False).encode())

@@ -1,92 +1,35 @@
-"""Seeds from class maps through a dense CRF on the image: SPEC section 6 ("crf" mode).
+"""The dense CRF (Kraehenbuehl and Koltun, through pydensecrf) on an image, as this field uses it.
 
-Per image, the tags' maps become probabilities P_c = ReLU(M[c-1]) / max, zoomed bilinearly
-(corner-aligned, as scipy.ndimage.zoom) to the image size. Two dense CRFs (pydensecrf, the
-reference code's settings) sharpen [bg, P_c ...] along colour edges, with a background score
-bg = (1 - max_c P_c) ** alpha for a low and a high alpha. The low alpha keeps background
-strong, so its classes are confident foreground; the high alpha makes background weak, so
-its background is confident background; what lies between is unlabeled (21).
+One wrapper for every caller: CRF seeds (SPEC 6), the training-time CRF of stage 3's
+constrain loss (SPEC 11.3, kernels scaled by 1/12, unary energy -p) and stage 3's full-size
+test CRF (SPEC 11.5, unary energy -log p). The kernels are the reference code's: a Gaussian
+(sxy 3, compat 3) and a bilateral kernel (sxy 80, srgb 13, compat 10), their spatial widths
+divided by ``scale``; pydensecrf's defaults otherwise (DIAG_KERNEL, NORMALIZE_SYMMETRIC).
+pydensecrf is imported where a CRF runs, so code that never runs one does not need it.
 """
 import numpy as np
-import pydensecrf.densecrf as dcrf
-from pydensecrf.utils import unary_from_softmax
-
-from lib.config import ConfigError
-from lib.dataset.voc12_sgan import zoom_to
-from lib.voc import UNLABELED
 
 GAUSSIAN_SXY, GAUSSIAN_COMPAT = 3, 3
 BILATERAL_SXY, BILATERAL_SRGB, BILATERAL_COMPAT = 80, 13, 10
+PROBABILITY_FLOOR = 1e-5  # -log(p) of a probability clipped here (pydensecrf's unary_from_softmax)
 
 
-def crf_settings(cfg):
-    """The keyword arguments of :func:`seeds_from_crf` from the config's ``crf_*`` keys,
-    checked (ConfigError naming the key)."""
-    checks = [
-        ("crf_alpha_low", cfg.crf_alpha_low > 0, "must be > 0"),
-        ("crf_alpha_high", cfg.crf_alpha_high >= cfg.crf_alpha_low,
-         "must be >= crf_alpha_low"),
-        ("crf_scale", cfg.crf_scale > 0, "must be > 0"),
-        ("crf_iterations", cfg.crf_iterations >= 1, "must be >= 1"),
-        ("crf_workers", cfg.crf_workers >= 0, "must be >= 0"),
-    ]
-    for key, ok, why in checks:
-        if not ok:
-            raise ConfigError(f"config key '{key}' {why}, got {cfg[key]!r}")
-    return {"alpha_low": cfg.crf_alpha_low, "alpha_high": cfg.crf_alpha_high,
-            "scale": cfg.crf_scale, "iterations": cfg.crf_iterations}
+def unary_from_probabilities(probs):
+    """float32 (labels, H, W) energy -log(p), p clipped into [1e-5, 1] as pydensecrf does."""
+    probs = np.clip(probs, PROBABILITY_FLOOR, 1.0)
+    return (-np.log(probs)).astype(np.float32)
 
 
-def class_probabilities(maps, tags, size):
-    """(len(tags), H, W) float32: P_c = ReLU(M[c-1]) / max (0 where the max is 0), zoomed
-    bilinearly (order 1, corner-aligned) from feature size to ``size`` = (H, W)."""
-    relu = np.maximum(np.asarray(maps, dtype=np.float32)[np.asarray(tags) - 1], 0)
-    peak = relu.max(axis=(1, 2), keepdims=True)
-    unit = np.divide(relu, peak, out=np.zeros_like(relu), where=peak > 0)
-    full = zoom_to(unit.transpose(1, 2, 0), (int(size[0]), int(size[1])), order=1)
-    return np.ascontiguousarray(full.transpose(2, 0, 1))
+def dense_crf(unary, image_rgb, scale=1.0, iterations=10):
+    """Mean-field marginals, float32 (labels, H, W), of the dense CRF with unary energy
+    ``unary`` (labels, H, W) on the uint8 RGB image (H, W, 3)."""
+    import pydensecrf.densecrf as dcrf
 
-
-def dense_crf(scores, image_rgb, scale=1.0, iterations=10):
-    """Mean-field marginals (labels, H, W) of a dense CRF with unaries -log(scores) (clipped
-    at 1e-5, scores not renormalised, as the reference code), a Gaussian kernel (sxy 3/scale,
-    compat 3) and a bilateral kernel (sxy 80/scale, srgb 13, compat 10) on the RGB image."""
-    labels, height, width = scores.shape
+    labels, height, width = unary.shape
     crf = dcrf.DenseCRF2D(width, height, labels)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(scores)))
+    crf.setUnaryEnergy(np.ascontiguousarray(unary.reshape(labels, -1), dtype=np.float32))
     crf.addPairwiseGaussian(sxy=GAUSSIAN_SXY / scale, compat=GAUSSIAN_COMPAT)
     crf.addPairwiseBilateral(sxy=BILATERAL_SXY / scale, srgb=BILATERAL_SRGB,
                              rgbim=np.ascontiguousarray(image_rgb, dtype=np.uint8),
                              compat=BILATERAL_COMPAT)
     return np.asarray(crf.inference(iterations), dtype=np.float32).reshape(labels, height, width)
-
-
-def seeds_from_crf(maps, tags, image_rgb, alpha_low=4.0, alpha_high=32.0, scale=1.0,
-                   iterations=10):
-    """The H x W uint8 seed of one image (0 background, 1..20 class, 21 unlabeled).
-
-    maps: (20, h, w) class maps M; tags: classes in 1..20; image_rgb: H x W x 3 uint8.
-    Seed = the low-alpha CRF's class where it picks one, 21 where it picks background, then
-    0 where the high-alpha CRF picks background. When no tag's map has a positive value
-    there is no class evidence to refine, and the whole seed is 21.
-    """
-    image_rgb = np.asarray(image_rgb)
-    size = image_rgb.shape[:2]
-    tags = np.unique(np.asarray(tags, dtype=np.int64))
-    seed = np.full(size, UNLABELED, dtype=np.uint8)
-    if tags.size == 0:
-        return seed
-    probs = class_probabilities(maps, tags, size)
-    if not probs.any():
-        return seed
-    strongest = probs.max(axis=0)
-
-    def crf_argmax(alpha):
-        scores = np.concatenate([((1 - strongest) ** alpha)[None], probs])
-        return dense_crf(scores, image_rgb, scale, iterations).argmax(axis=0)
-
-    low = crf_argmax(alpha_low)
-    is_class = low > 0
-    seed[is_class] = tags[low[is_class] - 1]
-    seed[crf_argmax(alpha_high) == 0] = 0
-    return seed

@@ -1,4 +1,9 @@
-"""PASCAL VOC constants: class names, the colour palette, and the special label values."""
+"""PASCAL VOC constants and this repository's label conventions, defined once.
+
+Label values: 0 background, 1..20 the VOC classes (``VOC_CLASSES``), 21 "unlabeled" in seed
+masks, 255 "ignore" in ground truth. At feature size the seed branch of SGAN uses classes
+0..19 (class c -> c - 1) with 20 as its ignore index.
+"""
 import numpy as np
 
 VOC_CLASSES = (
@@ -6,8 +11,13 @@ VOC_CLASSES = (
     "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor",
 )
-UNLABELED = 21  # a seed pixel that carries no label
-IGNORE = 255    # a ground-truth pixel that is not scored (object borders)
+NUM_FG_CLASSES = 20   # foreground classes 1..20: the image-level tags, CAM channels
+NUM_CLASSES = 21      # background + 20: segmentation (SPEC 7 segmentation mode, stage 3)
+SEED_CLASSES = 22     # background + 20 + unlabeled: seed masks (SPEC 7 seed mode)
+UNLABELED = 21        # a seed pixel that carries no label
+IGNORE = 255          # a ground-truth pixel that is not scored (object borders)
+SEED_IGNORE = 20      # the seed branch's ignore index at feature size (SPEC 2 step 7)
+BGR_MEAN = (104.008, 116.669, 122.675)  # caffe-layout input mean (SPEC 2 step 3)
 
 
 def _voc_palette():

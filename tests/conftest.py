@@ -11,7 +11,7 @@ GOLDEN_VOC = os.path.join(DATA, "golden_voc")
 @pytest.fixture(scope="session")
 def synth_voc(tmp_path_factory):
     """A 12-image synthetic VOC tree (33..97 px), generated once per test session."""
-    from lib.dataset.synthetic import generate_dataset
+    from lib.tooling.synthetic import generate_dataset
     root = tmp_path_factory.mktemp("synth_voc")
     generate_dataset(str(root), num_images=12, min_size=33, max_size=97, seed=3)
     return str(root)

@@ -9,10 +9,10 @@ import torch
 
 from conftest import REPO
 from lib.dataset.check import check_files
-from lib.dataset.synthetic import generate_dataset
 from lib.errors import UserError
 from lib.network.checkpoint import save_state_dict
 from lib.network.sgan import SGAN
+from lib.tooling.synthetic import generate_dataset
 
 PAPER = os.path.join(REPO, "config", "sgan_vgg16_321x321.yml")
 
@@ -162,6 +162,7 @@ def _wait_for(predicate, process, timeout=60):
 
 def test_killed_inference_leaves_whole_files_and_a_rerun_finishes(tmp_path):
     import signal
+
     from PIL import Image
     root = tmp_path / "voc"
     names = generate_dataset(str(root), num_images=80, min_size=64, max_size=97, seed=2)
@@ -256,8 +257,8 @@ def test_bad_tags_are_one_line_errors_naming_the_file(voc, tmp_path, content, wo
 def test_an_error_from_a_loader_worker_is_one_line(voc, tmp_path):
     from torch.utils.data import DataLoader
 
+    from lib.cli import error_line
     from lib.dataset.voc12_sgan import VOC12ClsSalDataset
-    from lib.utils.cli import error_line
     dataset = VOC12ClsSalDataset(str(voc), "im_tags.pkl", new_size=33)
     os.remove(dataset.seed_path(dataset.names[0]))
     with pytest.raises(FileNotFoundError) as err:

@@ -12,14 +12,23 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import REPO
-from lib.bench import (BenchOptions, PublishedStyleDataset, check_options, forward_flops,
-                       one_by_one_confusion)
-from lib.dataset.voc12_sgan import (VOC12ClsSalDataset, normalise_image, normalise_on_device,
-                                    normalise_tensor, zoom_to)
+from lib.dataset.voc12_sgan import VOC12ClsSalDataset
 from lib.errors import UserError
-from lib.evaluate import evaluate_folder, read_label_png, read_prediction_png
+from lib.evaluation.folder import evaluate_folder
+from lib.image import (
+    normalise_image,
+    normalise_on_device,
+    normalise_tensor,
+    read_label_png,
+    read_prediction_png,
+    write_png,
+    zoom_to,
+)
 from lib.network.sgan import SGAN, saliency_affinity
-from lib.utils.io import write_png
+from lib.tooling.bench.common import BenchOptions, check_options
+from lib.tooling.bench.data import PublishedStyleDataset
+from lib.tooling.bench.evaluation import one_by_one_confusion
+from lib.tooling.bench.train import forward_flops
 
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 

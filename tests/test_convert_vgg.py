@@ -7,11 +7,17 @@ import torch
 import torch.nn.functional as F
 
 from conftest import REPO
-from lib.dataset.voc12_sgan import normalise_image
+from lib.image import normalise_image
 from lib.network.backbone.vgg16 import VGG16
 from lib.network.checkpoint import CheckpointError, load_backbone, read_state_dict
-from lib.network.convert_vgg import (CAFFE_KEYS, TORCHVISION_CONV_INDICES, TORCHVISION_MEAN,
-                                     TORCHVISION_STD, convert_state, torchvision_to_caffe)
+from lib.network.convert_vgg import (
+    CAFFE_KEYS,
+    TORCHVISION_CONV_INDICES,
+    TORCHVISION_MEAN,
+    TORCHVISION_STD,
+    convert_state,
+    torchvision_to_caffe,
+)
 from lib.network.sgan import SGAN
 
 WIDTH = 0.125

@@ -6,8 +6,8 @@ import pytest
 import scipy.ndimage as nd
 
 from lib.config import ConfigError, load_config
-from lib.crf import class_probabilities, crf_settings, seeds_from_crf
-from lib.seeds import seed_to_image_size, seeds_from_cams
+from lib.seeds.crf import class_probabilities, crf_settings, seeds_from_crf
+from lib.seeds.threshold import seed_to_image_size, seeds_from_cams
 from lib.voc import UNLABELED
 
 H, W, FEAT = 96, 112, 12

@@ -10,14 +10,14 @@ import pytest
 
 from conftest import REPO
 from infer_helpers import infer_config, write_checkpoint
-from lib.class_maps import class_maps_dir
-from lib.dataset.synthetic import generate_dataset
 from lib.errors import UserError
-from lib.evaluate import evaluate_folder
+from lib.evaluation.folder import evaluate_folder
+from lib.evaluation.metrics import ConfusionMatrix
+from lib.evaluation.sweep import cell_index, image_confusions, parse_thresholds, sweep_thresholds
+from lib.seeds.class_maps import class_maps_dir
+from lib.seeds.threshold import seed_to_image_size, seeds_from_cams
 from lib.stage2 import infer_cam
-from lib.metrics import ConfusionMatrix
-from lib.seeds import seed_to_image_size, seeds_from_cams
-from lib.threshold_sweep import cell_index, image_confusions, parse_thresholds, sweep_thresholds
+from lib.tooling.synthetic import generate_dataset
 
 
 @pytest.fixture(scope="module")

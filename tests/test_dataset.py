@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 
 from conftest import DATA, GOLDEN_VOC
-from lib.dataset.voc12_sgan import (VOC12ClsSalDataset, VOC12SalInferDataset, feature_size,
-                                    normalise_image, saliency_mask, seed_target)
+from lib.dataset.voc12_sgan import (
+    VOC12ClsSalDataset,
+    VOC12SalInferDataset,
+    saliency_mask,
+    seed_target,
+)
+from lib.image import feature_size, normalise_image
 
 
 @pytest.mark.parametrize("side", [65, 97])

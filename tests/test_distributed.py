@@ -12,13 +12,14 @@ from torch.nn.parallel import DistributedDataParallel
 from conftest import REPO
 from lib.config import load_config
 from lib.dataset.sampler import GlobalBatchSampler
-from lib.dataset.voc12_sgan import SEED_IGNORE, VOC12ClsSalDataset
+from lib.dataset.voc12_sgan import VOC12ClsSalDataset
+from lib.losses import sgan_loss
 from lib.network.checkpoint import read_state_dict
 from lib.network.sgan import SGAN
-from lib import training
 from lib.stage2 import train_sgan
-from lib.stage2.train_sgan import sgan_loss
-from lib.utils.distributed import DistContext, all_reduce_sum
+from lib.training import loop as training
+from lib.training.distributed import DistContext, all_reduce_sum
+from lib.voc import SEED_IGNORE
 
 PAPER = os.path.join(REPO, "config", "sgan_vgg16_321x321.yml")
 GLOBAL_BATCH = 5  # does not divide by 2 processes: shares of 3 and 2
@@ -59,7 +60,7 @@ def _two_process_step(rank, root, port, out):
 
 
 def test_two_process_gradients_equal_one_process(synth_voc, tmp_path):
-    from lib.utils.distributed import _free_port
+    from lib.training.distributed import _free_port
     out = str(tmp_path / "grads.pt")
     mp.spawn(_two_process_step, args=(synth_voc, _free_port(), out), nprocs=2)
     shared = torch.load(out)
@@ -149,7 +150,7 @@ def test_two_process_seed_folder_equals_one_process(synth_voc, tmp_path):
 
 
 def test_process_count_follows_the_visible_gpus(monkeypatch):
-    from lib.utils.distributed import requested_processes
+    from lib.training.distributed import requested_processes
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     paper = load_config(PAPER)

@@ -10,11 +10,16 @@ import pytest
 
 from conftest import REPO
 from lib.dataset.tags import load_tags
-from lib.dataset.voc12_sgan import zoom_to
 from lib.errors import UserError
-from lib.evaluate import read_label_png
-from lib.export import (cue_labels, cues_to_seed, export_seeds, id_list_lines, seed_to_cues,
-                        seed_names)
+from lib.image import read_label_png, zoom_to
+from lib.seeds.export import (
+    cue_labels,
+    cues_to_seed,
+    export_seeds,
+    id_list_lines,
+    seed_names,
+    seed_to_cues,
+)
 
 
 def run_cli(*args):

@@ -11,20 +11,19 @@ from torch.utils.data import DataLoader
 
 from conftest import REPO
 from infer_helpers import PAPER, infer_config, write_checkpoint
-from lib.class_maps import class_maps_dir, load_class_maps
-from lib.crf import seeds_from_crf
-from lib.dataset.synthetic import generate_dataset
 from lib.dataset.voc12_sgan import VOC12SalInferDataset
+from lib.image import encode_png
 from lib.network.checkpoint import load_sgan
 from lib.network.sgan import sgan_from_config
-from lib.seed_figure import GAP
-from lib.seeds import seed_to_image_size, seeds_from_cams
-from lib.voc import UNLABELED
+from lib.pictures.panels import overlay
+from lib.pictures.seed_figure import GAP
+from lib.seeds.class_maps import class_maps_dir, load_class_maps
+from lib.seeds.crf import seeds_from_crf
+from lib.seeds.threshold import seed_to_image_size, seeds_from_cams
+from lib.seeds.writer import pictures_dir
 from lib.stage2 import infer_cam
-from lib.utils.io import encode_png
-from lib.stage2.seed_writer import pictures_dir
-from lib.visualize import overlay
-from lib.voc import VOC_PALETTE
+from lib.tooling.synthetic import generate_dataset
+from lib.voc import UNLABELED, VOC_PALETTE
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib.evaluate import evaluate_folder, format_table, result_to_json
-from lib.metrics import ConfusionMatrix, class_names, pair_counts
-from lib.voc import VOC_CLASSES
 from lib.errors import UserError
+from lib.evaluation.folder import evaluate_folder, format_table, result_to_json
+from lib.evaluation.metrics import ConfusionMatrix, class_names, pair_counts
+from lib.voc import VOC_CLASSES
 
 DATA = Path(__file__).parent / "data"
 GOLDEN_PRED = DATA / "golden_pred"

@@ -10,15 +10,15 @@ import torch
 from PIL import Image
 
 from conftest import REPO
-from lib.dataset.synthetic import generate_dataset
 from lib.network.checkpoint import save_state_dict
 from lib.network.sgan import SGAN
+from lib.tooling.synthetic import generate_dataset
 
 PAPER = "config/sgan_vgg16_321x321.yml"
 
 
-def run_tool(*args):
-    result = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True)
+def run_tool(*args, cwd=REPO):
+    result = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     return result
 
@@ -26,11 +26,12 @@ def run_tool(*args):
 def test_train_infer_evaluate_with_the_paper_config(tmp_path):
     synth_voc = str(tmp_path / "voc")
     generate_dataset(synth_voc, num_images=6, min_size=33, max_size=65, seed=11)
-    torch.manual_seed(0)  # full-width backbone weights, found under dataset_root as published
-    save_state_dict(SGAN().backbone.state_dict(), os.path.join(synth_voc, "vgg_init.pth"))
+    torch.manual_seed(0)  # full-width backbone weights, in the working folder (pretrain's rule)
+    save_state_dict(SGAN().backbone.state_dict(), str(tmp_path / "vgg_init.pth"))
     common = [f"dataset_root={synth_voc}", "resize=33", "new_size=33", "max_iter=2",
               "num_worker=0", f"save_model_path={tmp_path}/model", f"res_path={tmp_path}/result"]
-    run_tool("tools/stage2/train_sgan.py", "--cfg_file", PAPER, *common)
+    run_tool(os.path.join(REPO, "tools/stage2/train_sgan.py"), "--cfg_file",
+             os.path.join(REPO, PAPER), *common, cwd=tmp_path)
     assert os.path.exists(tmp_path / "model" / "sgan_vgg16_321x321_snet" / "model_iter_2.pth")
 
     run_tool("tools/stage2/infer_cam.py", "--cfg_file", PAPER, *common)

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO
 from lib.errors import UserError
-from lib.seed_figure import first_names, save_seed_figure
+from lib.pictures.seed_figure import first_names, save_seed_figure
 from lib.voc import VOC_PALETTE
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import DATA, GOLDEN_VOC
 from lib.dataset.voc12_sgan import VOC12SalInferDataset
-from lib.seeds import seed_to_image_size, seeds_from_cams
+from lib.seeds.threshold import seed_to_image_size, seeds_from_cams
 from lib.voc import UNLABELED
 
 

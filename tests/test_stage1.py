@@ -10,7 +10,6 @@ import torch
 
 from conftest import REPO
 from lib.config import ConfigError, load_config
-from lib.dataset.synthetic import generate_dataset
 from lib.dataset.tags import load_tags
 from lib.dataset.voc12_cls import VOC12ClsDataset
 from lib.dataset.voc12_sgan import VOC12ClsSalDataset
@@ -19,8 +18,10 @@ from lib.network.checkpoint import load_backbone, read_state_dict
 from lib.network.classifier import VGG16Classifier
 from lib.network.sgan import SGAN
 from lib.optim import parameter_groups
-from lib.seeds import seeds_from_cams
+from lib.seeds.inference import tags_of
+from lib.seeds.threshold import seeds_from_cams
 from lib.stage1 import make_seeds
+from lib.tooling.synthetic import generate_dataset
 
 CLS = os.path.join(REPO, "config", "cls_vgg16_321x321.yml")
 PAPER = os.path.join(REPO, "config", "sgan_vgg16_321x321.yml")
@@ -62,6 +63,16 @@ def test_cls_dataset_preprocesses_like_the_sgan_dataset_without_seeds(synth_voc,
     assert VOC12ClsDataset(str(root), "im_tags.pkl", new_size=33)[3]["image"].shape == (3, 33, 33)
 
 
+def seed_masks(cams, labels, bg, fg_thresh):
+    """The h x w masks make_seeds paints for a batch: seeds_from_cams of each image's tags at
+    the threshold of its output settings (lib/seeds/writer.py)."""
+    cfg = load_config(CLS, {"fg_thresh": fg_thresh})
+    settings = make_seeds.output_settings(cfg)
+    assert settings.cam_thresh == fg_thresh and settings.seed_mode == "threshold"
+    return np.stack([seeds_from_cams(cam, tags_of(label), background, settings.cam_thresh)
+                     for cam, label, background in zip(cams, labels, bg)])
+
+
 def test_seed_painting_is_seeds_from_cams_at_fg_thresh():
     h = 4
     cams = np.zeros((2, 20, h, h), np.float32)
@@ -75,7 +86,7 @@ def test_seed_painting_is_seeds_from_cams_at_fg_thresh():
     bg = np.zeros((2, h, h), bool)
     bg[0, :, 3] = True
     bg[1, :2, :] = True
-    masks = make_seeds.seed_masks(cams, labels, bg, fg_thresh=0.30)
+    masks = seed_masks(cams, labels, bg, fg_thresh=0.30)
     # class 1 claims > 3.0 (2.8 is out at 0.30, in at 0.25); larger regions paint first:
     # class 15 (9 px), then bg (4 px) over it, then class 1 (3 px). Image 1: bg (8 px), then
     # boat (5 px) over it; the boat/train rule sends boat pixels that are background to 0.
@@ -92,7 +103,7 @@ def test_seed_painting_is_seeds_from_cams_at_fg_thresh():
     np.testing.assert_array_equal(masks[1], expected1)
     for j, tags in enumerate(([1, 15], [4])):
         np.testing.assert_array_equal(masks[j], seeds_from_cams(cams[j], tags, bg[j], 0.30))
-    assert make_seeds.seed_masks(cams, labels, bg, fg_thresh=0.25)[0, 1, 1] == 1
+    assert seed_masks(cams, labels, bg, fg_thresh=0.25)[0, 1, 1] == 1
 
 
 def test_a_bad_fg_thresh_is_rejected_with_the_config():
@@ -152,7 +163,7 @@ def test_stage1_from_public_inputs_to_sgan_training(tmp_path):
 
 
 def test_uint8_classifier_items_normalise_to_the_float_items(synth_voc):
-    from lib.dataset.voc12_sgan import normalise_on_device
+    from lib.image import normalise_on_device
     floats = VOC12ClsDataset(synth_voc, "im_tags.pkl", new_size=33)
     raw = VOC12ClsDataset(synth_voc, "im_tags.pkl", new_size=33, normalise=False)
     for i in range(len(floats)):

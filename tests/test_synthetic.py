@@ -1,4 +1,4 @@
-"""Tests of the synthetic VOC2012-format generator (lib/dataset/synthetic.py) and its CLI."""
+"""Tests of the synthetic VOC2012-format generator (lib/tooling/synthetic.py) and its CLI."""
 import os
 import subprocess
 import sys
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib.dataset.synthetic import draw_image_size, generate_dataset, split_train_val
-from lib.voc import VOC_PALETTE
 from lib.dataset.tags import load_tags
+from lib.tooling.synthetic import draw_image_size, generate_dataset, split_train_val
+from lib.voc import VOC_PALETTE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NUM_IMAGES = 10

@@ -8,10 +8,10 @@ import torch
 from conftest import REPO
 from lib.config import load_config
 from lib.dataset.voc12_sgan import VOC12ClsSalDataset
+from lib.losses import sgan_loss
 from lib.network.checkpoint import read_state_dict
 from lib.network.sgan import SGAN
 from lib.optim import build_optimizer, poly_lr, set_lr
-from lib.stage2.train_sgan import sgan_loss
 
 PAPER = os.path.join(REPO, "config", "sgan_vgg16_321x321.yml")
 

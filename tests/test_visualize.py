@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lib.visualize import Panel, colorize_labels, heatmap, overlay, save_seed_grid
+from lib.pictures.panels import Panel, colorize_labels, heatmap, overlay, save_seed_grid
 from lib.voc import VOC_CLASSES, VOC_PALETTE
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

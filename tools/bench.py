@@ -5,10 +5,12 @@ Example: python tools/bench.py --stages data,eval
 """
 import argparse
 import json
+import pathlib
+import sys
 from dataclasses import replace
 
-from lib.bench import default_options, run_benchmark
-from lib.utils.cli import run_main
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from lib.cli import run_main  # noqa: E402
 
 
 def comma_list(kind):
@@ -25,6 +27,8 @@ def comma_list(kind):
 
 
 def main(argv=None):
+    from lib.tooling.bench import default_options, run_benchmark
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny counts (a smoke test)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

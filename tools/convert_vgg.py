@@ -5,12 +5,16 @@ IN is a VGG16 checkpoint in torchvision's layout (``features.0.weight`` ..., e.g
 conv tensors the backbone loads (config key ``pretrain``).
 """
 import argparse
+import pathlib
+import sys
 
-from lib.network.convert_vgg import run
-from lib.utils.cli import run_main
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from lib.cli import run_main  # noqa: E402
 
 
 def main(argv=None):
+    from lib.network.convert_vgg import run
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("in_path", metavar="IN.pth",
                         help="VGG16 weights (torchvision or caffe layout)")

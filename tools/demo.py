@@ -1,12 +1,15 @@
-"""The end-to-end demo on synthetic VOC-format data (``make demo``).
+"""The end-to-end demo on synthetic VOC-format data (``make demo``):
+``python tools/demo.py --cfg_file config/demo.yml [--num_images N] [key=value ...]``"""
+import pathlib
+import sys
 
-``python tools/demo.py --cfg_file config/demo.yml [--num_images N] [key=value ...]``
-"""
-from lib import demo
-from lib.utils.cli import config_from_args, config_parser, run_main
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from lib.cli import config_from_args, config_parser, run_main  # noqa: E402
 
 
 def main(argv=None):
+    from lib.tooling import demo
+
     parser = config_parser(__doc__)
     parser.add_argument("--num_images", type=int, default=200,
                         help="synthetic images to generate if dataset_root has none")

@@ -9,10 +9,11 @@ PNG in DIR is exported. --cues writes the localization-cue pickle (``NAME_cues``
 ``NAME_labels``) of SEC/DSRG; it needs the image-level tags file.
 """
 import argparse
+import pathlib
+import sys
 
-from lib.dataset.names import read_names
-from lib.export import CUE_SIZE, export_seeds
-from lib.utils.cli import run_main
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from lib.cli import run_main  # noqa: E402
 
 
 def build_parser():
@@ -26,12 +27,15 @@ def build_parser():
     parser.add_argument("--cues", help="also write the SEC/DSRG localization-cue pickle here")
     parser.add_argument("--tags", help="image-level tags file (im_tags.pkl or .json), "
                         "needed with --cues")
-    parser.add_argument("--cue_size", type=int, default=CUE_SIZE,
-                        help=f"side of the cue grid (default {CUE_SIZE})")
+    parser.add_argument("--cue_size", type=int,
+                        help="side of the cue grid (default 41, SEC/DSRG's)")
     return parser
 
 
 def main(argv=None):
+    from lib.files import read_names
+    from lib.seeds.export import export_seeds
+
     args = build_parser().parse_args(argv)
     names = export_seeds(args.seeds, args.out_list, seed_prefix=args.seed_prefix,
                          names=read_names(args.list) if args.list else None,

@@ -3,11 +3,13 @@
 Example: python tools/make_synthetic_voc.py --root data/synth --num_images 40
 """
 import argparse
+import pathlib
+import sys
 import time
 
-from lib.dataset.synthetic import generate_dataset
-from lib.errors import UserError
-from lib.utils.cli import run_main
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from lib.cli import run_main  # noqa: E402
+from lib.errors import UserError  # noqa: E402
 
 
 def parse_classes(text):
@@ -22,6 +24,8 @@ def parse_classes(text):
 
 
 def main(argv=None):
+    from lib.tooling.synthetic import generate_dataset
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", required=True, help="output folder (the dataset_root)")
     parser.add_argument("--num_images", type=int, default=40)

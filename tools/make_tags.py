@@ -8,14 +8,17 @@ Masks give the published tags (unique labels minus 0 and 255); without --list ev
 (or XML file) in the folder is used. Images without a foreground class are skipped.
 """
 import argparse
+import pathlib
 import sys
 
-from lib.dataset.make_tags import json_path, run
-from lib.dataset.names import first_few
-from lib.utils.cli import run_main
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from lib.cli import run_main  # noqa: E402
+from lib.errors import first_few  # noqa: E402
 
 
 def main(argv=None):
+    from lib.dataset.make_tags import json_path, run
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--masks", help="folder of label-index PNGs (SegmentationClassAug)")

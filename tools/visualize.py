@@ -7,10 +7,11 @@ One row per image: the image, the seeds of each folder, the ground truth
 (``dataset_root/SegmentationClassAug`` unless --gt_subdir says otherwise).
 """
 import argparse
+import pathlib
+import sys
 
-from lib.dataset.names import read_names
-from lib.seed_figure import first_names, save_seed_figure
-from lib.utils.cli import run_main
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from lib.cli import run_main  # noqa: E402
 
 
 def build_parser():
@@ -33,6 +34,9 @@ def build_parser():
 
 
 def main(argv=None):
+    from lib.files import read_names
+    from lib.pictures.seed_figure import first_names, save_seed_figure
+
     args = build_parser().parse_args(argv)
     if args.names:
         names = args.names

@@ -9,8 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
-from lib.dataset.names import first_few
-from lib.errors import UserError
+from lib.errors import UserError, first_few
 
 SHOWN = 3
 _JPEG_END = b"\xff\xd9"

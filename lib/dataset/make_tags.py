@@ -12,13 +12,11 @@ import xml.etree.ElementTree as ET
 import numpy as np
 from PIL import Image
 
-from lib.dataset.names import file_names, first_few, read_names
 from lib.dataset.tags import save_tags
-from lib.errors import UserError
-from lib.voc import VOC_CLASSES
+from lib.errors import UserError, first_few
+from lib.files import file_names, read_names
+from lib.voc import IGNORE, NUM_FG_CLASSES, VOC_CLASSES
 
-NUM_FG_CLASSES = 20
-IGNORE_LABEL = 255
 CLASS_INDEX = {name: index for index, name in enumerate(VOC_CLASSES) if index > 0}
 
 
@@ -29,7 +27,7 @@ def tags_from_mask(path):
             raise UserError(f"{path}: expected a label-index PNG (mode P or L), got mode "
                             f"{image.mode}")
         labels = np.unique(np.asarray(image))
-    classes = labels[(labels != 0) & (labels != IGNORE_LABEL)].astype(np.int64)
+    classes = labels[(labels != 0) & (labels != IGNORE)].astype(np.int64)
     if classes.size and classes.max() > NUM_FG_CLASSES:
         raise UserError(f"{path}: label {classes.max()} is not a VOC class (0..20, 255 ignore)")
     return classes

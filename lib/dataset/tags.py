@@ -13,7 +13,7 @@ import pickle
 import numpy as np
 
 from lib.errors import UserError
-from lib.utils.io import atomic_write_bytes
+from lib.files import atomic_write_bytes
 
 # (module, name) pairs the published file (and files written by NumPy 1.x or 2.x) need.
 _ALLOWED_GLOBALS = {

@@ -6,8 +6,9 @@ image preprocessing and flips are those of VOC12ClsSalDataset (SPEC section 2, s
 import numpy as np
 import torch
 
-from lib.dataset.voc12_sgan import (BGR_MEAN, VOC12Images, is_flipped, multi_hot,
-                                    normalise_image, repeat_names)
+from lib.dataset.voc12_sgan import VOC12Images, is_flipped, multi_hot, repeat_names
+from lib.image import normalise_image
+from lib.voc import BGR_MEAN
 
 
 class VOC12ClsDataset(VOC12Images):

@@ -8,7 +8,7 @@ import os
 import torch
 
 from lib.errors import UserError
-from lib.utils.io import atomic_write_bytes
+from lib.files import atomic_write_bytes
 
 
 class CheckpointError(UserError):

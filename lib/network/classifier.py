@@ -8,8 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lib.network.backbone import build_backbone, he_init_
-
-NUM_FG_CLASSES = 20
+from lib.voc import NUM_FG_CLASSES
 
 
 class VGG16Classifier(nn.Module):

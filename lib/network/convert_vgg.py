@@ -9,9 +9,9 @@ interior; on the 1-pixel zero-padded border the folded shift is missing for the 
 """
 import torch
 
-from lib.dataset.voc12_sgan import BGR_MEAN
 from lib.network.backbone.vgg16 import CONV_NAMES
 from lib.network.checkpoint import CheckpointError, read_state_dict, save_state_dict
+from lib.voc import BGR_MEAN
 
 TORCHVISION_MEAN = (0.485, 0.456, 0.406)
 TORCHVISION_STD = (0.229, 0.224, 0.225)

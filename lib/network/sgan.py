@@ -9,8 +9,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lib.network.backbone import build_backbone, he_init_
+from lib.voc import NUM_FG_CLASSES
 
-NUM_FG_CLASSES = 20
 _AFFINITY_EPS = 1e-5
 
 

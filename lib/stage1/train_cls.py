@@ -2,22 +2,21 @@
 
 ImageNet VGG16 (converted by tools/convert_vgg.py) fine-tuned for VOC multi-label
 classification with SGAN's recipe (SPEC section 4: SGD, four parameter groups, poly lr) and
-the multi-label soft margin loss alone, in the shared loop of lib/training.py. The published
+the multi-label soft margin loss alone, in the shared loop of lib/training/loop.py. The published
 ``vgg_init.pth`` was made this way but never released with its code; ours has its format
 (SPEC section 8).
 """
 import os
 
-import torch.nn.functional as F
-
 from lib.config import model_dir
 from lib.dataset.check import check_files
 from lib.dataset.voc12_cls import VOC12ClsDataset
-from lib.network.checkpoint import load_backbone, save_state_dict
+from lib.losses import classification_loss
+from lib.network.checkpoint import save_state_dict
 from lib.network.classifier import classifier_from_config
-from lib.training import TrainingTask, train
-from lib.utils.distributed import all_reduce_sum
-from lib.utils.runtime import autocast
+from lib.training.distributed import all_reduce_sum
+from lib.training.loop import TrainingTask, train
+from lib.training.runtime import autocast
 
 VGG_INIT_NAME = "vgg_init.pth"
 
@@ -33,25 +32,18 @@ class ClassifierTraining(TrainingTask):
 
     name = "train_cls"
 
-    def build_model(self, cfg, pretrain):
-        model = classifier_from_config(cfg)
-        if pretrain:
-            load_backbone(model, pretrain)
-        return model
+    def network(self, cfg):
+        return classifier_from_config(cfg)
 
     def build_dataset(self, cfg):
-        dataset = VOC12ClsDataset(
-            cfg.dataset_root, cfg.cue_file, max_iters=cfg.max_iter * cfg.batch_size,
-            new_size=cfg.resize, mirror=True, mean=cfg.mean, std=cfg.std,
-            flip_seed=cfg.random_seed, normalise=False)  # uint8, normalised on the device
+        dataset = VOC12ClsDataset(cfg.dataset_root, cfg.cue_file, **self.sample_options(cfg))
         check_files(dataset.names, dataset.image_path, {})
         return dataset
 
     def loss(self, net, batch, cfg, ctx, dtype):
         with autocast(dtype, batch["image"].device):
             score = net(batch["image"])
-        loss = F.multilabel_soft_margin_loss(score.float(), batch["label"],
-                                             reduction="sum") / cfg.batch_size
+        loss = classification_loss(score, batch["label"], cfg.batch_size)
         return loss, all_reduce_sum(loss.detach().reshape(1), ctx)
 
     def finish(self, model, cfg, ctx, logger):

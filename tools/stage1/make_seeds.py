@@ -1,12 +1,10 @@
-"""Make initial seeds: ``python tools/stage1/make_seeds.py --cfg_file CFG [key=value ...]``."""
-from lib.stage1 import make_seeds
-from lib.utils.cli import config_from_args, config_parser, run_main
+"""Make the initial seeds from the classifier's CAMs:
+``python tools/stage1/make_seeds.py --cfg_file CFG [key=value ...]``"""
+import pathlib
+import sys
 
-
-def main(argv=None):
-    args = config_parser(__doc__).parse_args(argv)
-    make_seeds.run(config_from_args(args))
-
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from lib.cli import run_step  # noqa: E402
 
 if __name__ == "__main__":
-    run_main(main)
+    run_step("lib.stage1.make_seeds", __doc__)

@@ -1,12 +1,10 @@
-"""Train the classifier: ``python tools/stage1/train_cls.py --cfg_file CFG [key=value ...]``."""
-from lib.stage1 import train_cls
-from lib.utils.cli import config_from_args, config_parser, run_main
+"""Train the stage-1 classifier (vgg_init.pth):
+``python tools/stage1/train_cls.py --cfg_file CFG [key=value ...]``"""
+import pathlib
+import sys
 
-
-def main(argv=None):
-    args = config_parser(__doc__).parse_args(argv)
-    train_cls.run(config_from_args(args))
-
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from lib.cli import run_step  # noqa: E402
 
 if __name__ == "__main__":
-    run_main(main)
+    run_step("lib.stage1.train_cls", __doc__)

@@ -1,12 +1,10 @@
-"""Infer seeds: ``python tools/stage2/infer_cam.py --cfg_file CFG [key=value ...]``."""
-from lib.stage2 import infer_cam
-from lib.utils.cli import config_from_args, config_parser, run_main
+"""Infer seeds with a trained SGAN (SPEC sections 5 and 6):
+``python tools/stage2/infer_cam.py --cfg_file CFG [key=value ...]``"""
+import pathlib
+import sys
 
-
-def main(argv=None):
-    args = config_parser(__doc__).parse_args(argv)
-    infer_cam.run(config_from_args(args))
-
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from lib.cli import run_step  # noqa: E402
 
 if __name__ == "__main__":
-    run_main(main)
+    run_step("lib.stage2.infer_cam", __doc__)

@@ -1,12 +1,10 @@
-"""Train SGAN: ``python tools/stage2/train_sgan.py --cfg_file CFG [key=value ...]``."""
-from lib.stage2 import train_sgan
-from lib.utils.cli import config_from_args, config_parser, run_main
+"""Train SGAN (SPEC section 4):
+``python tools/stage2/train_sgan.py --cfg_file CFG [key=value ...]``"""
+import pathlib
+import sys
 
-
-def main(argv=None):
-    args = config_parser(__doc__).parse_args(argv)
-    train_sgan.run(config_from_args(args))
-
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from lib.cli import run_step  # noqa: E402
 
 if __name__ == "__main__":
-    run_main(main)
+    run_step("lib.stage2.train_sgan", __doc__)

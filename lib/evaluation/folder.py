@@ -9,61 +9,45 @@ predictions are decoded by OpenCV, ground truth by PIL (palette PNGs as indices)
 import json
 import math
 import os
-import signal
-from multiprocessing import Pool
 
-import cv2
-import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
-from lib.dataset.names import file_names, first_few
-from lib.errors import UserError
-from lib.metrics import ConfusionMatrix, class_names
+from lib.dataset.tags import load_tags
+from lib.errors import UserError, first_few
+from lib.evaluation.metrics import ConfusionMatrix, class_names, fraction
+from lib.files import file_names, missing_files, read_names
+from lib.image import read_label_png, read_prediction_png
+from lib.workers import chunked, default_workers, imap_in_workers
 
 PNG = ".png"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_GREY_DEPTHS = (b"\x08\x00", b"\x10\x00")  # IHDR bit depth 8 or 16, colour type 0 (grey)
-CHUNKS_PER_WORKER = 8
-MAX_CHUNK = 32
+MAX_CHUNK = 32  # names per worker task
 
 
-def default_workers():
-    return min(8, os.cpu_count() or 1)
+def expected_names(list_path=None, tags_file=None, folder=None):
+    """The names a job must cover: a list file's, else a tags file's, else a folder's PNGs."""
+    if list_path:
+        return read_names(list_path)
+    if tags_file:
+        return sorted(load_tags(tags_file))
+    return file_names(folder)
 
 
-def _one_line(text):
-    return " ".join(str(text).split())
-
-
-def read_label_png(path):
-    """Read a PNG as a 2-D integer label map (palette PNGs give indices); UserError if not."""
-    try:
-        with Image.open(path) as image:
-            mode = image.mode
-            labels = np.asarray(image)
-    except Exception as exc:  # any decoder failure means the file is unusable
-        raise UserError(f"cannot read {path}: {_one_line(exc) or type(exc).__name__}") from None
-    if labels.dtype == bool:
-        labels = labels.view(np.uint8)
-    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
-        raise UserError(f"{path}: expected a single-channel label PNG, got mode {mode}")
-    return labels
-
-
-def read_prediction_png(path):
-    """:func:`read_label_png` for predictions, faster for what the seed writer makes: an
-    8- or 16-bit grey PNG is decoded by OpenCV (the same values), anything else by PIL."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return read_label_png(path)  # its one-line error
-    if data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR" and data[24:26] in PNG_GREY_DEPTHS:
-        labels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        if labels is not None and labels.ndim == 2:
-            return labels
-    return read_label_png(path)
+def evaluation_names(res_path, gt_path, list_path=None, tags_file=None, strict=True):
+    """The names to evaluate: a list file's, else a tags file's, else the ground-truth
+    folder's (then a prediction without ground truth is an error). ``strict`` requires a
+    prediction for each; otherwise those without one are left out."""
+    if not (list_path or tags_file):
+        orphans = missing_files(gt_path, file_names(res_path, what="prediction"))
+        if orphans:
+            raise UserError(f"{len(orphans)} predictions have no ground truth in {gt_path}: "
+                            f"{first_few(orphans)}")
+    names = expected_names(list_path, tags_file, gt_path)
+    absent = missing_files(res_path, names)
+    if absent and strict:
+        raise UserError(f"{len(absent)} of {len(names)} predictions missing in {res_path}: "
+                        f"{first_few(absent)} (--no-strict evaluates those there are)")
+    absent = set(absent)
+    return [n for n in names if n + ".png" not in absent]
 
 
 def _confusion_of_chunk(task):
@@ -85,11 +69,6 @@ def _confusion_of_chunk(task):
                             f"(num_classes={num_classes}, valid 0..{num_classes - 1})")
         confusion.update(gt, pred)
     return confusion.matrix, len(names)
-
-
-def _ignore_sigint():
-    """Workers leave Ctrl-C to the parent, which stops the pool (no worker tracebacks)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _check_names(res_path, gt_path, names):
@@ -132,28 +111,17 @@ def evaluate_folder(res_path, gt_path, num_classes, names=None, workers=None, pr
     if workers < 0:
         raise UserError(f"workers must be >= 0, got {workers}")
     names = _check_names(res_path, gt_path, names)
-    chunk = max(1, min(MAX_CHUNK, math.ceil(len(names) / (max(workers, 1) * CHUNKS_PER_WORKER))))
-    tasks = [(res_path, gt_path, num_classes, names[i:i + chunk])
-             for i in range(0, len(names), chunk)]
-    workers = min(workers, len(tasks))
+    tasks = [(res_path, gt_path, num_classes, chunk)
+             for chunk in chunked(names, workers, MAX_CHUNK)]
     confusion = ConfusionMatrix(num_classes)
     with tqdm(total=len(names), desc="evaluating", unit="img",
               disable=None if progress else True) as bar:
-        if workers <= 1:
-            results = map(_confusion_of_chunk, tasks)
-            _accumulate(confusion, results, bar)
-        else:
-            with Pool(workers, initializer=_ignore_sigint) as pool:
-                _accumulate(confusion, pool.imap_unordered(_confusion_of_chunk, tasks), bar)
+        for matrix, count in imap_in_workers(_confusion_of_chunk, tasks, workers):
+            confusion += matrix
+            bar.update(count)
     return {"num_classes": num_classes, "num_images": len(names),
             "class_names": class_names(num_classes), "matrix": confusion.matrix,
             "mean_classes": confusion.mean_classes, **confusion.scores()}
-
-
-def _accumulate(confusion, results, bar):
-    for matrix, count in results:
-        confusion += matrix
-        bar.update(count)
 
 
 def _percent(value):
@@ -180,21 +148,16 @@ def format_table(result):
     return "\n".join(lines)
 
 
-def _fraction(value):
-    value = float(value)
-    return None if math.isnan(value) else value
-
-
 def result_to_json(result):
     """The SPEC 9 JSON object: {"mIoU", "mp", "mr", "per_class": {name: {"iou", "precision",
     "recall"}}} over classes 0..20, fractions in 0..1, NaN (absent class) as null."""
     k = result["mean_classes"]
-    per_class = {name: {"iou": _fraction(result["iou"][c]),
-                        "precision": _fraction(result["precision"][c]),
-                        "recall": _fraction(result["recall"][c])}
+    per_class = {name: {"iou": fraction(result["iou"][c]),
+                        "precision": fraction(result["precision"][c]),
+                        "recall": fraction(result["recall"][c])}
                  for c, name in enumerate(result["class_names"][:k])}
-    return {"mIoU": _fraction(result["mIoU"]), "mp": _fraction(result["mp"]),
-            "mr": _fraction(result["mr"]), "per_class": per_class}
+    return {"mIoU": fraction(result["mIoU"]), "mp": fraction(result["mp"]),
+            "mr": fraction(result["mr"]), "per_class": per_class}
 
 
 def result_json_bytes(result):

@@ -7,19 +7,16 @@ image, so the files are the same whatever the number of workers.
 """
 import collections
 import os
-import signal
 from dataclasses import dataclass, field
-from multiprocessing import Pool
 
 import numpy as np
 
-from lib.class_maps import SUFFIX as MAPS_SUFFIX
-from lib.class_maps import class_maps_dir, save_class_maps
-from lib.crf import seeds_from_crf
-from lib.dataset.voc12_sgan import read_image
-from lib.seed_figure import seed_picture
-from lib.seeds import seed_to_image_size, seeds_from_cams
-from lib.utils.io import write_png
+from lib.image import read_image, write_png
+from lib.seeds.class_maps import SUFFIX as MAPS_SUFFIX
+from lib.seeds.class_maps import class_maps_dir, save_class_maps
+from lib.seeds.crf import seeds_from_crf
+from lib.seeds.threshold import seed_to_image_size, seeds_from_cams
+from lib.workers import worker_pool
 
 BACKLOG_PER_WORKER = 4  # images queued per worker before the network waits
 
@@ -88,14 +85,11 @@ def write_image_outputs(settings, job):
     if settings.save_class_maps:
         save_class_maps(settings.maps_path(job.name), job.maps, job.tags, job.size, job.bg)
     if settings.save_pictures:
+        from lib.pictures.seed_figure import seed_picture
+
         picture = seed_picture(image_rgb, seed, job.maps, job.tags)
         write_png(settings.picture_path(job.name), picture[:, :, ::-1])
     return job.name
-
-
-def _ignore_sigint():
-    """Workers leave Ctrl-C to the parent, which stops the pool."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class OutputWriter:
@@ -105,7 +99,7 @@ class OutputWriter:
 
     def __init__(self, settings, workers=0):
         self.settings = settings
-        self.pool = Pool(workers, initializer=_ignore_sigint) if workers > 0 else None
+        self.pool = worker_pool(workers) if workers > 0 else None
         self.backlog = BACKLOG_PER_WORKER * max(workers, 1)
         self.pending = collections.deque()
 

@@ -8,20 +8,27 @@ import os
 import numpy as np
 import torch
 
-from lib.config import (AFTER_TRAINING_KEYS, SCHEMA, checkpoint_path, dataset_path,
-                        load_config, model_dir, result_dir)
-from lib.crf import class_probabilities
-from lib.dataset.names import file_names
-from lib.dataset.synthetic import generate_dataset
-from lib.dataset.voc12_sgan import VOC12SalInferDataset, read_grey, read_image
-from lib.evaluate import evaluate_folder, read_label_png
+from lib.config import (
+    AFTER_TRAINING_KEYS,
+    SCHEMA,
+    checkpoint_path,
+    dataset_path,
+    load_config,
+    model_dir,
+    result_dir,
+)
+from lib.dataset.voc12_sgan import VOC12SalInferDataset
+from lib.evaluation.folder import evaluate_folder
+from lib.files import atomic_write_bytes, file_names
+from lib.image import read_grey, read_image, read_label_png
 from lib.network.checkpoint import load_sgan
 from lib.network.sgan import sgan_from_config
+from lib.pictures.panels import Panel, heatmap, save_seed_grid
+from lib.seeds.crf import class_probabilities
 from lib.stage2 import infer_cam, train_sgan
 from lib.stage2.infer_cam import class_maps
-from lib.utils.io import atomic_write_bytes
-from lib.utils.runtime import resolve_device, setup_logger
-from lib.visualize import Panel, heatmap, save_seed_grid
+from lib.tooling.synthetic import generate_dataset
+from lib.training.runtime import resolve_device, setup_logger
 
 FIGURE_COLUMNS = ("image", "saliency", "initial seeds", "class map (M)", "SGAN seeds",
                   "ground truth")
@@ -95,7 +102,7 @@ def run(cfg, num_images=200, min_size=64, max_size=128, data_seed=0, figure=None
     """Generate data if absent, train (unless already trained with this config), infer
     seeds, evaluate initial and SGAN seeds, print the comparison, draw the figure.
 
-    Returns {"initial": result, "sgan": result} (results of lib.evaluate.evaluate_folder).
+    Returns {"initial": result, "sgan": result} (results of lib.evaluation.folder.evaluate_folder).
     """
     logger = setup_logger("sgan.demo")
     tags_file = dataset_path(cfg, cfg.cue_file)

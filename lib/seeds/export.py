@@ -13,13 +13,11 @@ import pickle
 
 import numpy as np
 
-from lib.dataset.names import file_names
 from lib.dataset.tags import load_tags
-from lib.dataset.voc12_sgan import zoom_to
 from lib.errors import UserError
-from lib.evaluate import read_label_png
+from lib.files import atomic_write_bytes, file_names
+from lib.image import read_label_png, zoom_to
 from lib.voc import UNLABELED
-from lib.utils.io import atomic_write_bytes
 
 CUE_SIZE = 41
 PNG = ".png"
@@ -89,12 +87,13 @@ def write_cues(path, cues):
 
 
 def export_seeds(seed_dir, list_path, seed_prefix=None, names=None, cues_path=None,
-                 tags_path=None, cue_size=CUE_SIZE):
+                 tags_path=None, cue_size=None):
     """Write the id list of ``names`` (default: every seed PNG in ``seed_dir``) with seeds
     under ``seed_prefix`` (default ``seed_dir`` as given) and, with ``cues_path``, the cue
     pickle (tags from ``tags_path``). Returns the exported names."""
     if cues_path and not tags_path:
         raise UserError("the cue pickle needs the image-level tags file")
+    cue_size = CUE_SIZE if cue_size is None else cue_size
     if cue_size < 1:
         raise UserError(f"the cue grid side must be >= 1, got {cue_size}")
     available = seed_names(seed_dir)

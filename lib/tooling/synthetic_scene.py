@@ -1,29 +1,18 @@
-"""A small synthetic dataset in the VOC2012 layout of SPEC section 1, for tests and demos.
+"""One synthetic VOC-like scene: image, saliency, CAM-like initial seeds and ground truth.
 
 Every class 1..20 has fixed appearance statistics (colour, texture, shape, aspect ratio and
 the position of its "discriminative part"), so a small CNN can learn it from a few dozen
 images. Each image holds 1-3 objects on a cluttered grey-ish background and comes with:
-ground truth (VOC palette PNG with a 255 band on object borders), a noisy, blurred saliency
+ground truth (label indices with a 255 band on object borders), a noisy, blurred saliency
 map, and CAM-like initial seeds: a compact blob covering 10-25 % of each object around its
 discriminative part, strictly inside the object, i.e. precise but of low recall.
-
-Image ``i`` is drawn from ``numpy.random.default_rng([seed, i])``, so it depends only on the
-seed, its index and the class list, never on how many images are generated.
 """
-import io
 import math
-import os
 
 import cv2
 import numpy as np
-from PIL import Image
 
-from lib.dataset.tags import save_tags
-from lib.utils.io import atomic_write_bytes, write_jpg, write_png
-from lib.voc import IGNORE, VOC_PALETTE
-
-NUM_CLASSES = 20
-NAME_PREFIX = "2099_"
+from lib.voc import IGNORE, NUM_FG_CLASSES
 
 SHAPES = ("ellipse", "rectangle", "triangle", "blob")
 TEXTURES = ("smooth", "stripes", "checker", "dots")
@@ -45,8 +34,8 @@ def class_style(cls):
     and shapes, so no two classes look alike. The "part" is where a CAM would fire: a point
     in the object's own frame (units of its half-axes).
     """
-    if not 1 <= cls <= NUM_CLASSES:
-        raise ValueError(f"class must be in 1..{NUM_CLASSES}, got {cls}")
+    if not 1 <= cls <= NUM_FG_CLASSES:
+        raise ValueError(f"class must be in 1..{NUM_FG_CLASSES}, got {cls}")
     k = cls - 1
     part_angle = 2.39996 * k  # golden angle: parts spread around the object
     return {
@@ -307,104 +296,3 @@ def generate_sample(rng, height, width, classes):
     image = np.clip(np.round(image), 0, 255).astype(np.uint8)
     return {"image": image, "sal": _saliency(rng, labels, height, width), "seed": seeds,
             "gt": _ground_truth(labels)}
-
-
-def _write_palette_png(path, labels):
-    img = Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8))
-    img.putpalette(VOC_PALETTE.ravel().tolist())
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _write_list(path, names):
-    atomic_write_bytes(path, "".join(f"{n}\n" for n in names).encode())
-
-
-def _check_subdir(value, option):
-    if not value or os.path.isabs(value) or ".." in value.replace("\\", "/").split("/"):
-        raise ValueError(f"{option} must be a relative folder name, got {value!r}")
-
-
-def _check_arguments(num_images, min_size, max_size, classes, sal_subdir, seed_subdir):
-    if num_images < 1:
-        raise ValueError(f"num_images must be at least 1, got {num_images}")
-    if min_size < 24:
-        raise ValueError(f"min_size must be at least 24 pixels, got {min_size}")
-    if max_size <= min_size:
-        raise ValueError(f"max_size ({max_size}) must be larger than min_size ({min_size}) "
-                         "so that images can be non-square")
-    if not classes:
-        raise ValueError("classes must name at least one class")
-    bad = [c for c in classes if not 1 <= c <= NUM_CLASSES]
-    if bad:
-        raise ValueError(f"classes must be in 1..{NUM_CLASSES}, got {bad}")
-    if len(set(classes)) != len(classes):
-        raise ValueError(f"classes must not repeat, got {list(classes)}")
-    _check_subdir(sal_subdir, "sal_subdir")
-    _check_subdir(seed_subdir, "seed_subdir")
-
-
-def split_train_val(names):
-    """Every 5th image to val, the rest to train; with 2-4 images the last one is val."""
-    val = [n for i, n in enumerate(names) if i % 5 == 4]
-    if not val and len(names) > 1:
-        val = names[-1:]
-    val_set = set(val)
-    return [n for n in names if n not in val_set], val
-
-
-def draw_image_size(rng, min_size, max_size):
-    """(height, width), each uniform in [min_size, max_size] but never equal to each other."""
-    height = int(rng.integers(min_size, max_size + 1))
-    width = int(rng.integers(min_size, max_size))
-    if width >= height:  # width uniform over the range minus ``height``
-        width += 1
-    return height, width
-
-
-def image_name(index):
-    """The file stem of image ``index``: ``2099_000000``, ``2099_000001``, ..."""
-    return f"{NAME_PREFIX}{index:06d}"
-
-
-def generate_dataset(root, num_images=40, min_size=64, max_size=128, seed=0, classes=None,
-                     sal_subdir="sal_snet", seed_subdir="base_30_bg"):
-    """Write a synthetic VOC2012-format tree under ``root``; return the sorted image names.
-
-    ``classes`` (default: all 20) limits which classes appear. Image sides are drawn
-    independently in ``[min_size, max_size]`` and never equal. Raises ``ValueError`` for
-    bad arguments. Every file is written atomically.
-    """
-    classes = list(range(1, NUM_CLASSES + 1)) if classes is None else [int(c) for c in classes]
-    _check_arguments(num_images, min_size, max_size, classes, sal_subdir, seed_subdir)
-    root = os.fspath(root)
-    folders = {
-        "image": os.path.join(root, "JPEGImages"),
-        "sal": os.path.join(root, "sal", sal_subdir),
-        "seed": os.path.join(root, "ini_seed", seed_subdir),
-        "gt": os.path.join(root, "SegmentationClassAug"),
-        "gt_val": os.path.join(root, "SegmentationClass"),
-    }
-    names, tags = [], {}
-    for index in range(num_images):
-        rng = np.random.default_rng([seed, index])
-        height, width = draw_image_size(rng, min_size, max_size)
-        sample = generate_sample(rng, height, width, classes)
-        name = image_name(index)
-        write_jpg(os.path.join(folders["image"], name + ".jpg"), sample["image"], quality=95)
-        write_png(os.path.join(folders["sal"], name + ".png"), sample["sal"])
-        write_png(os.path.join(folders["seed"], name + ".png"), sample["seed"])
-        _write_palette_png(os.path.join(folders["gt"], name + ".png"), sample["gt"])
-        _write_palette_png(os.path.join(folders["gt_val"], name + ".png"), sample["gt"])
-        present = np.unique(sample["gt"])
-        tags[name] = present[(present != 0) & (present != IGNORE)].astype(np.int64)
-        names.append(name)
-    save_tags(tags, os.path.join(root, "im_tags.pkl"))
-    save_tags(tags, os.path.join(root, "im_tags.json"))
-    lists = os.path.join(root, "ImageSets", "Segmentation")
-    train, val = split_train_val(names)
-    _write_list(os.path.join(lists, "train_aug.txt"), names)
-    _write_list(os.path.join(lists, "train.txt"), train)
-    _write_list(os.path.join(lists, "val.txt"), val)
-    return sorted(names)

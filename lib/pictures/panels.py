@@ -8,16 +8,18 @@ import math
 from dataclasses import dataclass
 
 import cv2
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+from lib.files import atomic_write_bytes
+from lib.voc import IGNORE, UNLABELED, VOC_CLASSES, VOC_PALETTE
 
-from lib.utils.io import atomic_write_bytes  # noqa: E402
-from lib.voc import IGNORE, UNLABELED, VOC_CLASSES, VOC_PALETTE  # noqa: E402
 
+def figure_png(fig, dpi=100):
+    """PNG bytes of a matplotlib Figure (drawn by the Agg renderer; no pyplot, no backend
+    switch for whoever imports this module)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
 
 
 def _check_labels(mask):
@@ -73,6 +75,8 @@ def heatmap(cam_2d, image_rgb=None, alpha=0.5, vmin=None, vmax=None):
     The map is scaled to 0..1 between ``vmin`` and ``vmax`` (its own minimum and maximum by
     default; a constant map becomes 0). With an image the map is resized bilinearly to it.
     """
+    import matplotlib
+
     values = np.asarray(cam_2d, dtype=np.float32)
     if values.ndim != 2:
         raise ValueError(f"expected an H x W map, got shape {values.shape}")
@@ -162,7 +166,11 @@ def save_seed_grid(rows, path, column_titles=(), class_names=VOC_CLASSES, panel_
     width = num_cols * panel_inches
     height = num_rows * panel_inches + title_inches + legend_inches
 
-    fig, axes = plt.subplots(num_rows, num_cols, figsize=(width, height), squeeze=False)
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    fig = Figure(figsize=(width, height))
+    axes = fig.subplots(num_rows, num_cols, squeeze=False)
     fig.subplots_adjust(left=0.01, right=0.99, wspace=0.04, hspace=0.04,
                         top=1 - title_inches / height, bottom=legend_inches / height)
     for r in range(num_rows):
@@ -188,8 +196,5 @@ def save_seed_grid(rows, path, column_titles=(), class_names=VOC_CLASSES, panel_
                    fontsize=9, frameon=False, bbox_to_anchor=(0.5, 0.0), handlelength=1.2,
                    columnspacing=1.0, borderaxespad=0.2)
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, figure_png(fig, dpi))
     return [(value, name) for value, name, _ in entries]

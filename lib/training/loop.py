@@ -20,12 +20,12 @@ from tqdm import tqdm
 
 from lib.config import SCHEMA, check_dataset_paths, model_dir, pretrain_path, save_config
 from lib.dataset.sampler import GlobalBatchSampler
-from lib.dataset.voc12_sgan import normalise_on_device
 from lib.errors import UserError
-from lib.network.checkpoint import load_file, save_state_dict
+from lib.image import normalise_on_device
+from lib.network.checkpoint import load_backbone, load_file, save_state_dict
 from lib.optim import build_optimizer, poly_lr, set_lr
-from lib.utils.distributed import barrier, launch
-from lib.utils.runtime import amp_dtype, process_logger
+from lib.training.distributed import barrier, launch
+from lib.training.runtime import amp_dtype, process_logger
 
 TRAIN_STATE = "train_state.pth"
 
@@ -36,12 +36,29 @@ class TrainingTask:
     name = "train"
     term_names = ("loss",)
 
-    def build_model(self, cfg, pretrain):
+    def network(self, cfg):
+        """The network the configuration describes, initialised (not yet loaded)."""
         raise NotImplementedError
+
+    def build_model(self, cfg, pretrain):
+        """The network with its backbone loaded from ``pretrain`` (a path, or None)."""
+        model = self.network(cfg)
+        if pretrain:
+            load_backbone(model, pretrain)
+        return model
 
     def build_dataset(self, cfg):
         """The training dataset, its files checked (lib.dataset.check)."""
         raise NotImplementedError
+
+    @staticmethod
+    def sample_options(cfg):
+        """Keyword arguments every stage-1/2 training set takes from the config: the name list
+        repeated for max_iter global batches, flips seeded by random_seed, uint8 images (the
+        loop normalises them on the device)."""
+        return {"max_iters": cfg.max_iter * cfg.batch_size, "new_size": cfg.resize,
+                "mirror": True, "mean": cfg.mean, "std": cfg.std, "flip_seed": cfg.random_seed,
+                "normalise": False}
 
     def has_unused_parameters(self, cfg):
         """True if some parameters get no gradient (DistributedDataParallel must know)."""

@@ -6,30 +6,21 @@ neighbour sends each image pixel to one feature cell, so the confusion matrix of
 threshold is the per-cell ground-truth histogram summed by the cell's seed label: one small
 matrix product per image for all thresholds, the same counts as evaluating the PNGs.
 """
-import io
 import json
 import math
 import os
-import signal
-from multiprocessing import Pool
 
-import matplotlib
+import numpy as np
+from tqdm import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from lib.errors import UserError, first_few
+from lib.evaluation.metrics import ConfusionMatrix, fraction
+from lib.image import read_label_png, zoom_to
+from lib.seeds.class_maps import list_class_maps, load_class_maps
+from lib.seeds.threshold import seeds_from_cams
+from lib.voc import SEED_CLASSES
+from lib.workers import chunked, default_workers, imap_in_workers
 
-from lib.class_maps import list_class_maps, load_class_maps  # noqa: E402
-from lib.dataset.voc12_sgan import zoom_to  # noqa: E402
-from lib.errors import UserError  # noqa: E402
-from lib.evaluate import default_workers, read_label_png  # noqa: E402
-from lib.metrics import ConfusionMatrix  # noqa: E402
-from lib.seeds import seeds_from_cams  # noqa: E402
-from lib.utils.io import atomic_write_bytes  # noqa: E402
-
-SEED_CLASSES = 22  # 0 background, 1..20, 21 unlabeled
-DEFAULT_THRESHOLDS = "0.05:0.95:0.05"
 MAX_CHUNK = 16
 
 
@@ -85,11 +76,6 @@ def image_confusions(record, gt, thresholds, ignore_conflict=False):
     return np.rint(per_cell.T.astype(np.float64) @ one_hot).astype(np.int64)
 
 
-def _ignore_sigint():
-    """Workers leave Ctrl-C to the parent, which stops the pool."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _chunk_confusions(task):
     """Worker: the summed confusion matrices of a chunk of names, and the chunk's size."""
     maps_dir, gt_dir, names, thresholds, ignore_conflict = task
@@ -108,21 +94,12 @@ def _chunk_confusions(task):
     return total, len(names)
 
 
-def _chunk_results(tasks, workers):
-    """Results of the chunk tasks, from a pool when more than one process is useful."""
-    if min(workers, len(tasks)) <= 1:
-        yield from map(_chunk_confusions, tasks)
-        return
-    with Pool(min(workers, len(tasks)), initializer=_ignore_sigint) as pool:
-        yield from pool.imap_unordered(_chunk_confusions, tasks)
-
-
 def sweep_thresholds(maps_dir, gt_dir, thresholds, ignore_conflict=False, names=None,
                      workers=None, progress=True):
     """Seed scores at each threshold, from the class maps in ``maps_dir`` (all, or ``names``).
 
     Returns a list of {"cam_thresh", "mIoU", "mp", "mr", "matrix"} in threshold order, the
-    scores as lib.evaluate.evaluate_folder gives them for the seeds of that threshold.
+    scores as lib.evaluation.folder.evaluate_folder gives them for the seeds of that threshold.
     """
     thresholds = list(thresholds)
     available = list_class_maps(maps_dir)
@@ -133,17 +110,16 @@ def sweep_thresholds(maps_dir, gt_dir, thresholds, ignore_conflict=False, names=
         missing = sorted(set(names) - set(available))
         if missing:
             raise UserError(f"{len(missing)} listed images have no class maps in {maps_dir}: "
-                            + ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else ""))
+                            f"{first_few(missing)}")
     if not names:
         raise UserError(f"no class maps found: no *.npz in {maps_dir}")
     workers = default_workers() if workers is None else int(workers)
-    chunk = max(1, min(MAX_CHUNK, math.ceil(len(names) / (max(workers, 1) * 8))))
-    tasks = [(maps_dir, gt_dir, names[i:i + chunk], thresholds, ignore_conflict)
-             for i in range(0, len(names), chunk)]
+    tasks = [(maps_dir, gt_dir, chunk, thresholds, ignore_conflict)
+             for chunk in chunked(names, workers, MAX_CHUNK)]
     total = np.zeros((len(thresholds), SEED_CLASSES, SEED_CLASSES), np.int64)
     with tqdm(total=len(names), desc="threshold sweep", unit="img",
               disable=None if progress else True) as bar:
-        for matrices, count in _chunk_results(tasks, workers):
+        for matrices, count in imap_in_workers(_chunk_confusions, tasks, workers):
             total += matrices
             bar.update(count)
     points = []
@@ -164,45 +140,9 @@ def format_curve(points):
     return "\n".join(lines)
 
 
-def _fraction(value):
-    return None if math.isnan(value) else float(value)
-
-
 def curve_json_bytes(points):
     """The curve as a JSON list of {"cam_thresh", "mIoU", "mp", "mr"} (fractions in 0..1,
     NaN as null), without the matrices."""
-    curve = [{"cam_thresh": p["cam_thresh"], "mIoU": _fraction(p["mIoU"]),
-              "mp": _fraction(p["mp"]), "mr": _fraction(p["mr"])} for p in points]
+    curve = [{"cam_thresh": p["cam_thresh"], "mIoU": fraction(p["mIoU"]),
+              "mp": fraction(p["mp"]), "mr": fraction(p["mr"])} for p in points]
     return (json.dumps(curve, indent=1, allow_nan=False) + "\n").encode()
-
-
-def curve_plot_png(points, title="seeds against cam_thresh"):
-    """PNG bytes: precision against recall with each point's threshold, and precision,
-    recall and mIoU against the threshold."""
-    thresholds = np.array([p["cam_thresh"] for p in points])
-    mp, mr, miou = (100 * np.array([p[k] for p in points]) for k in ("mp", "mr", "mIoU"))
-    fig, (pr_ax, sweep_ax) = plt.subplots(1, 2, figsize=(10, 4.2))
-    pr_ax.plot(mr, mp, "o-", color="tab:blue", markersize=4)
-    for t, x, y in zip(thresholds, mr, mp):
-        pr_ax.annotate(f"{t:g}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
-    pr_ax.set_xlabel("mean recall (%)")
-    pr_ax.set_ylabel("mean precision (%)")
-    pr_ax.set_title("precision-recall (labels: cam_thresh)")
-    pr_ax.grid(alpha=0.3)
-    for values, label in ((mp, "precision"), (mr, "recall"), (miou, "mIoU")):
-        sweep_ax.plot(thresholds, values, "o-", markersize=3, label=label)
-    sweep_ax.set_xlabel("cam_thresh")
-    sweep_ax.set_ylabel("%")
-    sweep_ax.set_title(title)
-    sweep_ax.grid(alpha=0.3)
-    sweep_ax.legend(fontsize=8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def save_curve_plot(points, path):
-    """Write :func:`curve_plot_png` to ``path`` atomically."""
-    atomic_write_bytes(path, curve_plot_png(points))

@@ -11,10 +11,9 @@ import os
 
 import numpy as np
 
-from lib.dataset.names import file_names
-from lib.dataset.voc12_sgan import NUM_FG_CLASSES
 from lib.errors import UserError
-from lib.utils.io import atomic_write_bytes
+from lib.files import atomic_write_bytes, file_names
+from lib.voc import NUM_FG_CLASSES
 
 SUFFIX = ".npz"
 _KEYS = ("maps", "tags", "size", "bg")

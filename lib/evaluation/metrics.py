@@ -5,6 +5,7 @@ match it to rounding: IoU = C_kk / (row_k + col_k - C_kk), precision = C_kk / (c
 recall = C_kk / (row_k + 1e-5), with NaN-ignoring means over the VOC classes 0..20 only (in
 22-class seed mode class 21, "unlabeled", is counted in the matrix but not in the means).
 """
+import math
 import warnings
 
 import numpy as np
@@ -51,6 +52,12 @@ def pair_counts(gt, pred, num_classes):
     index = run_gt[counted].astype(np.intp) * n + run_pred[counted]
     counts = np.bincount(index, weights=run_lengths[counted], minlength=n * n)
     return counts.astype(np.int64).reshape(n, n)
+
+
+def fraction(value):
+    """A score as a JSON number: NaN (a class absent from both sides) becomes None (null)."""
+    value = float(value)
+    return None if math.isnan(value) else value
 
 
 class ConfusionMatrix:

@@ -4,7 +4,7 @@ A seed mask holds 0 = background, 1..20 = class, 21 = unlabeled.
 """
 import numpy as np
 
-from lib.dataset.voc12_sgan import zoom_to
+from lib.image import zoom_to
 from lib.voc import UNLABELED
 
 BOAT, TRAIN = 4, 19

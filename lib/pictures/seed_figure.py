@@ -8,12 +8,11 @@ import os
 
 import numpy as np
 
-from lib.crf import class_probabilities
-from lib.dataset.voc12_sgan import read_image
 from lib.errors import UserError
-from lib.evaluate import read_label_png
-from lib.export import seed_names
-from lib.visualize import Panel, heatmap, overlay, save_seed_grid
+from lib.image import read_image, read_label_png
+from lib.pictures.panels import Panel, heatmap, overlay, save_seed_grid
+from lib.seeds.crf import class_probabilities
+from lib.seeds.export import seed_names
 
 GAP = 4  # white pixels between the pictures of a strip
 PNG = ".png"

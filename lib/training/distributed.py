@@ -15,7 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from lib.errors import UserError
-from lib.utils.runtime import resolve_device
+from lib.training.runtime import resolve_device
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,86 @@
+"""Command-line plumbing shared by the scripts in tools/: config arguments, and one line instead
+of a traceback for a user's mistake, a missing package or Ctrl-C.
+
+This module imports only the standard library, so that a script can report a missing package
+(``run_main``) before anything else is imported.
+"""
+import argparse
+import sys
+
+from lib.errors import UserError
+
+# Top-level modules of requirements.txt -> the package that provides them.
+PACKAGES = {
+    "torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "scipy": "scipy",
+    "cv2": "opencv-python-headless", "yaml": "pyyaml", "PIL": "pillow", "tqdm": "tqdm",
+    "pydensecrf": "pydensecrf2", "matplotlib": "matplotlib",
+}
+CONFIG_HELP = ("config overrides, typed by YAML rules (e.g. max_iter=100); every key, its type "
+               "and default: README.md, section Configuration, or lib/config.py")
+
+
+def config_parser(description):
+    """An ArgumentParser with ``--cfg_file CFG`` and trailing ``key=value`` overrides."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cfg_file", required=True, help="YAML config file")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help=CONFIG_HELP)
+    return parser
+
+
+def config_from_args(args):
+    """The validated Config of ``--cfg_file`` with the ``key=value`` overrides."""
+    from lib.config import load_config
+
+    return load_config(args.cfg_file, args.overrides)
+
+
+def run_step(module, description, argv=None):
+    """The whole of a pipeline script: parse ``--cfg_file CFG [key=value ...]`` and call
+    ``run(cfg)`` of the lib module named ``module``, under :func:`run_main`."""
+    def main(argv):
+        import importlib
+
+        step = importlib.import_module(module)
+        step.run(config_from_args(config_parser(description).parse_args(argv)))
+
+    run_main(main, argv)
+
+
+def error_line(exc):
+    """One line for an error. A DataLoader worker's error arrives as its whole traceback;
+    its last line, without the exception's type, is the message."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    last = lines[-1]
+    prefix = f"{type(exc).__name__}: "
+    return last[len(prefix):] if len(lines) > 1 and last.startswith(prefix) else last
+
+
+def missing_package_line(exc):
+    """The one line for a ModuleNotFoundError of a required package, or None for any other
+    module (a bug, not a missing installation)."""
+    top = (exc.name or "").split(".")[0]
+    if top not in PACKAGES:
+        return None
+    return (f"the Python package '{PACKAGES[top]}' is not installed (import of '{exc.name}' "
+            f"failed): pip install -r requirements.txt")
+
+
+def run_main(main, argv=None):
+    """Call ``main(argv)``; turn user errors and missing packages into one line on stderr
+    (exit 2) and Ctrl-C into exit 130."""
+    try:
+        code = main(argv)
+    except (UserError, FileNotFoundError) as exc:
+        print(f"error: {error_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except ModuleNotFoundError as exc:
+        line = missing_package_line(exc)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)

@@ -1,0 +1,48 @@
+"""The evaluation step of ``tools/eval_mIoU.py``: which folders and names to score, then the
+table and the JSON file (SPEC 7 and 9).
+
+Without ``gt_path`` the ground truth is the config's ``dataset_root``/``gt_path`` for seeds (22
+classes) and ``dataset_root``/SegmentationClass for segmentation (21 classes, SPEC 7); without
+``res_path`` the predictions are the config's results folder (what inference writes).
+"""
+from lib.config import dataset_path, result_dir
+from lib.errors import UserError
+from lib.evaluation.folder import (
+    evaluate_folder,
+    evaluation_names,
+    format_table,
+    result_json_bytes,
+)
+from lib.files import write_output
+from lib.voc import SEED_CLASSES
+
+SEGMENTATION_GT = "SegmentationClass/"  # SPEC section 7: segmentation results are scored here
+
+
+def evaluation_paths(cfg, res_path=None, gt_path=None, num_classes=None, from_file=False):
+    """(res_path, gt_path, num_classes) as given, the gaps filled from the config.
+    ``from_file``: the config came from a file (else it is the defaults alone)."""
+    if res_path is None:
+        if not from_file:
+            raise UserError("give --res_path (or --cfg_file to use its res_path)")
+        res_path = result_dir(cfg)
+    num_classes = num_classes or cfg.num_classes
+    default_gt = cfg.gt_path if num_classes == SEED_CLASSES else SEGMENTATION_GT
+    return res_path, gt_path or dataset_path(cfg, default_gt), num_classes
+
+
+def run(cfg, res_path=None, gt_path=None, num_classes=None, list_path=None, strict=True,
+        workers=None, json_path=None, from_file=False):
+    """Score a folder of predictions, print the table, write ``json_path`` if given; return
+    the result of :func:`lib.evaluation.folder.evaluate_folder`."""
+    res_path, gt_path, num_classes = evaluation_paths(cfg, res_path, gt_path, num_classes,
+                                                      from_file)
+    seeds_of_config = from_file and num_classes == SEED_CLASSES
+    names = evaluation_names(res_path, gt_path, list_path,
+                             dataset_path(cfg, cfg.cue_file) if seeds_of_config else None, strict)
+    result = evaluate_folder(res_path, gt_path, num_classes, names=names, workers=workers)
+    print(f"predictions: {res_path}\nground truth: {gt_path}")
+    print(format_table(result))
+    if json_path:
+        write_output(json_path, result_json_bytes(result))
+    return result

@@ -1,0 +1,67 @@
+"""Files: atomic writes, and the names of the files in a folder or a list file.
+
+Every output of this repository is written to a temporary file beside its target and renamed
+into place, so a reader (or a rerun after a kill) never sees a half-written file. Temporary
+files are hidden (``.tmp-*``), and listings leave hidden files out.
+"""
+import os
+import tempfile
+
+from lib.errors import UserError
+
+
+def atomic_write_bytes(path, data):
+    """Write ``data`` to ``path`` so that a reader never sees a half-written file."""
+    path = os.fspath(path)
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make outputs private to their writer
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def file_names(folder, suffix=".png", what=""):
+    """Names of the ``*<suffix>`` files of ``folder``, sorted. Hidden files are left out:
+    atomic writers leave ``.tmp-*`` files while (or if killed while) writing. ``what`` names
+    the folder in the error if it does not exist."""
+    if not os.path.isdir(folder):
+        raise UserError(f"{what + ' ' if what else ''}folder not found: {folder}")
+    return sorted(f[:-len(suffix)] for f in os.listdir(folder)
+                  if f.endswith(suffix) and not f.startswith("."))
+
+
+def missing_files(folder, names, suffix=".png"):
+    """The ``NAME<suffix>`` files of ``names`` that ``folder`` lacks, in the order of ``names``."""
+    return [n + suffix for n in names if not os.path.isfile(os.path.join(folder, n + suffix))]
+
+
+def read_names(list_path):
+    """Image names from a list file: the first token of each line without folder and extension
+    (``train_aug.txt`` lines ``/JPEGImages/NAME.jpg /SegmentationClassAug/NAME.png`` work too)."""
+    try:
+        with open(list_path) as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read list file {list_path}: {exc}") from None
+    names = [os.path.splitext(os.path.basename(line.split()[0]))[0]
+             for line in lines if line.strip()]
+    if not names:
+        raise UserError(f"list file {list_path} has no names")
+    return names
+
+
+def write_output(path, data):
+    """:func:`atomic_write_bytes` for a file the user named: an OS error is one line, and the
+    path is printed."""
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc}") from None
+    print(f"wrote {path}")

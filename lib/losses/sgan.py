@@ -1,0 +1,32 @@
+"""Stage 1 and 2 losses (SPEC section 4): multi-label soft margin on the class scores, and
+SGAN's cross-entropy on the initial seeds."""
+import torch
+import torch.nn.functional as F
+
+from lib.voc import SEED_IGNORE
+
+
+def classification_loss(score, label, num_samples=None):
+    """Multi-label soft margin of the class scores, a mean over ``num_samples`` samples (by
+    default this batch's; a process holding part of a global batch passes the global size)."""
+    num_samples = score.shape[0] if num_samples is None else num_samples
+    return F.multilabel_soft_margin_loss(score.float(), label, reduction="sum") / num_samples
+
+
+def sgan_loss(score, seg, label, seed, seed_loss_ratio, use_seed_loss=True, num_samples=None,
+              num_seed_pixels=None):
+    """Multi-label soft margin on the CAM scores + ratio x cross-entropy on the seeds.
+
+    Both terms are means: over ``num_samples`` samples and ``num_seed_pixels`` labelled seed
+    pixels, by default those of this batch. A process holding part of a global batch passes
+    the global counts, so the processes' losses add up to the global batch's loss. A batch
+    without labelled seed pixels adds 0 for the seed term. Returns (total, cls, seed).
+    """
+    cls_loss = classification_loss(score, label, num_samples)
+    if not use_seed_loss:
+        return cls_loss, cls_loss, torch.zeros_like(cls_loss)
+    if num_seed_pixels is None:
+        num_seed_pixels = (seed != SEED_IGNORE).sum()
+    seed_sum = F.cross_entropy(seg.float(), seed, ignore_index=SEED_IGNORE, reduction="sum")
+    seed_loss = seed_sum / max(int(num_seed_pixels), 1)
+    return cls_loss + seed_loss_ratio * seed_loss, cls_loss, seed_loss

@@ -1,0 +1,106 @@
+"""Seed inference, one code path for stage 1 (make_seeds) and stage 2 (infer_cam).
+
+The network runs in this process; each image's seeds and optional extras (class-map record,
+picture) are made by lib.seeds.writer, in worker processes for the CRF so that the device keeps
+working while the CPU runs CRFs. Several processes (torchrun, or ``num_processes``) each take
+every world_size-th image; their outputs are disjoint files, written atomically, and a rerun
+skips the images whose files exist (unless ``overwrite``). The two stages differ only in their
+network (a :class:`SeedModel`) and their output settings.
+"""
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from lib.config import check_dataset_paths, checkpoint_path
+from lib.dataset.check import check_files
+from lib.dataset.voc12_sgan import VOC12SalInferDataset
+from lib.image import normalise_on_device
+from lib.network.checkpoint import load_sgan
+from lib.seeds.writer import ImageJob, OutputWriter
+from lib.training.distributed import all_reduce_sum, barrier, launch, shard
+from lib.training.runtime import amp_dtype, autocast, process_logger
+
+
+class SeedModel:
+    """What differs between the stages: the network, its weights and its class maps."""
+
+    name = "seeds"
+
+    def network(self, cfg):
+        """The network the configuration describes (weights not yet loaded)."""
+        raise NotImplementedError
+
+    def build(self, cfg):
+        """(model with its weights loaded, the weights file); raise before anything is written."""
+        model, weights = self.network(cfg), checkpoint_path(cfg)
+        load_sgan(model, weights)
+        return model, weights
+
+    def class_maps(self, model, image, sal, cfg):
+        """float32 (batch, 20, h, w) class maps M of normalised images and saliency masks."""
+        raise NotImplementedError
+
+
+def tags_of(label):
+    """Classes 1..20 of a multi-hot label (20,)."""
+    return np.flatnonzero(np.asarray(label)) + 1
+
+
+def infer_seeds(cfg, seed_model, settings, log_file):
+    """Write the seeds ``settings`` describes for every image of the tags file, on every
+    process of the job (lib.training.distributed.launch); log to ``log_file``."""
+    launch(_Inference(seed_model, settings, log_file), cfg)
+
+
+class _Inference:
+    """A picklable ``worker(ctx, cfg)`` for :func:`lib.training.distributed.launch`."""
+
+    def __init__(self, seed_model, settings, log_file):
+        self.seed_model, self.settings, self.log_file = seed_model, settings, log_file
+
+    def __call__(self, ctx, cfg):
+        _infer(ctx, cfg, self.seed_model, self.settings, self.log_file)
+
+
+def _infer(ctx, cfg, seed_model, settings, log_file):
+    check_dataset_paths(cfg, "cue_file")
+    device = ctx.device
+    model, weights = seed_model.build(cfg)  # check the inputs before writing anything
+    dataset = VOC12SalInferDataset(
+        cfg.dataset_root, cfg.cue_file, new_size=cfg.new_size, mean=cfg.mean, std=cfg.std,
+        sal_subdir=cfg.sdnet_path, sal_thresh=cfg.sal_thresh,
+        normalise=False)  # uint8 images, normalised on the device
+    check_files(dataset.names, dataset.image_path, {"saliency map": dataset.sal_path})
+    out_dir = settings.seed_dir
+    os.makedirs(out_dir, exist_ok=True)
+    logger = process_logger(f"sgan.{seed_model.name}", log_file, ctx.is_main)
+    total = len(dataset)
+    dataset.names = shard(dataset.names, ctx)  # the full sorted list: every name has one owner
+    if not cfg.overwrite:
+        dataset.names = [n for n in dataset.names if not settings.done(n)]
+    todo = int(all_reduce_sum(torch.tensor([len(dataset.names)]), ctx))
+    dtype = amp_dtype(cfg.amp, device)
+    memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
+    workers = cfg.crf_workers if settings.seed_mode == "crf" and dataset.names else 0
+    logger.info("%s seeds for %d images on %d x %s from %s into %s; %d already there%s",
+                settings.seed_mode, todo, ctx.world_size, device, weights, out_dir, total - todo,
+                "" if cfg.overwrite else " (overwrite=true to redo them)")
+    loader = DataLoader(dataset, batch_size=cfg.test_batch_size, num_workers=cfg.num_worker,
+                        pin_memory=device.type == "cuda")
+    with OutputWriter(settings, workers) as writer, torch.no_grad():
+        model.to(device, memory_format=memory_format).eval()  # after the writer forked
+        for batch in tqdm(loader, desc=seed_model.name, dynamic_ncols=True,
+                          disable=not ctx.is_main):
+            image = normalise_on_device(batch["image"].to(device, non_blocking=True),
+                                        cfg.mean, cfg.std, cfg.channels_last)
+            with autocast(dtype, device):
+                maps = seed_model.class_maps(model, image, batch["sal"].to(device), cfg)
+            maps = maps.float().cpu().numpy()
+            for j, name in enumerate(batch["name"]):
+                writer.submit(ImageJob(name, maps[j], tags_of(batch["label"][j]),
+                                       batch["bg"][j].numpy(), tuple(batch["size"][j].tolist()),
+                                       dataset.image_path(name)))
+    barrier(ctx)

@@ -1,0 +1,111 @@
+"""Benchmark options, their checks and what every stage shares (config, tables)."""
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from lib.config import load_config
+from lib.errors import UserError
+from lib.training.runtime import resolve_device
+from lib.workers import default_workers
+
+STAGES = ("data", "train", "infer", "eval")
+PRECISIONS = {"fp32": "off", "bf16": "bf16", "fp16": "fp16"}  # mode name -> config key amp
+CHANNELS_LAST = "-cl"  # mode suffix: channels_last memory format
+# Dense peak TFLOP/s by device name (first match wins): bf16/fp16 tensor cores, TF32 tensor
+# cores (what cuDNN uses for float32 convolutions by default) and plain fp32.
+
+
+@dataclass
+class BenchOptions:
+    """What to measure and how much; :func:`default_options` fills in per device."""
+
+    device: str = "auto"
+    stages: tuple = STAGES
+    size: int = 321                 # S, the network input side
+    images: int = 64                # synthetic images generated
+    min_side: int = 375             # their sides, pixels (VOC: about 500 x 375)
+    max_side: int = 500
+    batch: int = 15                 # training batch of the train stage
+    data_batch: int = 15            # batch of the data stage (the paper's)
+    workers: int = 1                # loader worker processes
+    data_batches: int = 4           # timed batches per loader
+    widths: tuple = (1.0,)          # width_mult values (train and infer)
+    modes: tuple = ("fp32", "bf16", "fp32-cl", "bf16-cl")
+    warmup: int = 3                 # untimed training iterations
+    steps: int = 10                 # timed training iterations
+    infer_images: int = 64
+    infer_batch_sizes: tuple = (1, 8)
+    eval_images: int = 10582
+    eval_workers: int = field(default_factory=default_workers)
+    work_dir: str = None            # keep the generated files here (default: a temporary folder)
+
+
+def bench_device(name):
+    """The torch device for ``--device`` (auto, cpu, cuda, cuda:N); UserError if unusable."""
+    try:
+        device = resolve_device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name}: not a device (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available here")
+    return device
+
+
+def default_options(device="auto", quick=False):
+    """The paper-sized benchmark on CUDA, a CPU-sized one on CPU, or (``quick``) a tiny one."""
+    options = BenchOptions(device=device)
+    if bench_device(device).type == "cpu":
+        options = replace(options, batch=2, widths=(0.25, 1.0), modes=("fp32", "fp32-cl"),
+                          warmup=1, steps=2, infer_images=12, infer_batch_sizes=(1, 4),
+                          eval_images=1500)
+    if quick:
+        options = replace(options, size=65, images=6, min_side=64, max_side=96, batch=2,
+                          data_batch=2, data_batches=2, widths=(0.125,), modes=("fp32",),
+                          warmup=1, steps=1, infer_images=4, infer_batch_sizes=(2,),
+                          eval_images=24, eval_workers=min(2, options.eval_workers))
+    return options
+
+
+def check_options(options):
+    """UserError (one line) for options the benchmark cannot run."""
+    device = bench_device(options.device)
+    unknown = [s for s in options.stages if s not in STAGES]
+    if unknown:
+        raise UserError(f"unknown stage {unknown[0]!r}; stages are {', '.join(STAGES)}")
+    for mode in options.modes:
+        precision = mode.removesuffix(CHANNELS_LAST)
+        if precision not in PRECISIONS:
+            raise UserError(f"unknown mode {mode!r}; modes are fp32, bf16, fp16, each "
+                            f"optionally with {CHANNELS_LAST} (channels_last)")
+        if precision != "fp32" and device.type != "cuda":
+            raise UserError(f"mode {mode} needs CUDA (mixed precision runs on CUDA only)")
+    if options.size < 8 or min(options.batch, options.data_batch, options.images,
+                               options.steps, options.eval_images) < 1 or options.workers < 0:
+        raise UserError("size must be >= 8, batch, images, steps and eval_images >= 1, "
+                        "workers >= 0")
+    if not 24 <= options.min_side < options.max_side:
+        raise UserError(f"image sides must satisfy 24 <= min < max, got {options.min_side}, "
+                        f"{options.max_side}")
+    if not all(0 < w <= 1 for w in options.widths):
+        raise UserError(f"width_mult values must be in (0, 1], got {list(options.widths)}")
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_config(root, options, **overrides):
+    return load_config(None, {"dataset_root": root, "pretrain": None, "resize": options.size,
+                              "device": options.device, **overrides})
+
+
+def format_table(headers, rows):
+    """A plain Markdown table."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def mebibytes(n):
+    return f"{n / 2 ** 20:.1f}"

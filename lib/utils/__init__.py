@@ -1,1 +1,0 @@
-"""Small shared helpers: file output, logging, devices."""

@@ -1,0 +1,45 @@
+"""Worker processes for work that is independent per image (decoding, CRFs, PNG writing).
+
+Workers ignore Ctrl-C: the parent gets it alone, stops the pool and reports one line, instead
+of every worker printing a traceback.
+"""
+import math
+import multiprocessing
+import os
+import signal
+
+
+def ignore_sigint():
+    """Pool initializer: leave Ctrl-C to the parent process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def worker_pool(workers, context=None):
+    """A ``multiprocessing`` pool of ``workers`` processes that ignore Ctrl-C. ``context`` is a
+    start method ("fork", "spawn", "forkserver"; default the platform's)."""
+    return multiprocessing.get_context(context).Pool(workers, initializer=ignore_sigint)
+
+
+def imap_in_workers(function, tasks, workers):
+    """Yield ``function(task)`` for each task: in this process when fewer than two workers
+    would be busy, else from a pool, in completion order."""
+    tasks = list(tasks)
+    workers = min(workers, len(tasks))
+    if workers <= 1:
+        yield from map(function, tasks)
+        return
+    with worker_pool(workers) as pool:
+        yield from pool.imap_unordered(function, tasks)
+
+
+def default_workers():
+    """Worker processes by default: the cores, at most 8."""
+    return min(8, os.cpu_count() or 1)
+
+
+def chunked(items, workers, max_chunk, chunks_per_worker=8):
+    """``items`` cut into consecutive chunks: about ``chunks_per_worker`` per worker (so the
+    progress bar moves and the load balances), at most ``max_chunk`` items each."""
+    items = list(items)
+    size = max(1, min(max_chunk, math.ceil(len(items) / (max(workers, 1) * chunks_per_worker))))
+    return [items[i:i + size] for i in range(0, len(items), size)]
