@@ -10,9 +10,15 @@ import cv2
 import numpy as np
 import pytest
 
-from lib.dataset import distort
-from lib.dataset.distort import (adjust_brightness, adjust_contrast, adjust_hue,
-                                 adjust_saturation, hsv_to_bgr, random_distort)
+from lib.dataset.distort import (
+    adjust_brightness,
+    adjust_contrast,
+    adjust_hue,
+    adjust_saturation,
+    convert_scale,
+    hsv_to_bgr,
+    random_distort,
+)
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "data", "stage3", "distort.npz")
 OPS = {"brightness": adjust_brightness, "contrast": adjust_contrast,
@@ -57,7 +63,7 @@ def test_todays_cv2_hsv2bgr_would_not_match(golden):
     published outputs on many pixels, while the OpenCV 3.x re-implementation matches."""
     image = golden["image"]
     hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
-    hsv[..., 1] = distort.convert_scale(hsv[..., 1], golden["saturation_deltas"][0], 0.0)
+    hsv[..., 1] = convert_scale(hsv[..., 1], golden["saturation_deltas"][0], 0.0)
     expected = golden["saturation"][0]
     np.testing.assert_array_equal(hsv_to_bgr(hsv), expected)
     mismatch = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR) != expected
