@@ -1,0 +1,1 @@
+from lib.losses.seg import seg_loss
