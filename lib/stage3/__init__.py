@@ -1,0 +1,1 @@
+"""Stage 3: the DeepLab-v2 segmentation network trained on the seeds (SPEC 11)."""
