@@ -14,10 +14,14 @@ def ignore_sigint():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def worker_pool(workers, context=None):
-    """A ``multiprocessing`` pool of ``workers`` processes that ignore Ctrl-C. ``context`` is a
-    start method ("fork", "spawn", "forkserver"; default the platform's)."""
-    return multiprocessing.get_context(context).Pool(workers, initializer=ignore_sigint)
+def worker_pool(workers, fork=True):
+    """A ``multiprocessing`` pool of ``workers`` processes that ignore Ctrl-C. ``fork`` False
+    starts them without forking this process (forkserver, else spawn): a forked copy of a
+    process that has initialised CUDA is not safe."""
+    method = None
+    if not fork:
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    return multiprocessing.get_context(method).Pool(workers, initializer=ignore_sigint)
 
 
 def imap_in_workers(function, tasks, workers):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import DATA
 from lib.losses import seg_loss
 from lib.losses.batch_crf import BatchCRF
-from tests.conftest import DATA
 
 GOLDEN = np.load(os.path.join(DATA, "stage3", "seg_loss.npz"))
 

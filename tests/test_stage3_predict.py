@@ -7,13 +7,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib.image import read_image, read_label_png, scipy_zoom_to
-from lib.stage3.predict import (TEST_MEAN_BGR, TEST_SCALES, labels_from_probabilities,
-                                multi_scale_scores, network_input, predict_labels, probabilities,
-                                write_palette_png, zoom_on_device)
+from conftest import DATA
+from lib.image import read_image, read_label_png, scipy_zoom_to, write_palette_png
+from lib.stage3.predict import (
+    TEST_MEAN_BGR,
+    TEST_SCALES,
+    labels_from_probabilities,
+    multi_scale_scores,
+    network_input,
+    predict_labels,
+    probabilities,
+    zoom_on_device,
+)
 from lib.voc import NUM_CLASSES, VOC_PALETTE
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 GOLDEN = np.load(os.path.join(DATA, "stage3", "test_ms.npz"))
 NAMES = [str(name) for name in GOLDEN["names"]]
 MIN_AGREEMENT = 0.999  # SPEC 11.5: a faster implementation agrees on at least 99.9% of pixels

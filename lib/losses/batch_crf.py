@@ -2,22 +2,14 @@
 
 Stage 3's constrain loss (SPEC 11.3) runs one small CRF per image of every batch; the CRF is
 single-threaded C++ (pydensecrf), so a pool of worker processes runs the images of a batch side
-by side. The pool uses the 'forkserver' context (or 'spawn' where there is no forkserver): a
-forked copy of a process that has initialised CUDA is not safe. Workers ignore SIGINT, so Ctrl-C
-reaches the parent alone, which then closes the pool. Every image is computed by the same code
+by side. The pool does not fork this process (lib.workers.worker_pool with fork=False), as a
+forked copy of a process that has initialised CUDA is not safe; workers ignore Ctrl-C. Every image is computed by the same code
 on the same bytes wherever it runs, so the pool's results equal the serial ones bit for bit.
 """
-import multiprocessing
-import signal
-
 import numpy as np
 
 from lib.crf import dense_crf
-
-
-def _ignore_sigint():
-    """Worker initialiser: Ctrl-C is the parent's to handle."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+from lib.workers import worker_pool
 
 
 def _crf_of_image(task):
@@ -26,12 +18,6 @@ def _crf_of_image(task):
     make it C-ordered here and the batch has one layout.)"""
     unary, image, scale, iterations = task
     return np.ascontiguousarray(dense_crf(unary, image, scale=scale, iterations=iterations))
-
-
-def _pool_context():
-    """A multiprocessing context that does not fork the calling (possibly CUDA) process."""
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 def check_crf_inputs(unary, images):
@@ -60,7 +46,7 @@ class BatchCRF:
         self.workers = workers
         self._pool = None
         if workers > 0:
-            self._pool = _pool_context().Pool(workers, initializer=_ignore_sigint)
+            self._pool = worker_pool(workers, fork=False)
 
     def __call__(self, unary, images, scale, iterations):
         unary = np.ascontiguousarray(unary, dtype=np.float32)

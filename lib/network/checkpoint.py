@@ -36,7 +36,7 @@ def read_state_dict(path):
     return state
 
 
-def _fit(module, state, path, strict_unexpected):
+def fit_state_dict(module, state, path, strict_unexpected):
     """Load ``state`` into ``module``; report missing, unexpected and mis-shaped keys."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
@@ -65,7 +65,7 @@ def load_backbone(model, path):
     """Load ``vgg_init.pth`` (``conv1_1.weight`` ...) into ``model.backbone``; extra keys ignored."""
     state = read_state_dict(path)
     state = {k[len("backbone."):] if k.startswith("backbone.") else k: v for k, v in state.items()}
-    _fit(model.backbone, state, path, strict_unexpected=False)
+    fit_state_dict(model.backbone, state, path, strict_unexpected=False)
 
 
 def load_sgan(model, path):
@@ -74,7 +74,7 @@ def load_sgan(model, path):
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
     backbone_keys = set(model.backbone.state_dict())
     state = {("backbone." + k if k in backbone_keys else k): v for k, v in state.items()}
-    _fit(model, state, path, strict_unexpected=True)
+    fit_state_dict(model, state, path, strict_unexpected=True)
 
 
 def save_state_dict(state, path):

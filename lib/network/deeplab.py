@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from lib.errors import UserError, one_line
 from lib.network.backbone.vgg16 import CONV_NAMES, VGG16
-from lib.network.checkpoint import CheckpointError, _fit, read_state_dict, save_state_dict
+from lib.network.checkpoint import CheckpointError, fit_state_dict, read_state_dict, save_state_dict
 from lib.network.convert_vgg import torchvision_to_caffe
 from lib.optim import is_new_parameter
 from lib.voc import NUM_CLASSES
@@ -203,7 +203,7 @@ def load_initial_weights(model, path):
         except CheckpointError as exc:
             raise CheckpointError(f"{path}: {exc}") from None
     own_new_layers = {k: v for k, v in model.state_dict().items() if is_new_parameter(model, k)}
-    _fit(model, {**own_new_layers, **state}, path, strict_unexpected=False)
+    fit_state_dict(model, {**own_new_layers, **state}, path, strict_unexpected=False)
 
 
 def read_imagenet_weights(source):

@@ -11,17 +11,14 @@ align_corners=True, float32, the same edge zeros): the labels agree with the exa
 at least 99.9% of pixels (SPEC 11.5 allows that; all of them on the test images) and is
 several times faster, even on the CPU.
 """
-import io
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from lib.crf import PROBABILITY_FLOOR, dense_crf, unary_from_probabilities
-from lib.files import atomic_write_bytes
 from lib.image import scipy_zoom_to
-from lib.voc import NUM_CLASSES, NUM_FG_CLASSES, VOC_PALETTE
+from lib.voc import NUM_CLASSES, NUM_FG_CLASSES
 
 TEST_SCALES = (288, 385, 481)  # int(0.75 * 385), 385, int(1.25 * 385)
 TEST_MEAN_BGR = (104.0, 117.0, 123.0)  # test_ms.py's mean (training uses lib.voc.BGR_MEAN)
@@ -124,20 +121,3 @@ def predict_labels(forward, image_rgb, scales=TEST_SCALES, device="cpu", exact=T
     """uint8 H x W labels of one RGB image: SPEC 11.5 steps 1-3."""
     probs = probabilities(multi_scale_scores(forward, image_rgb, scales, device, exact))
     return labels_from_probabilities(probs, image_rgb, crf=crf, tags=tags)
-
-
-def encode_palette_png(labels):
-    """PNG bytes of a uint8 H x W label map as a palette image (PIL mode "P", VOC colours)."""
-    labels = np.asarray(labels)
-    if labels.ndim != 2 or labels.dtype != np.uint8:
-        raise ValueError(f"expected uint8 H x W labels, got {labels.dtype} {labels.shape}")
-    image = Image.fromarray(labels, mode="P")
-    image.putpalette(VOC_PALETTE.tobytes())
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def write_palette_png(path, labels):
-    """Write labels as a VOC palette PNG (indices = labels), atomically."""
-    atomic_write_bytes(path, encode_palette_png(labels))
