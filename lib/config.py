@@ -71,6 +71,7 @@ SCHEMA = {
     "ignore_conflict": (bool, False),
     "combine_seedseg": (bool, True),
     "num_classes": (int, 22),
+    "bg_thresh": (float, 0.06),
     # ---- keys this repository adds (defaults keep the paper's behaviour) ----
     "random_seed": (int, 7),
     "device": (str, "auto"),
@@ -102,7 +103,7 @@ SCHEMA = {
 # Keys read only after training (seed making and evaluation) or that do not change the
 # weights training produces: a run that differs from another only in these trained the same.
 AFTER_TRAINING_KEYS = frozenset({
-    "gt_path", "sdnet_path", "test_cfg", "new_size", "res_path", "cam_thresh",
+    "gt_path", "sdnet_path", "bg_thresh", "test_cfg", "new_size", "res_path", "cam_thresh",
     "ignore_conflict", "combine_seedseg", "num_classes", "checkpoint", "test_batch_size",
     "overwrite", "display_step", "num_worker", "fg_thresh", "seed_out_path", "seed_mode",
     "crf_alpha_low", "crf_alpha_high", "crf_scale", "crf_iterations", "crf_workers",

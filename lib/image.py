@@ -7,6 +7,8 @@ label PNGs may be grey or palette (read as indices). Resizing follows ``scipy.nd
 """
 import io
 import math
+import os
+import zipfile
 
 import cv2
 import numpy as np
@@ -20,11 +22,27 @@ from lib.voc import BGR_MEAN, VOC_PALETTE
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_GREY_DEPTHS = (b"\x08\x00", b"\x10\x00")  # IHDR bit depth 8 or 16, colour type 0 (grey)
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the empty IEND chunk that closes every PNG
 
 
 def feature_size(side):
     """Side of the stride-8 feature map for an input of side ``side`` (ceil(S / 8))."""
     return math.ceil(side / 8)
+
+
+def is_complete_file(path):
+    """True if ``path`` is a whole PNG (signature, then the IEND chunk at the end) or a whole
+    zip archive such as ``.npz`` (its end-of-directory record); False if missing or cut short."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if head == PNG_SIGNATURE:
+                f.seek(max(0, size - len(PNG_END)))
+                return f.read() == PNG_END
+    except OSError:
+        return False
+    return zipfile.is_zipfile(path)
 
 
 def read_image(path):

@@ -4,8 +4,10 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import REPO
 from lib.dataset.check import check_files
@@ -13,6 +15,7 @@ from lib.errors import UserError
 from lib.network.checkpoint import save_state_dict
 from lib.network.sgan import SGAN
 from lib.tooling.synthetic import generate_dataset
+from lib.voc import VOC_PALETTE
 
 PAPER = os.path.join(REPO, "config", "sgan_vgg16_321x321.yml")
 
@@ -70,6 +73,25 @@ def test_truncated_image_and_wrong_size_map_are_named(voc):
     message = str(err.value)
     assert f"{image(names[0])}: truncated" in message
     assert f"{seed}: seed map is" in message and "but its image is" in message
+
+
+
+@pytest.mark.parametrize("mode, described", [("P", "palette"), ("RGB", "colour")])
+def test_a_palette_or_colour_map_is_named_instead_of_read_as_luminance(voc, mode, described):
+    names, image, maps = _paths(voc)
+    seed = maps["seed map"](names[2])
+    with Image.open(seed) as grey:
+        labels = np.asarray(grey)
+    converted = Image.fromarray(labels, mode="L").convert(mode)
+    if mode == "P":
+        converted = Image.fromarray(labels, mode="P")
+        converted.putpalette(VOC_PALETTE.ravel().tolist())
+    converted.save(seed)
+    with pytest.raises(UserError) as err:
+        check_files(names, image, maps)
+    assert f"{seed}: seed map must be an 8-bit grey PNG, got mode {mode} ({described})" in \
+        str(err.value)
+    check_files(names, image, maps, grey=False)  # label maps read as indices may be palettes
 
 
 GOLDEN_PRED = os.path.join(REPO, "tests", "data", "golden_pred")

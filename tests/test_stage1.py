@@ -143,7 +143,7 @@ def test_stage1_from_public_inputs_to_sgan_training(tmp_path):
                       "test_batch_size=4")
     assert result.returncode == 0, result.stderr
     seed_dir = root / "ini_seed" / "ours_30_bg"
-    assert sorted(os.listdir(seed_dir)) == [n + ".png" for n in names]
+    assert sorted(f for f in os.listdir(seed_dir) if f.endswith(".png")) == [n + ".png" for n in names]
     for name in names:
         seed = cv2.imread(str(seed_dir / f"{name}.png"), cv2.IMREAD_UNCHANGED)
         image = cv2.imread(str(root / "JPEGImages" / f"{name}.jpg"))

@@ -154,7 +154,7 @@ def check_seg_files(dataset, workers=8):
     ground truth 0..20 and 255). Images are checked by their headers; labels are read in a
     pool of ``workers`` threads."""
     names = sorted(set(dataset.names))
-    check_files(names, dataset.image_path, {"label": dataset.label_path}, workers)
+    check_files(names, dataset.image_path, {"label": dataset.label_path}, workers, grey=False)
     with ThreadPoolExecutor(workers) as pool:
         problems = [p for p in pool.map(lambda n: _label_problem(dataset, n), names) if p]
     if problems:

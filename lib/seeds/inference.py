@@ -17,17 +17,27 @@ from tqdm import tqdm
 from lib.config import check_dataset_paths, checkpoint_path
 from lib.dataset.check import check_files
 from lib.dataset.voc12_sgan import VOC12SalInferDataset
+from lib.files import file_names
 from lib.image import normalise_on_device
 from lib.network.checkpoint import load_sgan
+from lib.records import check_record, read_record, weights_identity, write_record
 from lib.seeds.writer import ImageJob, OutputWriter
 from lib.training.distributed import all_reduce_sum, barrier, launch, shard
 from lib.training.runtime import amp_dtype, autocast, process_logger
+
+
+# Config keys that change any stage's class maps, hence its seeds (the folder's record).
+CLASS_MAP_KEYS = ("dataset_root", "cue_file", "backbone", "conv5_dilation", "width_mult",
+                  "resize", "mean", "std", "sal_subdir", "sal_thresh", "sdnet_path", "bg_thresh",
+                  "amp")
 
 
 class SeedModel:
     """What differs between the stages: the network, its weights and its class maps."""
 
     name = "seeds"
+    record_keys = CLASS_MAP_KEYS  # config keys that change this network's class maps
+    retry_hint = "or write elsewhere"  # how to choose another output folder
 
     def network(self, cfg):
         """The network the configuration describes (weights not yet loaded)."""
@@ -42,6 +52,29 @@ class SeedModel:
     def class_maps(self, model, image, sal, cfg):
         """float32 (batch, 20, h, w) class maps M of normalised images and saliency masks."""
         raise NotImplementedError
+
+
+def names_to_write(names, ctx, done, overwrite):
+    """This process's images: its share of the full sorted list (so every image has exactly one
+    owner, whatever the other processes have written meanwhile), less those ``done``."""
+    mine = shard(sorted(names), ctx)
+    return mine if overwrite else [n for n in mine if not done(n)]
+
+
+def prepare_output_folder(ctx, settings, record, names, overwrite, retry_hint):
+    """Check the folder's record on every process (one error everywhere), then on the main
+    process delete the outputs of ``names`` if ``overwrite`` and write the record (a folder
+    that continues keeps its record untouched)."""
+    folder = settings.seed_dir
+    has_outputs = os.path.isdir(folder) and bool(file_names(folder))
+    check_record(folder, record, has_outputs, overwrite, retry_hint)
+    barrier(ctx)
+    if ctx.is_main and (overwrite or read_record(folder) != record):
+        for name in names if overwrite else ():
+            settings.remove(name)
+        os.makedirs(folder, exist_ok=True)
+        write_record(folder, record)
+    barrier(ctx)
 
 
 def tags_of(label):
@@ -75,12 +108,13 @@ def _infer(ctx, cfg, seed_model, settings, log_file):
         normalise=False)  # uint8 images, normalised on the device
     check_files(dataset.names, dataset.image_path, {"saliency map": dataset.sal_path})
     out_dir = settings.seed_dir
-    os.makedirs(out_dir, exist_ok=True)
+    record = {**{key: cfg[key] for key in seed_model.record_keys}, **settings.record(),
+              "weights": weights_identity(weights)}
+    prepare_output_folder(ctx, settings, record, dataset.names, cfg.overwrite,
+                          seed_model.retry_hint)
     logger = process_logger(f"sgan.{seed_model.name}", log_file, ctx.is_main)
     total = len(dataset)
-    dataset.names = shard(dataset.names, ctx)  # the full sorted list: every name has one owner
-    if not cfg.overwrite:
-        dataset.names = [n for n in dataset.names if not settings.done(n)]
+    dataset.names = names_to_write(dataset.names, ctx, settings.done, cfg.overwrite)
     todo = int(all_reduce_sum(torch.tensor([len(dataset.names)]), ctx))
     dtype = amp_dtype(cfg.amp, device)
     memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lib.image import read_image, write_png
+from lib.image import is_complete_file, read_image, write_png
 from lib.seeds.class_maps import SUFFIX as MAPS_SUFFIX
 from lib.seeds.class_maps import class_maps_dir, save_class_maps
 from lib.seeds.crf import seeds_from_crf
@@ -47,14 +47,32 @@ class OutputSettings:
     def picture_path(self, name):
         return os.path.join(pictures_dir(self.seed_dir), name + ".png")
 
-    def done(self, name):
-        """True if every file this image should get exists."""
+    def record(self):
+        """The settings that change the seed files, for the folder's record (lib.records)."""
+        if self.seed_mode == "crf":
+            return {"seed_mode": self.seed_mode, "crf": dict(self.crf)}
+        return {"seed_mode": self.seed_mode, "cam_thresh": self.cam_thresh,
+                "ignore_conflict": self.ignore_conflict}
+
+    def output_paths(self, name):
+        """Every file this image gets."""
         paths = [self.seed_path(name)]
         if self.save_class_maps:
             paths.append(self.maps_path(name))
         if self.save_pictures:
             paths.append(self.picture_path(name))
-        return all(os.path.exists(path) for path in paths)
+        return paths
+
+    def done(self, name):
+        """True if every file this image should get is there and complete (a PNG with its end
+        chunk, a class-map archive with its directory): a file cut short is made again."""
+        return all(is_complete_file(path) for path in self.output_paths(name))
+
+    def remove(self, name):
+        """Delete this image's files (all kinds), for a rebuild with overwrite=true."""
+        for path in (self.seed_path(name), self.maps_path(name), self.picture_path(name)):
+            if os.path.exists(path):
+                os.unlink(path)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ class ClassifierSeeds(SeedModel):
     """The classifier's CAMs."""
 
     name = "make_seeds"
+    retry_hint = "or write elsewhere with another seed_subdir or seed_out_path"
 
     def network(self, cfg):
         return classifier_from_config(cfg)

@@ -3,7 +3,7 @@ CRF), through the shared seed-inference path of lib/seeds/inference.py."""
 from lib.config import result_dir
 from lib.network.sgan import sgan_from_config
 from lib.seeds.crf import crf_settings
-from lib.seeds.inference import SeedModel, infer_seeds
+from lib.seeds.inference import CLASS_MAP_KEYS, SeedModel, infer_seeds
 from lib.seeds.writer import OutputSettings
 
 
@@ -17,6 +17,8 @@ class SGANSeeds(SeedModel):
     """SGAN's class maps: M = cam + seg (or cam)."""
 
     name = "infer_cam"
+    record_keys = CLASS_MAP_KEYS + ("use_sal", "combine_seedseg")
+    retry_hint = "or write elsewhere with another test_cfg"
 
     def network(self, cfg):
         return sgan_from_config(cfg)

@@ -1,0 +1,87 @@
+"""What made an output folder: a record written before the first output, checked on a rerun.
+
+Outputs are skipped on a rerun when they exist, so a folder must never mix the outputs of two
+settings (another ``cam_thresh``, a retrained model at the same path, another checkpoint). The
+record (``record.yml`` in the folder) holds the identity of the weights (their SHA-256) and
+every setting that changes the outputs. A rerun continues only when its record is equal; else
+it stops with one line naming what differs, and ``overwrite=true`` rebuilds the folder. A folder
+that holds outputs but no record was made by something else (the published seeds, an older
+version) and is not mixed into either.
+"""
+import hashlib
+import os
+
+import yaml
+
+from lib.errors import UserError
+from lib.files import atomic_write_bytes
+
+RECORD_NAME = "record.yml"
+_HASH_BLOCK = 1 << 22
+
+
+def weights_identity(path):
+    """``sha256:<hex>`` of a weights file: equal for the same weights, wherever they lie."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_HASH_BLOCK), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def record_path(folder):
+    return os.path.join(folder, RECORD_NAME)
+
+
+def read_record(folder):
+    """The record of ``folder`` (a dict), or None if it has none; UserError if unreadable."""
+    path = record_path(folder)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            record = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"cannot read {path}: {exc}; overwrite=true rebuilds the folder") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{path} is not a record of settings; overwrite=true rebuilds the folder")
+    return record
+
+
+def _show(value):
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
+
+
+def record_differences(saved, wanted):
+    """``key: saved -> wanted`` for every key whose value differs (absent keys show as null)."""
+    keys = list(wanted) + [k for k in saved if k not in wanted]
+    return [f"{k} {_show(saved.get(k))} -> {_show(wanted.get(k))}" for k in keys
+            if saved.get(k) != wanted.get(k)]
+
+
+def check_record(folder, wanted, has_outputs, overwrite, retry_hint):
+    """Raise a one-line UserError unless outputs made with ``wanted`` may go into ``folder``.
+
+    ``has_outputs``: the folder already holds outputs of this kind. With ``overwrite`` any
+    folder is accepted (the caller rebuilds it). ``retry_hint`` says how to choose another
+    folder (e.g. "or another test_cfg").
+    """
+    if overwrite or not os.path.isdir(folder):
+        return
+    saved = read_record(folder)
+    if saved is None:
+        if has_outputs:
+            raise UserError(f"{folder} holds outputs but no {RECORD_NAME} saying what made them; "
+                            f"overwrite=true rebuilds it, {retry_hint}")
+        return
+    differences = record_differences(saved, wanted)
+    if differences:
+        more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
+        raise UserError(f"{folder} was made with other settings: {differences[0]}{more}; "
+                        f"overwrite=true rebuilds it, {retry_hint}")
+
+
+def write_record(folder, record):
+    """Write the record durably, before the first output, so a killed run can continue."""
+    data = yaml.safe_dump(record, sort_keys=False).encode()
+    atomic_write_bytes(record_path(folder), data)
