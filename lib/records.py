@@ -1,4 +1,6 @@
-"""What made an output folder: a record written before the first output, checked on a rerun.
+"""What made an output folder, and which outputs are left to make.
+
+A record is written before the first output and checked on a rerun.
 
 Outputs are skipped on a rerun when they exist, so a folder must never mix the outputs of two
 settings (another ``cam_thresh``, a retrained model at the same path, another checkpoint). The
@@ -14,7 +16,8 @@ import os
 import yaml
 
 from lib.errors import UserError
-from lib.files import atomic_write_bytes
+from lib.files import atomic_write_bytes, file_names
+from lib.training.distributed import barrier, shard
 
 RECORD_NAME = "record.yml"
 _HASH_BLOCK = 1 << 22
@@ -85,3 +88,25 @@ def write_record(folder, record):
     """Write the record durably, before the first output, so a killed run can continue."""
     data = yaml.safe_dump(record, sort_keys=False).encode()
     atomic_write_bytes(record_path(folder), data)
+
+
+def names_to_write(names, ctx, done, overwrite):
+    """This process's images: its share of the full sorted list (so every image has exactly one
+    owner, whatever the other processes have written meanwhile), less those ``done``."""
+    mine = shard(sorted(names), ctx)
+    return mine if overwrite else [n for n in mine if not done(n)]
+
+
+def prepare_output_folder(ctx, folder, record, overwrite, retry_hint, remove_outputs):
+    """Check the folder's record on every process (one error everywhere), then on the main
+    process call ``remove_outputs()`` if ``overwrite`` (a rebuild) and write the record; a
+    folder that continues keeps its record untouched."""
+    has_outputs = os.path.isdir(folder) and bool(file_names(folder))
+    check_record(folder, record, has_outputs, overwrite, retry_hint)
+    barrier(ctx)
+    if ctx.is_main and (overwrite or read_record(folder) != record):
+        if overwrite:
+            remove_outputs()
+        os.makedirs(folder, exist_ok=True)
+        write_record(folder, record)
+    barrier(ctx)

@@ -3,10 +3,13 @@
 Workers ignore Ctrl-C: the parent gets it alone, stops the pool and reports one line, instead
 of every worker printing a traceback.
 """
+import collections
 import math
 import multiprocessing
 import os
 import signal
+
+BACKLOG_PER_WORKER = 4  # jobs queued per worker before the submitter waits
 
 
 def ignore_sigint():
@@ -47,3 +50,46 @@ def chunked(items, workers, max_chunk, chunks_per_worker=8):
     items = list(items)
     size = max(1, min(max_chunk, math.ceil(len(items) / (max(workers, 1) * chunks_per_worker))))
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+class WorkerQueue:
+    """Runs ``function(job)`` for each submitted job: inline (``workers`` 0) or in a pool of
+    ``workers`` processes, with a bounded backlog so memory stays flat while the submitter (the
+    network) works on the next batch. Errors surface in ``submit`` or ``close``. A forking pool
+    must be made before the submitting process initialises CUDA."""
+
+    def __init__(self, function, workers=0, fork=True):
+        self.function = function
+        self.pool = worker_pool(workers, fork) if workers > 0 else None
+        self.backlog = BACKLOG_PER_WORKER * max(workers, 1)
+        self.pending = collections.deque()
+
+    def submit(self, job):
+        if self.pool is None:
+            self.function(job)
+            return
+        self.pending.append(self.pool.apply_async(self.function, (job,)))
+        while len(self.pending) > self.backlog:
+            self.pending.popleft().get()
+
+    def close(self):
+        """Wait for every submitted job."""
+        while self.pending:
+            self.pending.popleft().get()
+        if self.pool is not None:
+            self.pool.close()
+            self.pool.join()
+            self.pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        try:
+            if exc_type is None:
+                self.close()
+        finally:
+            if self.pool is not None:  # an error: stop the workers without waiting
+                self.pool.terminate()
+                self.pool.join()
+                self.pool = None

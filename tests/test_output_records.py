@@ -12,8 +12,7 @@ from infer_helpers import PAPER, infer_config, write_checkpoint
 from lib.errors import UserError
 from lib.network.checkpoint import save_state_dict
 from lib.network.sgan import SGAN
-from lib.records import RECORD_NAME, read_record, weights_identity
-from lib.seeds.inference import names_to_write
+from lib.records import RECORD_NAME, names_to_write, read_record, weights_identity
 from lib.stage2 import infer_cam
 from lib.tooling.synthetic import generate_dataset
 from lib.training.distributed import DistContext

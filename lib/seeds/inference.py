@@ -7,7 +7,7 @@ every world_size-th image; their outputs are disjoint files, written atomically,
 skips the images whose files exist (unless ``overwrite``). The two stages differ only in their
 network (a :class:`SeedModel`) and their output settings.
 """
-import os
+import functools
 
 import numpy as np
 import torch
@@ -17,14 +17,13 @@ from tqdm import tqdm
 from lib.config import check_dataset_paths, checkpoint_path
 from lib.dataset.check import check_files
 from lib.dataset.voc12_sgan import VOC12SalInferDataset
-from lib.files import file_names
 from lib.image import normalise_on_device
 from lib.network.checkpoint import load_sgan
-from lib.records import check_record, read_record, weights_identity, write_record
-from lib.seeds.writer import ImageJob, OutputWriter
-from lib.training.distributed import all_reduce_sum, barrier, launch, shard
+from lib.records import names_to_write, prepare_output_folder, weights_identity
+from lib.seeds.writer import ImageJob, write_image_outputs
+from lib.training.distributed import all_reduce_sum, barrier, launch
 from lib.training.runtime import amp_dtype, autocast, process_logger
-
+from lib.workers import WorkerQueue
 
 # Config keys that change any stage's class maps, hence its seeds (the folder's record).
 CLASS_MAP_KEYS = ("dataset_root", "cue_file", "backbone", "conv5_dilation", "width_mult",
@@ -52,29 +51,6 @@ class SeedModel:
     def class_maps(self, model, image, sal, cfg):
         """float32 (batch, 20, h, w) class maps M of normalised images and saliency masks."""
         raise NotImplementedError
-
-
-def names_to_write(names, ctx, done, overwrite):
-    """This process's images: its share of the full sorted list (so every image has exactly one
-    owner, whatever the other processes have written meanwhile), less those ``done``."""
-    mine = shard(sorted(names), ctx)
-    return mine if overwrite else [n for n in mine if not done(n)]
-
-
-def prepare_output_folder(ctx, settings, record, names, overwrite, retry_hint):
-    """Check the folder's record on every process (one error everywhere), then on the main
-    process delete the outputs of ``names`` if ``overwrite`` and write the record (a folder
-    that continues keeps its record untouched)."""
-    folder = settings.seed_dir
-    has_outputs = os.path.isdir(folder) and bool(file_names(folder))
-    check_record(folder, record, has_outputs, overwrite, retry_hint)
-    barrier(ctx)
-    if ctx.is_main and (overwrite or read_record(folder) != record):
-        for name in names if overwrite else ():
-            settings.remove(name)
-        os.makedirs(folder, exist_ok=True)
-        write_record(folder, record)
-    barrier(ctx)
 
 
 def tags_of(label):
@@ -110,8 +86,8 @@ def _infer(ctx, cfg, seed_model, settings, log_file):
     out_dir = settings.seed_dir
     record = {**{key: cfg[key] for key in seed_model.record_keys}, **settings.record(),
               "weights": weights_identity(weights)}
-    prepare_output_folder(ctx, settings, record, dataset.names, cfg.overwrite,
-                          seed_model.retry_hint)
+    prepare_output_folder(ctx, out_dir, record, cfg.overwrite, seed_model.retry_hint,
+                          lambda: [settings.remove(name) for name in dataset.names])
     logger = process_logger(f"sgan.{seed_model.name}", log_file, ctx.is_main)
     total = len(dataset)
     dataset.names = names_to_write(dataset.names, ctx, settings.done, cfg.overwrite)
@@ -124,7 +100,8 @@ def _infer(ctx, cfg, seed_model, settings, log_file):
                 "" if cfg.overwrite else " (overwrite=true to redo them)")
     loader = DataLoader(dataset, batch_size=cfg.test_batch_size, num_workers=cfg.num_worker,
                         pin_memory=device.type == "cuda")
-    with OutputWriter(settings, workers) as writer, torch.no_grad():
+    with WorkerQueue(functools.partial(write_image_outputs, settings), workers) as writer, \
+            torch.no_grad():
         model.to(device, memory_format=memory_format).eval()  # after the writer forked
         for batch in tqdm(loader, desc=seed_model.name, dynamic_ncols=True,
                           disable=not ctx.is_main):

@@ -5,7 +5,6 @@ the optional class-map record and picture) needs only NumPy and files, so it can
 pool while the network works on the next batch. Each image's outputs depend only on that
 image, so the files are the same whatever the number of workers.
 """
-import collections
 import os
 from dataclasses import dataclass, field
 
@@ -16,9 +15,6 @@ from lib.seeds.class_maps import SUFFIX as MAPS_SUFFIX
 from lib.seeds.class_maps import class_maps_dir, save_class_maps
 from lib.seeds.crf import seeds_from_crf
 from lib.seeds.threshold import seed_to_image_size, seeds_from_cams
-from lib.workers import worker_pool
-
-BACKLOG_PER_WORKER = 4  # images queued per worker before the network waits
 
 
 def pictures_dir(seed_dir):
@@ -108,45 +104,3 @@ def write_image_outputs(settings, job):
         picture = seed_picture(image_rgb, seed, job.maps, job.tags)
         write_png(settings.picture_path(job.name), picture[:, :, ::-1])
     return job.name
-
-
-class OutputWriter:
-    """Runs :func:`write_image_outputs` inline (``workers`` 0) or in a pool of ``workers``
-    processes, with a bounded backlog so memory stays flat; errors surface in ``submit`` or
-    ``close``. Create it before the network touches the GPU (workers are forked)."""
-
-    def __init__(self, settings, workers=0):
-        self.settings = settings
-        self.pool = worker_pool(workers) if workers > 0 else None
-        self.backlog = BACKLOG_PER_WORKER * max(workers, 1)
-        self.pending = collections.deque()
-
-    def submit(self, job):
-        if self.pool is None:
-            write_image_outputs(self.settings, job)
-            return
-        self.pending.append(self.pool.apply_async(write_image_outputs, (self.settings, job)))
-        while len(self.pending) > self.backlog:
-            self.pending.popleft().get()
-
-    def close(self):
-        """Wait for every submitted image."""
-        while self.pending:
-            self.pending.popleft().get()
-        if self.pool is not None:
-            self.pool.close()
-            self.pool.join()
-            self.pool = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, traceback):
-        try:
-            if exc_type is None:
-                self.close()
-        finally:
-            if self.pool is not None:  # an error: stop the workers without waiting
-                self.pool.terminate()
-                self.pool.join()
-                self.pool = None
