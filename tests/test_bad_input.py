@@ -171,7 +171,7 @@ def test_killed_inference_leaves_whole_files_and_a_rerun_finishes(tmp_path):
     out = tmp_path / "out" / "sgan_vgg16_321x321_snet_seedcam_0.25"
     args = [sys.executable, "tools/stage2/infer_cam.py", "--cfg_file", PAPER,
             f"dataset_root={root}", f"checkpoint={checkpoint}", "width_mult=0.125",
-            f"res_path={tmp_path / 'out'}", "num_worker=0", "new_size=129"]
+            f"res_path={tmp_path / 'out'}", "num_worker=0", "resize=129"]
     job = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for(lambda: out.is_dir() and len(os.listdir(out)) >= 3, job)
     job.send_signal(signal.SIGKILL)
