@@ -80,7 +80,10 @@ def test_eval_strict_requires_every_listed_prediction(tmp_path):
     res = tmp_path / "res"
     shutil.copytree(GOLDEN_PRED, res)
     os.remove(res / "2099_000002.png")
-    args = ("tools/eval_mIoU.py", "--res_path", str(res), "--gt_path", GOLDEN_GT)
+    names = tmp_path / "list.txt"
+    names.write_text("".join(f"{n[:-4]}\n" for n in sorted(os.listdir(GOLDEN_PRED))))
+    args = ("tools/eval_mIoU.py", "--res_path", str(res), "--gt_path", GOLDEN_GT,
+            "--list", str(names))
     strict = run_tool(*args)
     assert strict.returncode == 2 and _one_line(strict.stderr)
     assert "1 of 4 predictions missing" in strict.stderr and "2099_000002.png" in strict.stderr
