@@ -46,7 +46,7 @@ SCHEMA = {
     "sal_subdir": (str, "sal_snet"),
     "sal_thresh": (float, 0.06),
     "seed_subdir": (str, "base_30_bg"),
-    "sdnet_path": (str, "sal_snet"),
+    "sdnet_path": (str, "sal_snet"),  # inference: the saliency of the seeds' background
     "cue_file": (str, "im_tags.pkl"),
     "batch_size": (int, 15),
     "num_worker": (int, 8),
@@ -65,7 +65,7 @@ SCHEMA = {
     "seed_loss_ratio": (float, 0.15),
     "save_model_path": (str, "model/"),
     "test_cfg": (str, "_seedcam_0.25"),
-    "new_size": (int, 321),
+    "new_size": (int, 321),  # read by nothing, as published (inference takes resize)
     "res_path": (str, "result"),
     "cam_thresh": (float, 0.25),
     "ignore_conflict": (bool, False),
@@ -81,6 +81,7 @@ SCHEMA = {
     "checkpoint": ((str, None), None),
     "test_batch_size": (int, 1),
     "overwrite": (bool, False),
+    "bg_thresh": (float, 0.06),  # seeds' background: saliency of sdnet_path / 255 below this
     # ---- processes, precision, resume ----
     "num_processes": (int, 0),
     "amp": (_choice("off", "bf16", "fp16"), "off"),
@@ -209,6 +210,7 @@ def _check_ranges(cfg):
     checks = [
         ("cam_thresh", 0 < cfg.cam_thresh < 1, "must be in (0, 1)"),
         ("sal_thresh", 0 <= cfg.sal_thresh < 1, "must be in [0, 1)"),
+        ("bg_thresh", 0 <= cfg.bg_thresh <= 1, "must be in [0, 1]"),
         ("batch_size", cfg.batch_size >= 1, "must be >= 1"),
         ("test_batch_size", cfg.test_batch_size >= 1, "must be >= 1"),
         ("num_worker", cfg.num_worker >= 0, "must be >= 0"),
@@ -218,7 +220,6 @@ def _check_ranges(cfg):
         ("step_size", cfg.step_size >= 1, "must be >= 1"),
         ("display_step", cfg.display_step >= 1, "must be >= 1"),
         ("resize", cfg.resize >= 8, "must be >= 8"),
-        ("new_size", cfg.new_size >= 8, "must be >= 8"),
         ("mean", len(cfg.mean) == 3, "must have 3 values"),
         ("std", cfg.std is None or (len(cfg.std) == 3 and min(cfg.std) > 0),
          "must be null or 3 positive values"),

@@ -220,13 +220,18 @@ def _bilinear_rows(flat, row_idx, row_w, col_idx, col_w, out_rows):
 def normalise_image(image_bgr, mean=BGR_MEAN, std=None):
     """uint8 BGR HWC -> float32 CHW: minus the BGR mean, or (std given) RGB/255, minus mean, / std.
 
-    Leading axes are kept: a (batch, H, W, 3) stack gives (batch, 3, H, W).
+    Leading axes are kept: a (batch, H, W, 3) stack gives (batch, 3, H, W). The arithmetic is
+    the published one (SPEC 2 step 3): the mean subtraction in float64, then float32; with
+    ``std``, in place on the float32 image, so that each step's result (/ 255, - mean, / std)
+    is rounded to float32 (NumPy computes a float64 mean or std step in float64).
     """
-    image = image_bgr.astype(np.float64)  # float64 arithmetic, then float32, as published
     if std is None:
-        image -= np.asarray(mean)
+        image = image_bgr.astype(np.float64) - np.asarray(mean)
     else:
-        image = (image[..., ::-1] / 255.0 - np.asarray(mean)) / np.asarray(std)
+        image = image_bgr[..., ::-1].astype(np.float32)
+        image /= 255.0
+        image -= np.asarray(mean, dtype=np.float64)
+        image /= np.asarray(std, dtype=np.float64)
     return np.ascontiguousarray(np.moveaxis(image, -1, -3), dtype=np.float32)
 
 
@@ -245,14 +250,19 @@ def normalise_on_device(images, mean=BGR_MEAN, std=None, channels_last=False):
 
 
 def normalise_tensor(images, mean=BGR_MEAN, std=None):
-    """:func:`normalise_on_device` in torch: the same float64 arithmetic, then float32."""
-    image = images.to(torch.float64)
+    """:func:`normalise_on_device` in torch, with normalise_image's arithmetic: each step in
+    float64, rounded to float32 where the published code rounds."""
     mean = torch.tensor(mean, dtype=torch.float64, device=images.device)
     if std is None:
-        image = image - mean
+        image = images.to(torch.float64) - mean
     else:
         std = torch.tensor(std, dtype=torch.float64, device=images.device)
-        image = (image.flip(-1) / 255.0 - mean) / std
+        image = _rounded_to_float32(images.flip(-1).to(torch.float64) / 255.0)
+        image = _rounded_to_float32(image - mean)
+        image = image / std
     return image.permute(0, 3, 1, 2).to(torch.float32).contiguous()
 
 
+def _rounded_to_float32(tensor):
+    """A float64 tensor's values rounded to float32 (kept in float64 for the next step)."""
+    return tensor.to(torch.float32).to(torch.float64)

@@ -18,6 +18,8 @@ UNLABELED = 21        # a seed pixel that carries no label
 IGNORE = 255          # a ground-truth pixel that is not scored (object borders)
 SEED_IGNORE = 20      # the seed branch's ignore index at feature size (SPEC 2 step 7)
 BGR_MEAN = (104.008, 116.669, 122.675)  # caffe-layout input mean (SPEC 2 step 3)
+SAL_THRESH = 0.06     # saliency / 255 above this is salient: the attention mask (SPEC 2 step 6)
+BG_THRESH = 0.06      # saliency / 255 below this is background in seeds (SPEC 5 step 2)
 
 
 def _voc_palette():

@@ -11,7 +11,7 @@ from lib.network.sgan import SGAN
 
 PAPER = os.path.join(REPO, "config", "sgan_vgg16_321x321.yml")
 WIDTH = 0.125
-NEW_SIZE = 65  # feature side 9
+RESIZE = 65  # the input side at inference; feature side 9
 
 
 def write_checkpoint(path):
@@ -31,7 +31,7 @@ def write_checkpoint(path):
 def infer_config(dataset_root, checkpoint, res_path, **overrides):
     """The paper's config, shrunk for a CPU test run of infer_cam."""
     values = {"dataset_root": dataset_root, "checkpoint": checkpoint, "width_mult": WIDTH,
-              "new_size": NEW_SIZE, "num_worker": 0, "test_batch_size": 3, "device": "cpu",
+              "resize": RESIZE, "num_worker": 0, "test_batch_size": 3, "device": "cpu",
               "res_path": str(res_path)}
     values.update(overrides)
     return load_config(PAPER, values)

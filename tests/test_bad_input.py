@@ -102,7 +102,10 @@ def test_eval_strict_requires_every_listed_prediction(tmp_path):
     res = tmp_path / "res"
     shutil.copytree(GOLDEN_PRED, res)
     os.remove(res / "2099_000002.png")
-    args = ("tools/eval_mIoU.py", "--res_path", str(res), "--gt_path", GOLDEN_GT)
+    names = tmp_path / "list.txt"
+    names.write_text("".join(f"{n[:-4]}\n" for n in sorted(os.listdir(GOLDEN_PRED))))
+    args = ("tools/eval_mIoU.py", "--res_path", str(res), "--gt_path", GOLDEN_GT,
+            "--list", str(names))
     strict = run_tool(*args)
     assert strict.returncode == 2 and _one_line(strict.stderr)
     assert "1 of 4 predictions missing" in strict.stderr and "2099_000002.png" in strict.stderr
@@ -193,7 +196,7 @@ def test_killed_inference_leaves_whole_files_and_a_rerun_finishes(tmp_path):
     out = tmp_path / "out" / "sgan_vgg16_321x321_snet_seedcam_0.25"
     args = [sys.executable, "tools/stage2/infer_cam.py", "--cfg_file", PAPER,
             f"dataset_root={root}", f"checkpoint={checkpoint}", "width_mult=0.125",
-            f"res_path={tmp_path / 'out'}", "num_worker=0", "new_size=129"]
+            f"res_path={tmp_path / 'out'}", "num_worker=0", "resize=129"]
     job = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for(lambda: out.is_dir() and len(os.listdir(out)) >= 3, job)
     job.send_signal(signal.SIGKILL)

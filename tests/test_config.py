@@ -32,6 +32,10 @@ def test_defaults_are_the_paper_values():
         assert cfg[key] == value, key
 
 
+def test_background_threshold_defaults_to_the_published_constant():
+    assert load_config(None).bg_thresh == 0.06 == load_config(PAPER).bg_thresh
+
+
 def test_overrides_are_typed_by_yaml_rules():
     cfg = load_config(PAPER, ["lr=0.01", "max_iter=20", "use_sal=false", "std=[0.2, 0.2, 0.2]",
                               "pretrain=", "cfg_name=demo"])
@@ -47,6 +51,7 @@ def test_overrides_are_typed_by_yaml_rules():
     ("max_iters=3", "max_iters"), ("max_iter=1.5", "max_iter"), ("use_sal=maybe", "use_sal"),
     ("mean=[1, 2]", "mean"), ("cam_thresh=1.2", "cam_thresh"), ("batch_size=0", "batch_size"),
     ("num_classes=20", "num_classes"), ("backbone=resnet", "backbone"), ("lr=fast", "lr"),
+    ("bg_thresh=1.5", "bg_thresh"),
 ])
 def test_bad_keys_and_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):

@@ -72,6 +72,22 @@ def test_std_normalisation_is_rgb_over_255():
     np.testing.assert_allclose(out[:, 0, 0], [-1, -1, 1])
 
 
+def test_std_normalisation_rounds_each_step_to_float32_as_published():
+    """SPEC 2 step 3 with std: in place on the float32 RGB image, /255, - mean, / std, each
+    step's result rounded to float32 (one float64 expression differs on most grey levels)."""
+    levels = np.arange(256, dtype=np.uint8)
+    image = np.stack([levels, levels[::-1], np.roll(levels, 7)], -1).reshape(16, 16, 3)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    published = image[:, :, ::-1].astype(np.float32)
+    published /= 255.
+    published -= mean
+    published /= std
+    out = normalise_image(image, mean=tuple(mean), std=tuple(std))
+    np.testing.assert_array_equal(out, published.transpose(2, 0, 1))
+    one_expression = ((image[:, :, ::-1] / 255.0 - mean) / std).astype(np.float32)
+    assert (one_expression.transpose(2, 0, 1) != out).sum() > 100
+
+
 def test_inference_sample_has_background_and_no_flip(synth_voc):
     dataset = VOC12SalInferDataset(synth_voc, "im_tags.pkl", new_size=65)
     item = dataset[0]

@@ -97,6 +97,43 @@ def test_cli_error_prediction_without_ground_truth(tmp_path):
     assert_one_line_error(proc, "2099_777777.png", "no ground truth")
 
 
+def test_cli_without_a_list_scores_the_predictions_there_are(tmp_path, published):
+    """As the published evaluator: ground truth without a prediction (VOC's folder holds more
+    masks than the seeds) is left out and counted; the scores are those of the predictions."""
+    gt = tmp_path / "gt"
+    shutil.copytree(GOLDEN_GT, gt)
+    for extra in ("2099_000010", "2099_000011"):
+        shutil.copy(GOLDEN_GT / "2099_000000.png", gt / f"{extra}.png")
+    out = tmp_path / "scores.json"
+    proc = run_cli("--res_path", GOLDEN_PRED, "--gt_path", gt, "--num_classes", 22,
+                   "--json", out, "--workers", 0)
+    assert proc.returncode == 0, proc.stderr
+    assert "4 images, 22 classes" in proc.stdout
+    assert "ground-truth files not scored: 2 of 6" in proc.stdout
+    assert_json_matches_published(out, published["22"])
+
+
+def test_cli_reads_predictions_only_where_the_ground_truth_is_a_class(tmp_path, published):
+    """A value outside the classes under ignored ground truth (255) is not read, as
+    published; on a counted pixel it is an error naming the file."""
+    res = tmp_path / "res"
+    res.mkdir()
+    for png in sorted(GOLDEN_PRED.glob("*.png")):
+        pred = np.array(Image.open(png))
+        pred[np.array(Image.open(GOLDEN_GT / png.name)) == 255] = 200
+        Image.fromarray(pred, "L").save(res / png.name)
+    out = tmp_path / "scores.json"
+    proc = run_cli("--res_path", res, "--gt_path", GOLDEN_GT, "--json", out, "--workers", 0)
+    assert proc.returncode == 0, proc.stderr
+    assert_json_matches_published(out, published["22"])
+    pred = np.array(Image.open(res / "2099_000001.png"))
+    counted = np.argwhere(np.array(Image.open(GOLDEN_GT / "2099_000001.png")) != 255)[0]
+    pred[tuple(counted)] = 200
+    Image.fromarray(pred, "L").save(res / "2099_000001.png")
+    proc = run_cli("--res_path", res, "--gt_path", GOLDEN_GT, "--workers", 0)
+    assert_one_line_error(proc, "2099_000001.png", "prediction value 200")
+
+
 def test_cli_error_size_mismatch(tmp_path):
     res = tmp_path / "res"
     shutil.copytree(GOLDEN_PRED, res)

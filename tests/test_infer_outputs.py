@@ -1,5 +1,6 @@
 """infer_cam outputs: the threshold path unchanged, CRF seeds in workers, class maps, pictures."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,15 +12,17 @@ from torch.utils.data import DataLoader
 
 from conftest import REPO
 from infer_helpers import PAPER, infer_config, write_checkpoint
-from lib.dataset.voc12_sgan import VOC12SalInferDataset
-from lib.image import encode_png
-from lib.network.checkpoint import load_sgan
+from lib.dataset.voc12_sgan import VOC12SalInferDataset, saliency_background
+from lib.errors import UserError
+from lib.image import encode_png, read_grey, write_png
+from lib.network.checkpoint import load_sgan, read_state_dict, save_state_dict
 from lib.network.sgan import sgan_from_config
 from lib.pictures.panels import overlay
 from lib.pictures.seed_figure import GAP
 from lib.records import RECORD_NAME
 from lib.seeds.class_maps import class_maps_dir, load_class_maps
 from lib.seeds.crf import seeds_from_crf
+from lib.seeds.inference import inference_dataset
 from lib.seeds.threshold import seed_to_image_size, seeds_from_cams
 from lib.seeds.writer import pictures_dir
 from lib.stage2 import infer_cam
@@ -52,7 +55,7 @@ def _expected_maps(cfg):
     model = sgan_from_config(cfg)
     load_sgan(model, cfg.checkpoint)
     model.eval()
-    dataset = VOC12SalInferDataset(cfg.dataset_root, cfg.cue_file, new_size=cfg.new_size)
+    dataset = VOC12SalInferDataset(cfg.dataset_root, cfg.cue_file, new_size=cfg.resize)
     expected = {}
     with torch.no_grad():
         for batch in DataLoader(dataset, batch_size=cfg.test_batch_size):
@@ -119,7 +122,7 @@ def test_crf_run_writes_crf_seeds_and_pictures_of_overlay_and_heat_maps(voc, che
                        test_cfg="_crf", save_pictures=True, crf_alpha_low=2.0)
     out = infer_cam.run(cfg)
     expected = _expected_maps(cfg)
-    dataset = VOC12SalInferDataset(voc, "im_tags.pkl", new_size=cfg.new_size)
+    dataset = VOC12SalInferDataset(voc, "im_tags.pkl", new_size=cfg.resize)
     folder = pictures_dir(out)
     assert folder == out + "_pictures" and len(os.listdir(folder)) == len(dataset.names)
     coloured = 0
@@ -165,3 +168,84 @@ def test_cli_reports_a_bad_crf_setting_in_one_line(voc, checkpoint, tmp_path):
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "'crf_alpha_high'" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def two_saliencies(voc, tmp_path_factory):
+    """The voc tree with a second saliency folder, sal/inverted (255 - sal/sal_snet)."""
+    root = tmp_path_factory.mktemp("two_saliencies") / "voc"
+    shutil.copytree(voc, root)
+    for png in sorted((root / "sal" / "sal_snet").iterdir()):
+        write_png(str(root / "sal" / "inverted" / png.name), 255 - read_grey(str(png)))
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def attending_checkpoint(tmp_path_factory):
+    """write_checkpoint's network with gamma = 1: its maps depend on the attention mask."""
+    path = write_checkpoint(str(tmp_path_factory.mktemp("model") / "attending.pth"))
+    state = read_state_dict(path)
+    state["gamma"] = torch.ones(1)
+    save_state_dict(state, path)
+    return path
+
+
+def _run_records(root, checkpoint, res_path, **overrides):
+    """(the bytes of every seed and class-map file, class-map record by name) of one
+    infer_cam run."""
+    out = infer_cam.run(infer_config(root, checkpoint, res_path, save_class_maps=True,
+                                     **overrides))
+    folder = class_maps_dir(out)
+    records = {f[:-4]: load_class_maps(os.path.join(folder, f)) for f in os.listdir(folder)}
+    return (_files(out), _files(folder)), records
+
+
+def _same(a, b, key):
+    return a.keys() == b.keys() and all(np.array_equal(a[n][key], b[n][key]) for n in a)
+
+
+def test_inference_keys_act_where_spec_5_says(two_saliencies, attending_checkpoint, tmp_path):
+    """resize is the input side; sal_subdir and sal_thresh make the attention mask (so the
+    class maps), sdnet_path and bg_thresh the seeds' background; new_size is read by nothing."""
+    runs = iter(range(100))
+
+    def run(**overrides):
+        return _run_records(two_saliencies, attending_checkpoint, tmp_path / str(next(runs)),
+                            **overrides)
+
+    files, base = run()
+    assert run(new_size=33)[0] == files  # the same files, byte for byte
+    assert all(r["bg"].shape == (5, 5) for r in run(resize=33)[1].values())
+    assert all(r["bg"].shape == (9, 9) for r in base.values())
+
+    def sal(folder, name):
+        return read_grey(os.path.join(two_saliencies, "sal", folder, name + ".png"))
+
+    for overrides in ({"sal_subdir": "inverted"}, {"sal_thresh": 0.5}):
+        _, records = run(**overrides)
+        assert not _same(records, base, "maps") and _same(records, base, "bg"), overrides
+    for overrides, folder, bg_thresh in (({"sdnet_path": "inverted"}, "inverted", 0.06),
+                                         ({"bg_thresh": 0.5}, "sal_snet", 0.5)):
+        _, records = run(**overrides)
+        assert _same(records, base, "maps") and not _same(records, base, "bg"), overrides
+        for name, record in records.items():
+            expected = saliency_background(sal(folder, name), 9, bg_thresh)
+            np.testing.assert_array_equal(record["bg"], expected, err_msg=name)
+
+
+def test_inference_checks_both_saliency_folders(two_saliencies, checkpoint, tmp_path):
+    """A map missing from sdnet_path is named before anything is written; stage 1's network
+    has no attention, so it reads sdnet_path alone."""
+    root = tmp_path / "voc"
+    shutil.copytree(two_saliencies, root)
+    name = min(os.listdir(root / "sal" / "inverted"))
+    os.remove(root / "sal" / "inverted" / name)
+    cfg = infer_config(str(root), checkpoint, tmp_path / "out", sdnet_path="inverted")
+    with pytest.raises(UserError, match="background saliency map missing: .*inverted/" + name):
+        infer_cam.run(cfg)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.png"))
+    assert set(inference_dataset(cfg).map_paths()) == {"saliency map", "background saliency map"}
+    cfg = infer_config(str(root), checkpoint, tmp_path / "out", sal_subdir="none")
+    classifier = inference_dataset(cfg, attends_to_saliency=False)
+    assert list(classifier.map_paths()) == ["saliency map"]
+    assert classifier.sal_dir == classifier.bg_dir == os.path.join(str(root), "sal", "sal_snet")

@@ -123,6 +123,14 @@ def test_update_rejects_bad_input():
     assert confusion.matrix.sum() == 0
 
 
+def test_update_reads_predictions_only_where_the_ground_truth_is_counted():
+    ignored = np.where(HAND_GT == 255, 250, HAND_PRED).astype(np.uint8)
+    confusion = ConfusionMatrix(3).update(HAND_GT, ignored)
+    np.testing.assert_array_equal(confusion.matrix, HAND_MATRIX)
+    with pytest.raises(ValueError, match="prediction value 7"):
+        confusion.update(HAND_GT, np.where(HAND_GT == 1, 7, ignored).astype(np.uint8))
+
+
 def test_merge_and_iadd_add_counts():
     a = ConfusionMatrix(3).update(HAND_GT, HAND_PRED)
     b = ConfusionMatrix(3).update(HAND_GT, HAND_GT.clip(0, 2))

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import DATA
+from lib.network.backbone import build_backbone
 from lib.network.backbone.vgg16 import CONV_NAMES
 from lib.network.checkpoint import CheckpointError, load_backbone, load_sgan, save_state_dict
 from lib.network.sgan import SGAN, saliency_affinity, saliency_guided_attention
@@ -86,13 +87,43 @@ def test_attention_rows_sum_to_one():
     np.testing.assert_allclose(a[s == 0][:, s == 0].numpy(), 1 / float((s == 0).sum()), rtol=1e-4)
 
 
-def test_gamma_zero_gives_backbone_output(model):
-    image = torch.randn(2, 3, 33, 41)
-    sal = torch.ones(2, 5, 6)
+def test_forward_cam_returns_the_backbone_output_and_the_heads_of_the_attention():
+    """conv is X before attention (SPEC 9), with gamma != 0 so that it differs from fuse."""
+    torch.manual_seed(3)
+    model = SGAN(width_mult=0.125).eval()
     with torch.no_grad():
-        fuse, seg, cam = model.forward_cam(image, sal)
-        np.testing.assert_array_equal(fuse.numpy(), model.backbone(image).numpy())
+        model.gamma.fill_(0.5)
+        image = torch.randn(2, 3, 33, 41)
+        sal = torch.rand(2, 5, 6) > 0.5
+        conv, seg, cam = model.forward_cam(image, sal)
+        x = model.backbone(image)
+        fuse = model.fuse(image, sal)
+        seg_of_fuse = model.fc9(fuse)
+        _, seg_of_forward = model(image, sal)
+    np.testing.assert_array_equal(conv.numpy(), x.numpy())
+    assert not torch.allclose(fuse, x, atol=1e-3)
+    np.testing.assert_array_equal(seg.numpy(), seg_of_fuse.numpy())
+    np.testing.assert_array_equal(seg.numpy(), seg_of_forward.numpy())
     assert seg.shape == cam.shape == (2, 20, 5, 6)
+
+
+def test_seeded_construction_gives_the_published_initial_weights():
+    """Layers are created in the published order (backbone, f_key, f_query, fc6_CAM, fc8,
+    fc9): the same seed gives the same default initialisation as layers built in that order."""
+    torch.manual_seed(11)
+    model = SGAN(width_mult=0.125)
+    torch.manual_seed(11)
+    backbone = build_backbone("vgg16", width_mult=0.125)
+    c = backbone.out_channels
+    published = {"f_key": torch.nn.Conv2d(c, 32, 1), "f_query": torch.nn.Conv2d(c, 32, 1),
+                 "fc6_CAM": torch.nn.Conv2d(c, 128, 3, padding=1),
+                 "fc8": torch.nn.Conv2d(128, 20, 1, bias=False), "fc9": torch.nn.Conv2d(c, 20, 1)}
+    for key, value in backbone.state_dict().items():
+        assert torch.equal(model.state_dict()["backbone." + key], value), key
+    for name, layer in published.items():
+        for key, value in layer.state_dict().items():
+            assert torch.equal(model.state_dict()[f"{name}.{key}"], value), f"{name}.{key}"
+    assert list(model.state_dict()) == PUBLISHED_KEYS
 
 
 def test_forward_shapes_and_score_is_cam_average(model):

@@ -2,11 +2,17 @@ import os
 
 import numpy as np
 import pytest
+import scipy.ndimage as nd
 
 from conftest import DATA, GOLDEN_VOC
-from lib.dataset.voc12_sgan import VOC12SalInferDataset
+from lib.dataset.tags import save_tags
+from lib.dataset.voc12_sgan import VOC12SalInferDataset, saliency_background
+from lib.image import write_jpg, write_png
 from lib.seeds.threshold import seed_to_image_size, seeds_from_cams
 from lib.voc import UNLABELED
+
+TIES = os.path.join(DATA, "seeds_ties.npz")
+TIE_SIDE = 41  # the golden tie cases are at feature size 41 (S = 321)
 
 
 @pytest.mark.parametrize("h", [9, 41])
@@ -19,6 +25,79 @@ def test_seeds_equal_the_published_ones(h):
         np.testing.assert_array_equal(mask, golden["masks"][i], err_msg=name)
         full = seed_to_image_size(mask, item["size"].numpy())
         np.testing.assert_array_equal(full, golden["full_" + name], err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def ties():
+    with np.load(TIES) as golden:
+        return {key: golden[key] for key in golden.files}
+
+
+def test_tie_cases_hold_exact_ties_that_other_arithmetic_moves(ties):
+    """The golden tie cases prove something: background cells whose exact value is 0.06 (the
+    float32 and float64 roundings put many on opposite sides), and equal non-zero areas."""
+    at_threshold = moved = equal_areas = 0
+    for i, name in enumerate(ties["names"]):
+        sal = ties["sal_" + name]
+        factors = (TIE_SIDE / sal.shape[0], TIE_SIDE / sal.shape[1])
+        small32 = nd.zoom(sal.astype(np.float32) / np.float32(255), factors, order=1)
+        small64 = nd.zoom(sal.astype(np.float64) / 255.0, factors, order=1)
+        at_threshold += int((np.abs(small64 - 0.06) < 1e-12).sum())
+        moved += int(((small32 < np.float32(0.06)) != (small64 < 0.06)).sum())
+        bg = saliency_background(sal, TIE_SIDE)
+        areas = [int(bg.sum())] + [int((m > 0.25 * m.max()).sum())
+                                   for m in ties["maps"][i][ties["tags_" + name] - 1]]
+        areas = [a for a in areas if a]
+        equal_areas += len(areas) - len(set(areas))
+    assert at_threshold > 100 and moved > 100 and equal_areas > 10
+
+
+def test_tie_seeds_equal_the_published_ones(ties):
+    """SPEC 5 steps 2-5 on exact ties: float32 background, np.argsort(areas)[::-1] paint order."""
+    for i, name in enumerate(ties["names"]):
+        sal = ties["sal_" + name]
+        bg = saliency_background(sal, TIE_SIDE)
+        mask = seeds_from_cams(ties["maps"][i], ties["tags_" + name], bg, 0.25)
+        np.testing.assert_array_equal(mask, ties["masks"][i], err_msg=name)
+        full = seed_to_image_size(mask, sal.shape)
+        np.testing.assert_array_equal(full, ties["full_" + name], err_msg=name)
+
+
+def test_equal_areas_paint_in_the_published_argsort_order():
+    """Background and a class region of equal area overlap: np.argsort(areas)[::-1] paints
+    the background last, so it wins (a stable descending sort would let the class win)."""
+    bg = np.zeros((4, 8), bool)
+    bg[:2, :4] = True
+    maps = _maps(4, 8, {2: (0, 2, 2, 6)})  # area 8 like bg; overlap at columns 2-3
+    areas = np.zeros(21)
+    areas[[0, 2]] = 8
+    order = [k for k in np.argsort(areas)[::-1] if areas[k] > 0]
+    stable = [k for k in np.argsort(-areas, kind="stable") if areas[k] > 0]
+    assert order == [2, 0] and stable == [0, 2]
+    mask = seeds_from_cams(maps, [2], bg, 0.25)
+    assert (mask[:2, 2:4] == 0).all() and (mask[:2, :2] == 0).all() and (mask[:2, 4:6] == 2).all()
+
+
+def test_tie_seeds_through_the_inference_dataset(ties, tmp_path):
+    """The inference dataset's ``bg`` (sal/<sdnet_path>, bg_thresh) gives the published seeds;
+    the attention saliency (sal/<sal_subdir>) is another folder and changes nothing there."""
+    names = [str(n) for n in ties["names"]]
+    for name in names:
+        sal = ties["sal_" + name]
+        image = np.zeros(sal.shape + (3,), np.uint8)
+        write_jpg(str(tmp_path / "JPEGImages" / f"{name}.jpg"), image)
+        write_png(str(tmp_path / "sal" / "background" / f"{name}.png"), sal)
+        write_png(str(tmp_path / "sal" / "attention" / f"{name}.png"), np.full_like(sal, 255))
+    save_tags({n: ties["tags_" + n] for n in names}, str(tmp_path / "tags.pkl"))
+    dataset = VOC12SalInferDataset(str(tmp_path), "tags.pkl", new_size=8 * TIE_SIDE - 7,
+                                   sal_subdir="attention", bg_subdir="background")
+    for i, name in enumerate(names):
+        item = dataset[dataset.names.index(name)]
+        assert item["sal"].sum() == (TIE_SIDE - 2) ** 2  # the attention map, all salient
+        mask = seeds_from_cams(ties["maps"][i], dataset.tags[name], item["bg"].numpy(), 0.25)
+        np.testing.assert_array_equal(mask, ties["masks"][i], err_msg=name)
+        full = seed_to_image_size(mask, item["size"].numpy())
+        np.testing.assert_array_equal(full, ties["full_" + name], err_msg=name)
 
 
 def _maps(h, w, regions):

@@ -139,7 +139,7 @@ def test_stage1_from_public_inputs_to_sgan_training(tmp_path):
     load_backbone(sgan, str(run_dir / "vgg_init.pth"))
     assert torch.equal(sgan.backbone.conv5_3.bias, vgg_init["conv5_3.bias"])
 
-    result = run_tool("tools/stage1/make_seeds.py", CLS, *common, "new_size=33",
+    result = run_tool("tools/stage1/make_seeds.py", CLS, *common, "resize=33",
                       "test_batch_size=4")
     assert result.returncode == 0, result.stderr
     seed_dir = root / "ini_seed" / "ours_30_bg"

@@ -6,6 +6,7 @@
 Without --gt_path the ground truth is the config's dataset_root/gt_path for seeds (22
 classes) and dataset_root/SegmentationClass for segmentation (21); without --res_path
 the results are the config's res_path/<cfg_name><test_cfg> (the folder inference writes).
+Without --list or a tags file, every prediction is scored, as the published evaluator does.
 The threshold curve has its own script, tools/threshold_curve.py (``--curve`` here runs it).
 """
 import argparse
@@ -30,10 +31,11 @@ def build_parser():
     parser.add_argument("--json", help="also write the scores to this JSON file")
     parser.add_argument("--list", help="the names to evaluate, one per line ('JPEGImages/NAME.jpg "
                         "...' lines are reduced to NAME); default: the config's tags file "
-                        "with --cfg_file, else every ground-truth PNG")
+                        "with --cfg_file, else every prediction PNG (each must have ground "
+                        "truth; the ground-truth files left out are counted)")
     parser.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
-                        help="require a prediction for every name (default); --no-strict "
-                        "evaluates the predictions there are")
+                        help="require a prediction for every name of the list or tags file "
+                        "(default); --no-strict evaluates the predictions there are")
     parser.add_argument("--workers", type=int, help="decoding processes (default: the cores, "
                         "at most 8; 0 or 1 = none)")
     return parser

@@ -11,8 +11,15 @@ import torch
 from torch.utils.data import Dataset
 
 from lib.dataset.tags import load_tags
-from lib.image import feature_size, normalise_image, read_grey, read_image, zoom_to
-from lib.voc import BGR_MEAN, NUM_FG_CLASSES, SEED_IGNORE
+from lib.image import (
+    feature_size,
+    normalise_image,
+    read_grey,
+    read_image,
+    scipy_zoom_to,
+    zoom_to,
+)
+from lib.voc import BG_THRESH, BGR_MEAN, NUM_FG_CLASSES, SAL_THRESH, SEED_IGNORE
 
 
 def saliency_mask(sal, h, sal_thresh):
@@ -21,6 +28,17 @@ def saliency_mask(sal, h, sal_thresh):
     mask = (small > sal_thresh).astype(np.uint8)
     mask[0, :] = mask[-1, :] = mask[:, 0] = mask[:, -1] = 0
     return mask
+
+
+def saliency_background(sal, h, bg_thresh=BG_THRESH):
+    """Full-size uint8 saliency -> bool h x h background of the seeds (SPEC 5 step 2).
+
+    The published arithmetic, in float32 throughout: saliency / 255 zoomed straight to h x h
+    (order 1), then ``< bg_thresh``. Cells whose exact value is 0.06 are common on real maps
+    (the zoom weights lie on a fine lattice), and float64 rounds many to the other side.
+    """
+    small = scipy_zoom_to(sal.astype(np.float32) / np.float32(255), (h, h), order=1)
+    return small < np.float32(bg_thresh)
 
 
 def seed_target(seed, h):
@@ -96,7 +114,7 @@ class VOC12ClsSalDataset(_VOC12SalBase):
 
     def __init__(self, voc12_root, cue_file, max_iters=None, new_size=321, mirror=True,
                  mean=BGR_MEAN, std=None, sal_subdir="sal_snet", seed_subdir="base_30_bg",
-                 sal_thresh=0.06, flip_seed=7, normalise=True):
+                 sal_thresh=SAL_THRESH, flip_seed=7, normalise=True):
         super().__init__(voc12_root, cue_file, new_size, mean, std, sal_subdir, sal_thresh)
         self.seed_dir = os.path.join(voc12_root, "ini_seed", seed_subdir)
         self.normalise = normalise
@@ -131,19 +149,34 @@ class VOC12ClsSalDataset(_VOC12SalBase):
 
 
 class VOC12SalInferDataset(_VOC12SalBase):
-    """Inference samples: the training preprocessing without flip, plus ``bg``.
+    """Inference samples (SPEC 5): the training preprocessing without flip, plus ``bg``.
 
-    ``bg`` (bool h x h) is SPEC section 5 step 2: the full-size saliency / 255 zoomed
-    straight to h x h (order 1, float) below ``sal_thresh``. With ``normalise`` false the
-    image stays uint8 BGR S x S x 3, for :func:`normalise_on_device`.
+    As published, the input side is ``new_size`` (config key ``resize``), the attention mask
+    ``sal`` comes from ``sal/<sal_subdir>`` with ``sal_thresh``, and ``bg`` (bool h x h,
+    :func:`saliency_background`) from ``sal/<bg_subdir>`` (config key ``sdnet_path``; default
+    ``sal_subdir``) with ``bg_thresh``. With ``normalise`` false the image stays uint8 BGR
+    S x S x 3, for :func:`normalise_on_device`.
     """
 
     def __init__(self, voc12_root, cue_file, new_size=321, mean=BGR_MEAN, std=None,
-                 sal_subdir="sal_snet", sal_thresh=0.06, names=None, normalise=True):
+                 sal_subdir="sal_snet", sal_thresh=SAL_THRESH, names=None, normalise=True,
+                 bg_subdir=None, bg_thresh=BG_THRESH):
         super().__init__(voc12_root, cue_file, new_size, mean, std, sal_subdir, sal_thresh)
+        self.bg_dir = os.path.join(voc12_root, "sal", bg_subdir or sal_subdir)
+        self.bg_thresh = bg_thresh
         self.normalise = normalise
         if names is not None:
             self.names = list(names)
+
+    def bg_path(self, name):
+        return os.path.join(self.bg_dir, name + ".png")
+
+    def map_paths(self):
+        """The saliency maps an item reads, for lib.dataset.check.check_files: kind -> path."""
+        paths = {"saliency map": self.sal_path}
+        if self.bg_dir != self.sal_dir:
+            paths["background saliency map"] = self.bg_path
+        return paths
 
     def __len__(self):
         return len(self.names)
@@ -151,14 +184,15 @@ class VOC12SalInferDataset(_VOC12SalBase):
     def __getitem__(self, index):
         name = self.names[index]
         image, sal, sal_full, size = self._load_resized(name)
+        if self.bg_dir != self.sal_dir:
+            sal_full = read_grey(self.bg_path(name))
         h = self.feat_size
-        bg = zoom_to(sal_full.astype(np.float64) / 255.0, (h, h), order=1) < self.sal_thresh
         return {
             "name": name,
             "image": torch.from_numpy(normalise_image(image, self.mean, self.std)
                                       if self.normalise else image),
             "label": torch.from_numpy(multi_hot(self.tags[name])),
             "sal": torch.from_numpy(saliency_mask(sal, h, self.sal_thresh)),
-            "bg": torch.from_numpy(bg),
+            "bg": torch.from_numpy(saliency_background(sal_full, h, self.bg_thresh)),
             "size": torch.tensor(size, dtype=torch.int64),
         }

@@ -14,7 +14,12 @@ from tqdm import tqdm
 
 from lib.dataset.tags import load_tags
 from lib.errors import UserError, first_few
-from lib.evaluation.metrics import ConfusionMatrix, class_names, fraction
+from lib.evaluation.metrics import (
+    ConfusionMatrix,
+    class_names,
+    fraction,
+    prediction_out_of_range,
+)
 from lib.files import file_names, missing_files, read_names
 from lib.image import read_label_png, read_prediction_png
 from lib.workers import chunked, default_workers, imap_in_workers
@@ -33,21 +38,31 @@ def expected_names(list_path=None, tags_file=None, folder=None):
 
 
 def evaluation_names(res_path, gt_path, list_path=None, tags_file=None, strict=True):
-    """The names to evaluate: a list file's, else a tags file's, else the ground-truth
-    folder's (then a prediction without ground truth is an error). ``strict`` requires a
-    prediction for each; otherwise those without one are left out."""
-    if not (list_path or tags_file):
-        orphans = missing_files(gt_path, file_names(res_path, what="prediction"))
+    """(the names to evaluate, the number of ground-truth files left unscored).
+
+    With a list file or a tags file, their names; ``strict`` requires a prediction for each,
+    otherwise those without one are left out. With neither, the predictions there are, as
+    the published evaluator scores them (each must have ground truth): on VOC the ground-truth
+    folder holds 12,031 masks and the seeds are 10,582.
+    """
+    gt_names = file_names(gt_path, what="ground-truth")
+    if list_path or tags_file:
+        names = expected_names(list_path, tags_file)
+        absent = missing_files(res_path, names)
+        if absent and strict:
+            raise UserError(f"{len(absent)} of {len(names)} predictions missing in {res_path}: "
+                            f"{first_few(absent)} (--no-strict evaluates those there are)")
+        absent = set(absent)
+        names = [n for n in names if n + PNG not in absent]
+    else:
+        names = file_names(res_path, what="prediction")
+        if not names:
+            raise UserError(f"no predictions found: no *{PNG} in {res_path}")
+        orphans = missing_files(gt_path, names)
         if orphans:
             raise UserError(f"{len(orphans)} predictions have no ground truth in {gt_path}: "
                             f"{first_few(orphans)}")
-    names = expected_names(list_path, tags_file, gt_path)
-    absent = missing_files(res_path, names)
-    if absent and strict:
-        raise UserError(f"{len(absent)} of {len(names)} predictions missing in {res_path}: "
-                        f"{first_few(absent)} (--no-strict evaluates those there are)")
-    absent = set(absent)
-    return [n for n in names if n + ".png" not in absent]
+    return names, len(set(gt_names) - set(names))
 
 
 def _confusion_of_chunk(task):
@@ -62,10 +77,9 @@ def _confusion_of_chunk(task):
         if pred.shape != gt.shape:
             raise UserError(f"{pred_file}: size {pred.shape[1]}x{pred.shape[0]} differs from "
                             f"ground truth {gt_file} ({gt.shape[1]}x{gt.shape[0]})")
-        high = pred.max(initial=0)
-        if high >= num_classes or pred.min(initial=0) < 0:
-            bad = high if high >= num_classes else pred.min()
-            raise UserError(f"{pred_file}: prediction value {int(bad)} is not a class "
+        bad = prediction_out_of_range(gt, pred, num_classes)
+        if bad is not None:
+            raise UserError(f"{pred_file}: prediction value {bad} is not a class "
                             f"(num_classes={num_classes}, valid 0..{num_classes - 1})")
         confusion.update(gt, pred)
     return confusion.matrix, len(names)

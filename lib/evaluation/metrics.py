@@ -54,6 +54,21 @@ def pair_counts(gt, pred, num_classes):
     return counts.astype(np.int64).reshape(n, n)
 
 
+def prediction_out_of_range(gt, pred, num_classes):
+    """A prediction value outside [0, num_classes) on a counted pixel (ground truth a class),
+    or None. Where the ground truth is not counted (255 = ignore) the prediction is not read,
+    as in the published evaluator. Images whose values are all in range cost two reductions."""
+    if pred.size == 0 or (pred.min() >= 0 and pred.max() < num_classes):
+        return None
+    counted = pred[(gt >= 0) & (gt < num_classes)]
+    if counted.size == 0:
+        return None
+    high, low = counted.max(), counted.min()
+    if high >= num_classes:
+        return int(high)
+    return int(low) if low < 0 else None
+
+
 def fraction(value):
     """A score as a JSON number: NaN (a class absent from both sides) becomes None (null)."""
     value = float(value)
@@ -77,7 +92,8 @@ class ConfusionMatrix:
         """Add one image: ``gt`` and ``pred`` are same-shape integer label maps.
 
         Raises ValueError if the shapes differ or a prediction value is outside
-        [0, num_classes) (checked on every pixel, ignored ones included: 255 is not a class).
+        [0, num_classes) on a counted pixel (where the ground truth is ignored, 255, the
+        prediction is not read, as in the published evaluator).
         """
         gt = np.asarray(gt)
         pred = np.asarray(pred)
@@ -86,12 +102,9 @@ class ConfusionMatrix:
         for name, labels in (("gt", gt), ("prediction", pred)):
             if labels.size and not np.issubdtype(labels.dtype, np.integer):
                 raise ValueError(f"{name} must hold integer labels, got dtype {labels.dtype}")
-        if pred.size:
-            low, high = pred.min(), pred.max()
-            if low < 0 or high >= self.num_classes:
-                bad = low if low < 0 else high
-                raise ValueError(f"prediction value {int(bad)} is outside "
-                                 f"[0, {self.num_classes})")
+        bad = prediction_out_of_range(gt, pred, self.num_classes)
+        if bad is not None:
+            raise ValueError(f"prediction value {bad} is outside [0, {self.num_classes})")
         self.matrix += pair_counts(gt, pred, self.num_classes)
         return self
 

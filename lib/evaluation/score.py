@@ -38,10 +38,12 @@ def run(cfg, res_path=None, gt_path=None, num_classes=None, list_path=None, stri
     res_path, gt_path, num_classes = evaluation_paths(cfg, res_path, gt_path, num_classes,
                                                       from_file)
     seeds_of_config = from_file and num_classes == SEED_CLASSES
-    names = evaluation_names(res_path, gt_path, list_path,
-                             dataset_path(cfg, cfg.cue_file) if seeds_of_config else None, strict)
+    names, unscored = evaluation_names(
+        res_path, gt_path, list_path,
+        dataset_path(cfg, cfg.cue_file) if seeds_of_config else None, strict)
     result = evaluate_folder(res_path, gt_path, num_classes, names=names, workers=workers)
-    print(f"predictions: {res_path}\nground truth: {gt_path}")
+    print(f"predictions: {res_path}\nground truth: {gt_path}\n"
+          f"ground-truth files not scored: {unscored} of {unscored + len(names)}")
     print(format_table(result))
     if json_path:
         write_output(json_path, result_json_bytes(result))

@@ -75,8 +75,10 @@ class SGAN(nn.Module):
         key_channels = max(8, int(round(256 * width_mult)))
         self.use_sal = use_sal
         self.gamma = nn.Parameter(torch.zeros(1))
-        self.f_query = nn.Conv2d(channels, key_channels, 1)
+        # the published order of creation (backbone, f_key, f_query, fc6_CAM, fc8, fc9), so a
+        # seeded default initialisation draws the published initial weights (SPEC 3)
         self.f_key = nn.Conv2d(channels, key_channels, 1)
+        self.f_query = nn.Conv2d(channels, key_channels, 1)
         self.fc6_CAM = nn.Conv2d(channels, hidden, 3, padding=1)
         self.dropout = nn.Dropout2d(0.5)
         self.fc8 = nn.Conv2d(hidden, NUM_FG_CLASSES, 1, bias=False)
@@ -84,11 +86,14 @@ class SGAN(nn.Module):
         if init == "kaiming":
             he_init_(self)
 
-    def fuse(self, image, sal):
-        """Backbone features refined by saliency-guided attention (batch x C x h x w)."""
-        x = self.backbone(image)
+    def attend(self, x, sal):
+        """Backbone features ``x`` refined by saliency-guided attention (batch x C x h x w)."""
         return saliency_guided_attention(x, self.f_query(x), self.f_key(x),
                                          sal if self.use_sal else None, self.gamma)
+
+    def fuse(self, image, sal):
+        """The attention output of an image: what the heads read."""
+        return self.attend(self.backbone(image), sal)
 
     def _heads(self, fuse):
         seg = self.fc9(fuse)
@@ -101,10 +106,11 @@ class SGAN(nn.Module):
         return cam.mean(dim=(2, 3)), seg
 
     def forward_cam(self, image, sal):
-        """Return (conv, seg, cam): conv = the attention output the heads see."""
-        fuse = self.fuse(image, sal)
-        seg, cam = self._heads(fuse)
-        return fuse, seg, cam
+        """Return (conv, seg, cam): conv = the backbone output X, before attention, as
+        published (SPEC 9); seg and cam are read from the attention output."""
+        conv = self.backbone(image)
+        seg, cam = self._heads(self.attend(conv, sal))
+        return conv, seg, cam
 
 
 def sgan_from_config(cfg):

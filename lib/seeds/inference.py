@@ -35,6 +35,7 @@ class SeedModel:
     """What differs between the stages: the network, its weights and its class maps."""
 
     name = "seeds"
+    attends_to_saliency = True  # reads the attention mask of sal_subdir (SPEC 2 step 6)
     record_keys = CLASS_MAP_KEYS  # config keys that change this network's class maps
     retry_hint = "or write elsewhere"  # how to choose another output folder
 
@@ -51,6 +52,19 @@ class SeedModel:
     def class_maps(self, model, image, sal, cfg):
         """float32 (batch, 20, h, w) class maps M of normalised images and saliency masks."""
         raise NotImplementedError
+
+
+def inference_dataset(cfg, attends_to_saliency=True, names=None, normalise=False):
+    """The images of the tags file (or ``names``) as SPEC 5 reads them at inference: input
+    side ``resize``, attention mask from ``sal_subdir`` with ``sal_thresh``, background from
+    ``sdnet_path`` with ``bg_thresh`` (``new_size`` is read by nothing, as published).
+    A network without attention reads ``sdnet_path`` only. Images stay uint8 unless
+    ``normalise`` (the loop normalises them on the device)."""
+    return VOC12SalInferDataset(
+        cfg.dataset_root, cfg.cue_file, new_size=cfg.resize, mean=cfg.mean, std=cfg.std,
+        sal_subdir=cfg.sal_subdir if attends_to_saliency else cfg.sdnet_path,
+        sal_thresh=cfg.sal_thresh, names=names, normalise=normalise,
+        bg_subdir=cfg.sdnet_path, bg_thresh=cfg.bg_thresh)
 
 
 def tags_of(label):
@@ -78,11 +92,8 @@ def _infer(ctx, cfg, seed_model, settings, log_file):
     check_dataset_paths(cfg, "cue_file")
     device = ctx.device
     model, weights = seed_model.build(cfg)  # check the inputs before writing anything
-    dataset = VOC12SalInferDataset(
-        cfg.dataset_root, cfg.cue_file, new_size=cfg.new_size, mean=cfg.mean, std=cfg.std,
-        sal_subdir=cfg.sdnet_path, sal_thresh=cfg.sal_thresh,
-        normalise=False)  # uint8 images, normalised on the device
-    check_files(dataset.names, dataset.image_path, {"saliency map": dataset.sal_path})
+    dataset = inference_dataset(cfg, seed_model.attends_to_saliency)
+    check_files(dataset.names, dataset.image_path, dataset.map_paths())
     out_dir = settings.seed_dir
     record = {**{key: cfg[key] for key in seed_model.record_keys}, **settings.record(),
               "weights": weights_identity(weights)}

@@ -15,9 +15,11 @@ def seeds_from_cams(maps, tags, bg, cam_thresh=0.25, ignore_conflict=False):
 
     maps: (20, h, w) class maps M (cam + seg, or cam); tags: classes in 1..20; bg: bool
     (h, w) background from saliency. Each tag's region is M[c-1] > cam_thresh * max(M[c-1]).
-    Regions (bg is channel 0) paint in order of decreasing area, so smaller regions win;
-    then boat/train pixels that are also background go back to 0. With ``ignore_conflict``
-    a pixel takes a channel only if exactly one channel claims it, else it is unlabeled.
+    Regions (bg is channel 0) paint in the order ``np.argsort(areas)[::-1]`` over the float64
+    areas, exactly as published (larger first, so smaller regions win; equal areas in that
+    call's order, not a stable sort's); then boat/train pixels that are also background go
+    back to 0. With ``ignore_conflict`` a pixel takes a channel only if exactly one channel
+    claims it, else it is unlabeled.
     """
     maps = np.asarray(maps)
     claims = np.zeros((UNLABELED,) + bg.shape, dtype=bool)
@@ -32,11 +34,10 @@ def seeds_from_cams(maps, tags, bg, cam_thresh=0.25, ignore_conflict=False):
 
     mask = np.full(bg.shape, UNLABELED, dtype=np.uint8)
     mask[bg] = 0
-    areas = claims.sum(axis=(1, 2))
-    for k in np.argsort(-areas, kind="stable"):
-        if areas[k] == 0:
-            break
-        mask[claims[k]] = k
+    areas = claims.sum(axis=(1, 2)).astype(np.float64)
+    for k in np.argsort(areas)[::-1]:  # the published call: equal areas fall as they do there
+        if areas[k] > 0:
+            mask[claims[k]] = k
     mask[np.isin(mask, (BOAT, TRAIN)) & bg] = 0
     return mask
 

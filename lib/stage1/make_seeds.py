@@ -1,8 +1,8 @@
 """Initial seeds from the baseline classifier's CAMs (the published ``ini_seed/base_30_bg``).
 
-Per image with tags T: each c in T claims CAM[c-1] > fg_thresh (0.30) x its max; the
-saliency says background where the full-size saliency / 255, zoomed to h x h, is below
-sal_thresh (0.06); claims are painted by the area rule of SPEC section 5 (larger first, so
+Per image with tags T (input side ``resize``): each c in T claims CAM[c-1] > fg_thresh (0.30)
+x its max; the saliency of ``sdnet_path`` says background where the full-size saliency / 255,
+zoomed to h x h in float32, is below bg_thresh (0.06); claims are painted by the area rule of SPEC section 5 (larger first, so
 smaller regions win; then boat/train pixels that are background go back to 0); the rest is
 21. Masks are zoomed to image size and written as 8-bit grey PNGs of raw values, by the
 seed-inference path that stage 2 uses (lib/seeds/inference.py): several processes, atomic
@@ -12,7 +12,7 @@ import os
 
 from lib.config import model_dir
 from lib.network.classifier import classifier_from_config
-from lib.seeds.inference import SeedModel, infer_seeds
+from lib.seeds.inference import CLASS_MAP_KEYS, SeedModel, infer_seeds
 from lib.seeds.writer import OutputSettings
 
 
@@ -26,6 +26,8 @@ class ClassifierSeeds(SeedModel):
     """The classifier's CAMs."""
 
     name = "make_seeds"
+    attends_to_saliency = False  # no attention: only the background saliency is read
+    record_keys = tuple(k for k in CLASS_MAP_KEYS if k not in ("sal_subdir", "sal_thresh"))
     retry_hint = "or write elsewhere with another seed_subdir or seed_out_path"
 
     def network(self, cfg):

@@ -17,7 +17,6 @@ from lib.config import (
     model_dir,
     result_dir,
 )
-from lib.dataset.voc12_sgan import VOC12SalInferDataset
 from lib.evaluation.folder import evaluate_folder
 from lib.files import atomic_write_bytes, file_names
 from lib.image import read_grey, read_image, read_label_png
@@ -25,6 +24,7 @@ from lib.network.checkpoint import load_sgan
 from lib.network.sgan import sgan_from_config
 from lib.pictures.panels import Panel, heatmap, save_seed_grid
 from lib.seeds.crf import class_probabilities
+from lib.seeds.inference import inference_dataset
 from lib.stage2 import infer_cam, train_sgan
 from lib.stage2.infer_cam import class_maps
 from lib.tooling.synthetic import generate_dataset
@@ -71,9 +71,7 @@ def draw_figure(cfg, names, path, device):
     model = sgan_from_config(cfg)
     load_sgan(model, checkpoint_path(cfg))
     model.to(device).eval()
-    dataset = VOC12SalInferDataset(cfg.dataset_root, cfg.cue_file, new_size=cfg.new_size,
-                                   mean=cfg.mean, std=cfg.std, sal_subdir=cfg.sdnet_path,
-                                   sal_thresh=cfg.sal_thresh, names=names)
+    dataset = inference_dataset(cfg, names=names, normalise=True)
     root = cfg.dataset_root
     rows = []
     for item in dataset:

@@ -54,7 +54,7 @@ def bench_infer(root, work, options, device):
         torch.manual_seed(0)
         save_state_dict(SGAN(width_mult=width_mult).state_dict(), checkpoint)
         for test_batch_size in options.infer_batch_sizes:
-            cfg = bench_config(root, options, cue_file=cue_file, new_size=options.size,
+            cfg = bench_config(root, options, cue_file=cue_file,
                           width_mult=width_mult, checkpoint=checkpoint,
                           test_batch_size=test_batch_size, num_worker=options.workers,
                           res_path=os.path.join(work, "result"), overwrite=True)
