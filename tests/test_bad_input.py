@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -265,3 +266,29 @@ def test_an_error_from_a_loader_worker_is_one_line(voc, tmp_path):
         next(iter(DataLoader(dataset, batch_size=2, num_workers=1)))
     assert "\n" in str(err.value)  # the worker's traceback
     assert error_line(err.value) == f"cannot read map {dataset.seed_path(dataset.names[0])}"
+
+
+def test_checkpoints_reach_the_disk_before_their_rename(tmp_path, monkeypatch):
+    import stat
+
+    from lib.image import write_png
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        info = os.fstat(fd)
+        events.append(("fsync folder",) if stat.S_ISDIR(info.st_mode) else ("fsync", info.st_size))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.path.getsize(src)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    save_state_dict({"w": torch.zeros(100)}, str(tmp_path / "model_iter_2.pth"))
+    size = os.path.getsize(tmp_path / "model_iter_2.pth")
+    assert events == [("fsync", size), ("replace", size), ("fsync folder",)]  # flushed, synced
+    events.clear()
+    write_png(str(tmp_path / "seed.png"), np.zeros((4, 4), np.uint8))
+    assert [e[0] for e in events] == ["replace"]  # PNG outputs stay fast
