@@ -8,6 +8,7 @@ import torch
 from conftest import REPO
 from lib.config import load_config
 from lib.dataset.voc12_sgan import VOC12ClsSalDataset
+from lib.errors import UserError
 from lib.losses import sgan_loss
 from lib.network.checkpoint import read_state_dict
 from lib.network.sgan import SGAN
@@ -96,3 +97,60 @@ def test_train_cli_reports_a_missing_pretrain_in_one_line(synth_voc, tmp_path):
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "'pretrain'" in result.stderr
+
+
+def _train_cfg(root, out, **extra):
+    overrides = {"dataset_root": root, "pretrain": None, "resize": 33, "batch_size": 3,
+                 "num_worker": 0, "save_model_path": str(out), "width_mult": 0.125,
+                 "cfg_name": "run", "display_step": 1, **extra}
+    return load_config(PAPER, overrides)
+
+
+class _Killed(Exception):
+    """Stands for a kill right after a checkpoint was written."""
+
+
+def test_resume_refuses_a_changed_training_key_and_keeps_the_record(synth_voc, tmp_path,
+                                                                     monkeypatch):
+    from lib.stage2 import train_sgan
+    from lib.training import loop
+
+    save = loop.save_checkpoint
+
+    def save_then_die(model, optimizer, step, cfg, ctx):
+        save(model, optimizer, step, cfg, ctx)
+        raise _Killed
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    with pytest.raises(_Killed):
+        train_sgan.run(_train_cfg(synth_voc, tmp_path, max_iter=3, step_size=2))
+    monkeypatch.setattr(loop, "save_checkpoint", save)
+    run_dir = tmp_path / "run"
+    record = (run_dir / "config.yml").read_bytes()
+    for key, value, saved in [("batch_size", 2, 3), ("lr", 0.01, 0.001), ("max_iter", 4, 3)]:
+        with pytest.raises(UserError) as err:
+            train_sgan.run(_train_cfg(synth_voc, tmp_path, **{
+                "max_iter": 3, "step_size": 2, "resume": True, key: value}))
+        message = str(err.value)
+        assert f"'{key}'" in message and repr(value) in message and repr(saved) in message
+        assert "\n" not in message and "cfg_name" in message
+    assert sorted(os.listdir(run_dir)) == ["config.yml", "model_iter_2.pth", "train.log",
+                                           "train_state.pth"]
+
+    # run-time keys and keys read after training may change; the record keeps the run's own
+    train_sgan.run(_train_cfg(synth_voc, tmp_path, max_iter=3, step_size=1, resume=True,
+                              display_step=3, cam_thresh=0.5))
+    assert (run_dir / "model_iter_3.pth").exists()
+    assert (run_dir / "config.yml").read_bytes() == record
+    log = (run_dir / "train.log").read_text()
+    assert "changed: step_size 2 -> 1, display_step 1 -> 3, cam_thresh 0.25 -> 0.5\n" in log
+
+
+def test_a_key_added_since_a_run_was_saved_compares_as_its_default():
+    from lib.config import SCHEMA
+    from lib.training.checkpointing import changed_keys
+    cfg = load_config(PAPER)
+    saved = {k: cfg[k] for k in SCHEMA if k != "amp"}
+    assert changed_keys(saved, cfg) == []
+    cfg.amp = "bf16"
+    assert changed_keys(saved, cfg) == [("amp", "off", "bf16")]

@@ -5,29 +5,26 @@ One loop for one process, torchrun or self-spawned processes. The global batch i
 global batch, and a task's loss is that share's part of the global batch's loss, so
 DistributedDataParallel's gradient average (times the number of processes) equals the
 gradient of the whole batch's loss. Checkpoints every ``step_size`` iterations and at the
-end: ``model_iter_<N>.pth`` (a plain state dict, SPEC section 8) and ``train_state.pth``
-(model, optimizer, iteration, RNG states, config) that ``resume`` continues from.
+end, and resuming from them: lib/training/checkpointing.py.
 A task's loader may ship uint8 images; they are normalised on the device (prepare_batch).
 """
 import math
 import os
 
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from lib.config import SCHEMA, check_dataset_paths, model_dir, pretrain_path, save_config
+from lib.config import check_dataset_paths, model_dir, pretrain_path, save_config
 from lib.dataset.sampler import GlobalBatchSampler
 from lib.errors import UserError
 from lib.image import normalise_on_device
-from lib.network.checkpoint import load_backbone, load_file, save_state_dict
+from lib.network.checkpoint import load_backbone
 from lib.optim import build_optimizer, poly_lr, set_lr
-from lib.training.distributed import barrier, launch
+from lib.training.checkpointing import load_train_state, restore, resume_path, save_checkpoint
+from lib.training.distributed import launch
 from lib.training.runtime import amp_dtype, process_logger
-
-TRAIN_STATE = "train_state.pth"
 
 
 class TrainingTask:
@@ -77,16 +74,6 @@ class TrainingTask:
         """Called on every process after the last iteration."""
 
 
-def resume_path(cfg):
-    """The train state to resume from: ``resume`` true -> the run's own, a path -> that."""
-    if cfg.resume is False:
-        return None
-    path = os.path.join(model_dir(cfg), TRAIN_STATE) if cfg.resume is True else cfg.resume
-    if not os.path.isfile(path):
-        raise UserError(f"config key 'resume': no train state at {path}")
-    return path
-
-
 def build_train_loader(dataset, cfg, ctx, start_batch=0):
     """This process's loader: its share of every global batch, from ``start_batch`` on."""
     sampler = GlobalBatchSampler(len(dataset), cfg.batch_size, cfg.random_seed, ctx.rank,
@@ -130,48 +117,6 @@ def training_step(task, net, optimizer, scaler, batch, cfg, ctx, dtype):
     return terms
 
 
-def _rng_state(ctx):
-    state = {"cpu": torch.get_rng_state()}
-    if ctx.device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(ctx.device)
-    return state
-
-
-def _gather(obj, ctx):
-    if not ctx.distributed:
-        return [obj]
-    gathered = [None] * ctx.world_size
-    dist.all_gather_object(gathered, obj)
-    return gathered
-
-
-def _restore(state, model, optimizer, ctx, logger):
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    rng = state["rng"]
-    if len(rng) == ctx.world_size:
-        torch.set_rng_state(rng[ctx.rank]["cpu"])
-        if "cuda" in rng[ctx.rank] and ctx.device.type == "cuda":
-            torch.cuda.set_rng_state(rng[ctx.rank]["cuda"], ctx.device)
-    else:
-        logger.info("resuming on %d processes instead of %d: dropout streams start afresh",
-                    ctx.world_size, len(rng))
-    return int(state["iteration"])
-
-
-def save_checkpoint(model, optimizer, step, cfg, ctx):
-    """``model_iter_<step>.pth`` and the resumable ``train_state.pth``, written by rank 0."""
-    rng = _gather(_rng_state(ctx), ctx)
-    path = os.path.join(model_dir(cfg), f"model_iter_{step}.pth")
-    if ctx.is_main:
-        save_state_dict(model.state_dict(), path)
-        save_state_dict({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "iteration": step, "rng": rng, "config": {k: cfg[k] for k in SCHEMA}},
-                        os.path.join(model_dir(cfg), TRAIN_STATE))
-    barrier(ctx)
-    return path
-
-
 def train(cfg, task):
     """Run ``task`` for ``max_iter`` iterations on every process of the job."""
     launch(_Worker(task), cfg)
@@ -190,12 +135,15 @@ class _Worker:
 def _train(ctx, cfg, task):
     check_dataset_paths(cfg, "cue_file")  # check the inputs before writing anything
     state_file = resume_path(cfg)
+    state, changes = load_train_state(state_file, cfg) if state_file else (None, [])
     pretrain = None if state_file else pretrain_path(cfg)
     dataset = task.build_dataset(cfg)
     out_dir = model_dir(cfg)
+    config_file = os.path.join(out_dir, "config.yml")
     if ctx.is_main:
         os.makedirs(out_dir, exist_ok=True)
-        save_config(cfg, os.path.join(out_dir, "config.yml"))
+        if not (state_file and os.path.exists(config_file)):  # a resumed run keeps its record
+            save_config(cfg, config_file)
     logger = process_logger(f"sgan.{task.name}", os.path.join(out_dir, "train.log"), ctx.is_main)
     device = ctx.device
 
@@ -207,8 +155,10 @@ def _train(ctx, cfg, task):
     torch.manual_seed(cfg.random_seed + ctx.rank)  # dropout streams differ between processes
     start = 0
     if state_file:
-        start = _restore(load_file(state_file), model, optimizer, ctx, logger)
-        logger.info("resumed from %s at iteration %d", state_file, start)
+        start = restore(state, model, optimizer, ctx, logger)
+        del state
+        logger.info("resumed from %s at iteration %d%s", state_file, start,
+                    "; changed: " + ", ".join(changes) if changes else "")
     net = model
     if ctx.distributed:
         net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
