@@ -1,3 +1,4 @@
+import math
 import os
 import subprocess
 import sys
@@ -154,3 +155,78 @@ def test_a_key_added_since_a_run_was_saved_compares_as_its_default():
     assert changed_keys(saved, cfg) == []
     cfg.amp = "bf16"
     assert changed_keys(saved, cfg) == [("amp", "off", "bf16")]
+
+
+class _Affine:
+    """A task whose loss is w . x, and whose weight gradient can be made to overflow."""
+
+    term_names = ("loss",)
+
+    def __init__(self):
+        self.model = torch.nn.Linear(3, 1)
+        self.overflow = False
+        self.model.weight.register_hook(lambda g: g * math.inf if self.overflow else g)
+
+    def loss(self, net, batch, cfg, ctx, dtype):
+        loss = net(batch).sum()
+        return loss, loss.detach().reshape(1)
+
+
+def _step(task, scaler, batch):
+    from lib.training.distributed import DistContext
+    from lib.training.loop import training_step
+    optimizer = torch.optim.SGD(task.model.parameters(), lr=0.1)
+    before = task.model.weight.detach().clone()
+    terms, stepped = training_step(task, task.model, optimizer, scaler, batch, None,
+                                   DistContext(0, 1, torch.device("cpu")), None)
+    return stepped, not torch.equal(task.model.weight, before)
+
+
+def test_fp16_skips_overflowing_steps_and_counts_a_nan_loss_as_one():
+    from lib.training.loop import NonFiniteLoss
+    task = _Affine()
+    scaler = torch.amp.GradScaler("cpu", enabled=True, init_scale=1024.0)
+    assert _step(task, scaler, torch.ones(2, 3)) == (True, True)
+    task.overflow = True
+    assert _step(task, scaler, torch.ones(2, 3)) == (False, False)  # the scaler's own skip
+    assert scaler.get_scale() == 512
+    task.overflow = False
+    assert _step(task, scaler, torch.full((2, 3), math.nan)) == (False, False)  # not raised
+    assert scaler.get_scale() == 512  # the forward pass overflowed, not the gradients
+    with pytest.raises(NonFiniteLoss):
+        _step(task, torch.amp.GradScaler("cpu", enabled=False), torch.full((2, 3), math.nan))
+
+
+def test_a_long_run_of_skipped_steps_stops_with_the_scale():
+    from lib.training.loop import SkippedSteps, TrainingStopped
+    scaler = torch.amp.GradScaler("cpu", enabled=True, init_scale=1024.0)
+    skipped = SkippedSteps(scaler, limit=3)
+    for stepped in (True, False, False, True, False, False):
+        skipped.record(stepped)
+    assert skipped.summary() == " fp16 scale 1024 skipped 4"
+    with pytest.raises(TrainingStopped) as err:
+        skipped.record(False)
+    assert "last 3 steps were skipped" in str(err.value) and "scale now 1024" in str(err.value)
+    assert SkippedSteps(torch.amp.GradScaler("cpu", enabled=False), 3).summary() == ""
+
+
+def test_fp16_training_logs_the_scale_and_stops_after_the_skip_limit(synth_voc, tmp_path,
+                                                                     monkeypatch):
+    from lib.stage2 import train_sgan
+    from lib.stage2.train_sgan import SGANTraining
+    from lib.training import loop
+    monkeypatch.setattr(loop, "amp_dtype", lambda amp, device: torch.float16)  # CPU autocast
+    monkeypatch.setattr(loop, "MAX_SKIPPED_STEPS", 3)
+    real_loss, calls = SGANTraining.loss, []
+
+    def diverging_loss(self, *args):
+        loss, terms = real_loss(self, *args)
+        calls.append(1)
+        return (loss, terms) if len(calls) == 1 else (loss * math.inf, terms * math.inf)
+
+    monkeypatch.setattr(SGANTraining, "loss", diverging_loss)
+    with pytest.raises(UserError) as err:
+        train_sgan.run(_train_cfg(synth_voc, tmp_path, max_iter=10, amp="fp16"))
+    assert "last 3 steps were skipped" in str(err.value) and "at iteration 4;" in str(err.value)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "fp16 scale 65536 skipped 0" in log and "fp16 scale 65536 skipped 2" in log

@@ -5,7 +5,9 @@ One loop for one process, torchrun or self-spawned processes. The global batch i
 global batch, and a task's loss is that share's part of the global batch's loss, so
 DistributedDataParallel's gradient average (times the number of processes) equals the
 gradient of the whole batch's loss. Checkpoints every ``step_size`` iterations and at the
-end, and resuming from them: lib/training/checkpointing.py.
+end, and resuming from them: lib/training/checkpointing.py. A run stops with one line, its
+last checkpoint intact, if the loss is NaN or infinite or if fp16's gradient scaler skips
+too many steps in a row.
 A task's loader may ship uint8 images; they are normalised on the device (prepare_batch).
 """
 import math
@@ -25,6 +27,8 @@ from lib.optim import build_optimizer, poly_lr, set_lr
 from lib.training.checkpointing import load_train_state, restore, resume_path, save_checkpoint
 from lib.training.distributed import launch
 from lib.training.runtime import amp_dtype, process_logger
+
+MAX_SKIPPED_STEPS = 100  # fp16: training stops after this many skipped steps in a row
 
 
 class TrainingTask:
@@ -96,25 +100,60 @@ def prepare_batch(batch, cfg, device):
     return batch
 
 
-class NonFiniteLoss(UserError):
-    """The loss became NaN or infinite (the message is the loss)."""
+class TrainingStopped(UserError):
+    """Training cannot go on (the message says why; the loop adds where)."""
+
+
+class NonFiniteLoss(TrainingStopped):
+    """The loss became NaN or infinite."""
 
 
 def training_step(task, net, optimizer, scaler, batch, cfg, ctx, dtype):
-    """One optimisation step on a prepared batch; returns the logged terms (a dict).
+    """One optimisation step on a prepared batch; returns (logged terms as a dict, whether
+    the weights were updated).
 
-    Raises NonFiniteLoss, before touching the weights, if the loss is not finite (unless
-    an fp16 gradient scaler handles that).
+    A NaN or infinite loss raises NonFiniteLoss before touching the weights; with an fp16
+    gradient scaler it is a skipped step instead, like the scaler's own skips of steps whose
+    gradients overflow (its scale then drops).
     """
     loss, terms = task.loss(net, batch, cfg, ctx, dtype)
-    terms = dict(zip(task.term_names, terms.tolist()))
-    if not scaler.is_enabled() and not all(math.isfinite(v) for v in terms.values()):
-        raise NonFiniteLoss(terms["loss"])
+    terms = dict(zip(task.term_names, terms.tolist()))  # summed over processes: all agree
+    if not all(math.isfinite(v) for v in terms.values()):
+        if not scaler.is_enabled():
+            raise NonFiniteLoss(f"loss is {terms['loss']}")
+        return terms, False
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss * ctx.world_size).backward()  # DDP averages: undo its 1/world
+    scale = scaler.get_scale()
     scaler.step(optimizer)
     scaler.update()
-    return terms
+    return terms, scaler.get_scale() >= scale
+
+
+class SkippedSteps:
+    """fp16's skipped steps. A few while the gradient scaler finds its scale are normal; a
+    long run of them means the weights no longer change, so training stops after ``limit``
+    in a row."""
+
+    def __init__(self, scaler, limit):
+        self.scaler, self.limit = scaler, limit
+        self.total = self.in_a_row = 0
+
+    def record(self, stepped):
+        """Count one step; raise TrainingStopped after ``limit`` skipped steps in a row."""
+        self.in_a_row = 0 if stepped else self.in_a_row + 1
+        self.total += not stepped
+        if self.in_a_row >= self.limit:
+            raise TrainingStopped(
+                f"fp16: the last {self.in_a_row} steps were skipped for NaN or infinite "
+                f"gradients or loss (loss scale now {self.scaler.get_scale():g}; amp=bf16 "
+                f"needs no scaler)")
+
+    def summary(self):
+        """The log line's text: loss scale and steps skipped so far ("" without fp16)."""
+        if not self.scaler.is_enabled():
+            return ""
+        return f" fp16 scale {self.scaler.get_scale():g} skipped {self.total}"
 
 
 def train(cfg, task):
@@ -167,6 +206,7 @@ def _train(ctx, cfg, task):
     if cfg.amp != "off" and dtype is None:
         logger.info("amp=%s needs CUDA; training in float32 on %s", cfg.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    skipped = SkippedSteps(scaler, MAX_SKIPPED_STEPS)
 
     loader = build_train_loader(dataset, cfg, ctx, start)
     logger.info("training %s on %d x %s: %d images, iterations %d..%d of global batch %d, "
@@ -178,20 +218,21 @@ def _train(ctx, cfg, task):
         for iteration, batch in zip(range(start, cfg.max_iter), loader):
             lr = poly_lr(cfg.lr, iteration, cfg.max_iter, cfg.power)
             set_lr(optimizer, lr)
-            try:
-                terms = training_step(task, net, optimizer, scaler,
-                                      prepare_batch(batch, cfg, device), cfg, ctx, dtype)
-            except NonFiniteLoss as exc:
-                raise UserError(f"loss is {exc} at iteration {iteration + 1}; stopped, "
-                                f"the last checkpoint in {out_dir} is intact") from None
-
             step = iteration + 1
+            try:
+                terms, stepped = training_step(task, net, optimizer, scaler,
+                                               prepare_batch(batch, cfg, device), cfg, ctx, dtype)
+                skipped.record(stepped)
+            except TrainingStopped as exc:
+                raise UserError(f"{exc} at iteration {step}; stopped, the last checkpoint in "
+                                f"{out_dir} is intact") from None
+
             progress.update(1)
             progress.set_postfix({k: f"{v:.4f}" for k, v in terms.items()}, lr=f"{lr:.2e}")
             if step % cfg.display_step == 0 or step == cfg.max_iter:
-                logger.info("iter %d/%d %s%s lr %.3e", step, cfg.max_iter,
+                logger.info("iter %d/%d %s%s lr %.3e%s", step, cfg.max_iter,
                             " ".join(f"{k} {v:.4f}" for k, v in terms.items()),
-                            task.status(model), lr)
+                            task.status(model), lr, skipped.summary())
             if step % cfg.step_size == 0 or step == cfg.max_iter:
                 logger.info("saved %s", save_checkpoint(model, optimizer, step, cfg, ctx))
     task.finish(model, cfg, ctx, logger)
