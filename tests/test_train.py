@@ -157,6 +157,18 @@ def test_a_key_added_since_a_run_was_saved_compares_as_its_default():
     assert changed_keys(saved, cfg) == [("amp", "off", "bf16")]
 
 
+def test_a_loader_that_ends_early_is_an_error(synth_voc, tmp_path, monkeypatch):
+    from lib.stage2 import train_sgan
+    from lib.training.loop import TrainingTask
+    options = TrainingTask.sample_options
+    monkeypatch.setattr(TrainingTask, "sample_options", staticmethod(
+        lambda cfg: {**options(cfg), "max_iters": 12}))  # the 12 names once: 4 batches of 3
+    with pytest.raises(UserError) as err:
+        train_sgan.run(_train_cfg(synth_voc, tmp_path, max_iter=5, step_size=10))
+    assert "ran out after iteration 4 of 5" in str(err.value)
+    assert not (tmp_path / "run" / "model_iter_5.pth").exists()
+
+
 class _Affine:
     """A task whose loss is w . x, and whose weight gradient can be made to overflow."""
 

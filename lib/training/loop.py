@@ -6,8 +6,8 @@ global batch, and a task's loss is that share's part of the global batch's loss,
 DistributedDataParallel's gradient average (times the number of processes) equals the
 gradient of the whole batch's loss. Checkpoints every ``step_size`` iterations and at the
 end, and resuming from them: lib/training/checkpointing.py. A run stops with one line, its
-last checkpoint intact, if the loss is NaN or infinite or if fp16's gradient scaler skips
-too many steps in a row.
+last checkpoint intact, if the loss is NaN or infinite, if fp16's gradient scaler skips too
+many steps in a row, or if the loader ends before ``max_iter``.
 A task's loader may ship uint8 images; they are normalised on the device (prepare_batch).
 """
 import math
@@ -213,6 +213,7 @@ def _train(ctx, cfg, task):
                 "weights from %s", cfg.cfg_name, ctx.world_size, device,
                 len(loader.dataset.names), start + 1, cfg.max_iter, cfg.batch_size,
                 state_file or pretrain or "scratch")
+    step = start
     with tqdm(total=cfg.max_iter, initial=start, desc=task.name, dynamic_ncols=True,
               disable=not ctx.is_main) as progress:
         for iteration, batch in zip(range(start, cfg.max_iter), loader):
@@ -235,4 +236,8 @@ def _train(ctx, cfg, task):
                             task.status(model), lr, skipped.summary())
             if step % cfg.step_size == 0 or step == cfg.max_iter:
                 logger.info("saved %s", save_checkpoint(model, optimizer, step, cfg, ctx))
+    if step < cfg.max_iter:
+        raise UserError(f"the training data ran out after iteration {step} of {cfg.max_iter} "
+                        f"(max_iter): {len(dataset)} samples, fewer than max_iter x batch_size; "
+                        f"the last checkpoint in {out_dir} is intact")
     task.finish(model, cfg, ctx, logger)
