@@ -9,6 +9,7 @@ on disk before they get their name, so a power cut cannot leave an empty file in
 import os
 import tempfile
 
+from lib import signal_point
 from lib.errors import UserError
 
 
@@ -30,6 +31,7 @@ def atomic_write_bytes(path, data, durable=False):
                 f.flush()
                 os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would make outputs private to their writer
+        signal_point.reach("atomic_write")
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

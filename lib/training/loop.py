@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from lib import signal_point
 from lib.config import check_dataset_paths, model_dir, pretrain_path, save_config
 from lib.dataset.sampler import GlobalBatchSampler
 from lib.errors import UserError
@@ -236,6 +237,7 @@ def _train(ctx, cfg, task):
                             task.status(model), lr, skipped.summary())
             if step % cfg.step_size == 0 or step == cfg.max_iter:
                 logger.info("saved %s", save_checkpoint(model, optimizer, step, cfg, ctx))
+            signal_point.reach("iteration")
     if step < cfg.max_iter:
         raise UserError(f"the training data ran out after iteration {step} of {cfg.max_iter} "
                         f"(max_iter): {len(dataset)} samples, fewer than max_iter x batch_size; "
