@@ -111,6 +111,15 @@ AFTER_TRAINING_KEYS = frozenset({
     "save_class_maps", "save_pictures",
 })
 
+# Keys that say how and where a training runs, not what it computes: with AFTER_TRAINING_KEYS
+# (which already holds num_worker, display_step, overwrite, checkpoint) the only keys that may
+# differ when a run resumes from its train_state.pth. cfg_name and save_model_path name where
+# the outputs go (resume=PATH may continue a run into a new folder).
+RUN_TIME_KEYS = frozenset({
+    "resume", "device", "num_processes", "step_size", "channels_last", "cfg_name",
+    "save_model_path",
+})
+
 
 def _type_name(spec):
     if isinstance(spec, tuple) and spec and spec[0] == "choice":

@@ -2,16 +2,24 @@
 
 Every output of this repository is written to a temporary file beside its target and renamed
 into place, so a reader (or a rerun after a kill) never sees a half-written file. Temporary
-files are hidden (``.tmp-*``), and listings leave hidden files out.
+files are hidden (``.tmp-*``), and listings leave hidden files out. Files a rerun trusts
+without reading them through (checkpoints, ``train_state.pth``) are also written ``durable``:
+on disk before they get their name, so a power cut cannot leave an empty file in their place.
 """
 import os
 import tempfile
 
+from lib import signal_point
 from lib.errors import UserError
 
 
-def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` so that a reader never sees a half-written file."""
+def atomic_write_bytes(path, data, durable=False):
+    """Write ``data`` to ``path`` so that a reader never sees a half-written file.
+
+    ``durable``: the data reach the disk before the rename, and the rename itself after it,
+    so that after a power cut ``path`` holds the old or the new file, never an empty one.
+    Slow (two disk flushes), so for checkpoints, not for thousands of PNGs.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
@@ -19,12 +27,32 @@ def atomic_write_bytes(path, data):
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would make outputs private to their writer
+        signal_point.reach("atomic_write")
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    if durable:
+        _sync_folder(folder)
+
+
+def _sync_folder(folder):
+    """Flush a folder's entries (a rename) to disk, where the OS can open a folder (not Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot flush a folder; the data themselves are on disk
+    finally:
+        os.close(fd)
 
 
 def file_names(folder, suffix=".png", what=""):

@@ -1,6 +1,7 @@
 """Bad input and interrupted work: one clear line, a non-zero exit, nothing half-written."""
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import torch
 from PIL import Image
 
 from conftest import REPO
+from lib.config import load_config
 from lib.dataset.check import check_files
 from lib.errors import UserError
 from lib.network.checkpoint import save_state_dict
@@ -176,53 +178,57 @@ def test_inference_stops_on_a_missing_saliency_map_before_writing(voc, tmp_path)
     assert not (tmp_path / "out").exists()
 
 
-def _wait_for(predicate, process, timeout=60):
-    import time
-    deadline = time.time() + timeout
-    while not predicate():
-        assert process.poll() is None, "the job ended before it could be interrupted"
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.05)
+def _signalled_at(point, count, signal_name):
+    """The environment that makes a job send itself a signal the count-th time it passes a
+    point of lib.signal_point: an interruption at a known moment, not after a guessed delay."""
+    from lib.signal_point import ENV
+    return {**os.environ, ENV: f"{point}:{count}:{signal_name}"}
 
 
-def test_killed_inference_leaves_whole_files_and_a_rerun_finishes(tmp_path):
-    import signal
-
+def test_killed_inference_leaves_whole_files_and_a_rerun_finishes(voc, tmp_path):
     from PIL import Image
-    root = tmp_path / "voc"
-    names = generate_dataset(str(root), num_images=80, min_size=64, max_size=97, seed=2)
+    names, _, _ = _paths(voc)
     checkpoint = tmp_path / "m.pth"
     save_state_dict(SGAN(width_mult=0.125).state_dict(), str(checkpoint))
     out = tmp_path / "out" / "sgan_vgg16_321x321_snet_seedcam_0.25"
-    args = [sys.executable, "tools/stage2/infer_cam.py", "--cfg_file", PAPER,
-            f"dataset_root={root}", f"checkpoint={checkpoint}", "width_mult=0.125",
-            f"res_path={tmp_path / 'out'}", "num_worker=0", "resize=129"]
-    job = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for(lambda: out.is_dir() and len(os.listdir(out)) >= 3, job)
-    job.send_signal(signal.SIGKILL)
-    job.wait()
-    done = [f for f in os.listdir(out) if not f.startswith(".")]
-    assert 3 <= len(done) < len(names)
+    args = ["tools/stage2/infer_cam.py", "--cfg_file", PAPER, f"dataset_root={voc}",
+            f"checkpoint={checkpoint}", "width_mult=0.125", f"res_path={tmp_path / 'out'}",
+            "num_worker=0", "resize=65"]
+    # killed with the 4th seed PNG written to its temporary file but not yet renamed (the
+    # folder's record.yml is the first file written)
+    killed = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, check=False,
+                            env=_signalled_at("atomic_write", 5, "SIGKILL"))
+    assert killed.returncode == -signal.SIGKILL
+    done = sorted(f for f in os.listdir(out) if f.endswith(".png"))
+    assert done == [n + ".png" for n in names[:3]]
+    assert [f.startswith(".tmp-") for f in os.listdir(out)].count(True) == 1
     for f in done:
         Image.open(out / f).load()  # every visible file is complete
-    rerun = run_tool(*args[1:])
+    rerun = run_tool(*args)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"{len(done)} already there" in rerun.stderr
-    assert sorted(f[:-4] for f in os.listdir(out) if not f.startswith(".")) == names
+    assert "3 already there" in rerun.stderr
+    assert sorted(f[:-4] for f in os.listdir(out) if f.endswith(".png")) == names
 
 
 def test_ctrl_c_ends_training_with_one_line_and_exit_130(voc, tmp_path):
-    import signal
-    args = [sys.executable, "tools/stage2/train_sgan.py", "--cfg_file", PAPER,
-            f"dataset_root={voc}", "pretrain=", "resize=65", "max_iter=100000",
-            "batch_size=2", "num_worker=0", "width_mult=0.125", f"save_model_path={tmp_path}"]
-    job = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
-    _wait_for(lambda: (tmp_path / "sgan_vgg16_321x321_snet" / "train.log").exists(), job)
-    job.send_signal(signal.SIGINT)
-    _, stderr = job.communicate(timeout=60)
-    assert job.returncode == 130
-    assert stderr.strip().splitlines()[-1] == "interrupted" and "Traceback" not in stderr
+    from lib.network.checkpoint import load_file
+    from lib.stage2 import train_sgan
+    overrides = [f"dataset_root={voc}", "pretrain=", "resize=33", "max_iter=6", "step_size=2",
+                 "batch_size=2", "num_worker=0", "width_mult=0.125",
+                 f"save_model_path={tmp_path}"]
+    # Ctrl-C right after iteration 3: the checkpoint of iteration 2 is the last one
+    job = subprocess.run([sys.executable, "tools/stage2/train_sgan.py", "--cfg_file", PAPER,
+                          *overrides], cwd=REPO, capture_output=True, text=True, check=False,
+                         env=_signalled_at("iteration", 3, "SIGINT"))
+    assert job.returncode == 130, job.stderr
+    assert job.stderr.strip().splitlines()[-1] == "interrupted" and "Traceback" not in job.stderr
+    run_dir = tmp_path / "sgan_vgg16_321x321_snet"
+    assert sorted(os.listdir(run_dir)) == ["config.yml", "model_iter_2.pth", "train.log",
+                                           "train_state.pth"]  # nothing half-written
+    assert load_file(str(run_dir / "train_state.pth"))["iteration"] == 2
+    train_sgan.run(load_config(PAPER, [*overrides, "resume=true"]))
+    assert "resumed from" in (run_dir / "train.log").read_text()
+    assert (run_dir / "model_iter_6.pth").exists()
 
 
 def test_a_diverging_loss_stops_training_and_keeps_the_last_good_checkpoint(voc, tmp_path):
@@ -290,3 +296,29 @@ def test_an_error_from_a_loader_worker_is_one_line(voc, tmp_path):
         next(iter(DataLoader(dataset, batch_size=2, num_workers=1)))
     assert "\n" in str(err.value)  # the worker's traceback
     assert error_line(err.value) == f"cannot read map {dataset.seed_path(dataset.names[0])}"
+
+
+def test_checkpoints_reach_the_disk_before_their_rename(tmp_path, monkeypatch):
+    import stat
+
+    from lib.image import write_png
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        info = os.fstat(fd)
+        events.append(("fsync folder",) if stat.S_ISDIR(info.st_mode) else ("fsync", info.st_size))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.path.getsize(src)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    save_state_dict({"w": torch.zeros(100)}, str(tmp_path / "model_iter_2.pth"))
+    size = os.path.getsize(tmp_path / "model_iter_2.pth")
+    assert events == [("fsync", size), ("replace", size), ("fsync folder",)]  # flushed, synced
+    events.clear()
+    write_png(str(tmp_path / "seed.png"), np.zeros((4, 4), np.uint8))
+    assert [e[0] for e in events] == ["replace"]  # PNG outputs stay fast

@@ -83,3 +83,10 @@ def test_after_training_keys_are_known_keys():
     from lib.config import AFTER_TRAINING_KEYS
     assert AFTER_TRAINING_KEYS < set(SCHEMA)
     assert not AFTER_TRAINING_KEYS & {"lr", "max_iter", "batch_size", "resize", "random_seed"}
+
+
+def test_run_time_keys_are_known_keys_that_leave_the_recipe_alone():
+    from lib.config import AFTER_TRAINING_KEYS, RUN_TIME_KEYS
+    assert RUN_TIME_KEYS < set(SCHEMA) and not RUN_TIME_KEYS & AFTER_TRAINING_KEYS
+    assert not RUN_TIME_KEYS & {"lr", "max_iter", "batch_size", "power", "random_seed", "amp",
+                                "dataset_root", "width_mult"}

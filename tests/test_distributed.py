@@ -13,13 +13,12 @@ from conftest import REPO
 from lib.config import load_config
 from lib.dataset.sampler import GlobalBatchSampler
 from lib.dataset.voc12_sgan import VOC12ClsSalDataset
-from lib.losses import sgan_loss
 from lib.network.checkpoint import read_state_dict
 from lib.network.sgan import SGAN
 from lib.stage2 import train_sgan
+from lib.stage2.train_sgan import SGANTraining
 from lib.training import loop as training
-from lib.training.distributed import DistContext, all_reduce_sum
-from lib.voc import SEED_IGNORE
+from lib.training.distributed import DistContext
 
 PAPER = os.path.join(REPO, "config", "sgan_vgg16_321x321.yml")
 GLOBAL_BATCH = 5  # does not divide by 2 processes: shares of 3 and 2
@@ -32,28 +31,42 @@ def _model():
     return model
 
 
-def _gradients(model, batch, ctx, net=None):
-    seed_pixels = all_reduce_sum((batch["seed"] != SEED_IGNORE).sum(), ctx)
-    score, seg = (net or model)(batch["image"], batch["sal"])
-    loss = sgan_loss(score, seg, batch["label"], batch["seed"], 0.15, True, GLOBAL_BATCH,
-                     seed_pixels)[0]
-    (loss * ctx.world_size).backward()
-    return {n: p.grad.clone() for n, p in model.named_parameters()}
+class _RecordingOptimizer:
+    """Stands for SGD in training_step: keeps the gradients it would step with."""
+
+    def __init__(self, model):
+        self.model = model
+        self.gradients = None
+
+    def zero_grad(self, set_to_none=True):
+        self.model.zero_grad(set_to_none=set_to_none)
+
+    def step(self):
+        self.gradients = {n: p.grad.clone() for n, p in self.model.named_parameters()}
 
 
-def _batch(root, indices):
+def _production_gradients(root, ctx, net=None, model=None):
+    """The gradients of lib.training.loop.training_step with SGANTraining's loss on this
+    process's share of the first global batch (all of it on one process)."""
+    cfg = load_config(PAPER, {"dataset_root": root, "batch_size": GLOBAL_BATCH, "resize": 33})
+    indices = next(iter(GlobalBatchSampler(12, GLOBAL_BATCH, 1, ctx.rank, ctx.world_size)))
     dataset = VOC12ClsSalDataset(root, "im_tags.pkl", new_size=33, mirror=True)
-    return torch.utils.data.default_collate([dataset[i] for i in indices])
+    batch = training.prepare_batch(
+        torch.utils.data.default_collate([dataset[i] for i in indices]), cfg, ctx.device)
+    model = model or _model()
+    optimizer = _RecordingOptimizer(model)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    training.training_step(SGANTraining(), net or model, optimizer, scaler, batch, cfg, ctx, None)
+    return optimizer.gradients
 
 
 def _two_process_step(rank, root, port, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
-    ctx = DistContext(rank, 2, torch.device("cpu"))
-    sampler = GlobalBatchSampler(12, GLOBAL_BATCH, seed=1, rank=rank, world_size=2)
+    torch.set_num_threads(1)
     model = _model()
-    grads = _gradients(model, _batch(root, next(iter(sampler))), ctx,
-                       DistributedDataParallel(model))
+    grads = _production_gradients(root, DistContext(rank, 2, torch.device("cpu")),
+                                  DistributedDataParallel(model), model)
     if rank == 0:
         torch.save(grads, out)
     dist.destroy_process_group()
@@ -64,8 +77,7 @@ def test_two_process_gradients_equal_one_process(synth_voc, tmp_path):
     out = str(tmp_path / "grads.pt")
     mp.spawn(_two_process_step, args=(synth_voc, _free_port(), out), nprocs=2)
     shared = torch.load(out)
-    indices = next(iter(GlobalBatchSampler(12, GLOBAL_BATCH, seed=1)))
-    single = _gradients(_model(), _batch(synth_voc, indices), DistContext(0, 1, torch.device("cpu")))
+    single = _production_gradients(synth_voc, DistContext(0, 1, torch.device("cpu")))
     for name, grad in single.items():
         torch.testing.assert_close(shared[name], grad, rtol=1e-4, atol=1e-6, msg=name)
 

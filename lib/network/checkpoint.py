@@ -78,7 +78,8 @@ def load_sgan(model, path):
 
 
 def save_state_dict(state, path):
-    """``torch.save`` to a temporary file, then rename: a killed run keeps the last good file."""
+    """``torch.save`` to a temporary file, flushed to disk, then rename: a killed run or a
+    power cut keeps the last good file."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue(), durable=True)

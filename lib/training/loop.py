@@ -5,29 +5,31 @@ One loop for one process, torchrun or self-spawned processes. The global batch i
 global batch, and a task's loss is that share's part of the global batch's loss, so
 DistributedDataParallel's gradient average (times the number of processes) equals the
 gradient of the whole batch's loss. Checkpoints every ``step_size`` iterations and at the
-end: ``model_iter_<N>.pth`` (a plain state dict, SPEC section 8) and ``train_state.pth``
-(model, optimizer, iteration, RNG states, config) that ``resume`` continues from.
+end, and resuming from them: lib/training/checkpointing.py. A run stops with one line, its
+last checkpoint intact, if the loss is NaN or infinite, if fp16's gradient scaler skips too
+many steps in a row, or if the loader ends before ``max_iter``.
 A task's loader may ship uint8 images; they are normalised on the device (prepare_batch).
 """
 import math
 import os
 
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from lib.config import SCHEMA, check_dataset_paths, model_dir, pretrain_path, save_config
+from lib import signal_point
+from lib.config import check_dataset_paths, model_dir, pretrain_path, save_config
 from lib.dataset.sampler import GlobalBatchSampler
 from lib.errors import UserError
 from lib.image import normalise_on_device
-from lib.network.checkpoint import load_backbone, load_file, save_state_dict
+from lib.network.checkpoint import load_backbone
 from lib.optim import build_optimizer, poly_lr, set_lr
-from lib.training.distributed import barrier, launch
+from lib.training.checkpointing import load_train_state, restore, resume_path, save_checkpoint
+from lib.training.distributed import launch
 from lib.training.runtime import amp_dtype, process_logger
 
-TRAIN_STATE = "train_state.pth"
+MAX_SKIPPED_STEPS = 100  # fp16: training stops after this many skipped steps in a row
 
 
 class TrainingTask:
@@ -77,16 +79,6 @@ class TrainingTask:
         """Called on every process after the last iteration."""
 
 
-def resume_path(cfg):
-    """The train state to resume from: ``resume`` true -> the run's own, a path -> that."""
-    if cfg.resume is False:
-        return None
-    path = os.path.join(model_dir(cfg), TRAIN_STATE) if cfg.resume is True else cfg.resume
-    if not os.path.isfile(path):
-        raise UserError(f"config key 'resume': no train state at {path}")
-    return path
-
-
 def build_train_loader(dataset, cfg, ctx, start_batch=0):
     """This process's loader: its share of every global batch, from ``start_batch`` on."""
     sampler = GlobalBatchSampler(len(dataset), cfg.batch_size, cfg.random_seed, ctx.rank,
@@ -109,67 +101,60 @@ def prepare_batch(batch, cfg, device):
     return batch
 
 
-class NonFiniteLoss(UserError):
-    """The loss became NaN or infinite (the message is the loss)."""
+class TrainingStopped(UserError):
+    """Training cannot go on (the message says why; the loop adds where)."""
+
+
+class NonFiniteLoss(TrainingStopped):
+    """The loss became NaN or infinite."""
 
 
 def training_step(task, net, optimizer, scaler, batch, cfg, ctx, dtype):
-    """One optimisation step on a prepared batch; returns the logged terms (a dict).
+    """One optimisation step on a prepared batch; returns (logged terms as a dict, whether
+    the weights were updated).
 
-    Raises NonFiniteLoss, before touching the weights, if the loss is not finite (unless
-    an fp16 gradient scaler handles that).
+    A NaN or infinite loss raises NonFiniteLoss before touching the weights; with an fp16
+    gradient scaler it is a skipped step instead, like the scaler's own skips of steps whose
+    gradients overflow (its scale then drops).
     """
     loss, terms = task.loss(net, batch, cfg, ctx, dtype)
-    terms = dict(zip(task.term_names, terms.tolist()))
-    if not scaler.is_enabled() and not all(math.isfinite(v) for v in terms.values()):
-        raise NonFiniteLoss(terms["loss"])
+    terms = dict(zip(task.term_names, terms.tolist()))  # summed over processes: all agree
+    if not all(math.isfinite(v) for v in terms.values()):
+        if not scaler.is_enabled():
+            raise NonFiniteLoss(f"loss is {terms['loss']}")
+        return terms, False
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss * ctx.world_size).backward()  # DDP averages: undo its 1/world
+    scale = scaler.get_scale()
     scaler.step(optimizer)
     scaler.update()
-    return terms
+    return terms, scaler.get_scale() >= scale
 
 
-def _rng_state(ctx):
-    state = {"cpu": torch.get_rng_state()}
-    if ctx.device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(ctx.device)
-    return state
+class SkippedSteps:
+    """fp16's skipped steps. A few while the gradient scaler finds its scale are normal; a
+    long run of them means the weights no longer change, so training stops after ``limit``
+    in a row."""
 
+    def __init__(self, scaler, limit):
+        self.scaler, self.limit = scaler, limit
+        self.total = self.in_a_row = 0
 
-def _gather(obj, ctx):
-    if not ctx.distributed:
-        return [obj]
-    gathered = [None] * ctx.world_size
-    dist.all_gather_object(gathered, obj)
-    return gathered
+    def record(self, stepped):
+        """Count one step; raise TrainingStopped after ``limit`` skipped steps in a row."""
+        self.in_a_row = 0 if stepped else self.in_a_row + 1
+        self.total += not stepped
+        if self.in_a_row >= self.limit:
+            raise TrainingStopped(
+                f"fp16: the last {self.in_a_row} steps were skipped for NaN or infinite "
+                f"gradients or loss (loss scale now {self.scaler.get_scale():g}; amp=bf16 "
+                f"needs no scaler)")
 
-
-def _restore(state, model, optimizer, ctx, logger):
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    rng = state["rng"]
-    if len(rng) == ctx.world_size:
-        torch.set_rng_state(rng[ctx.rank]["cpu"])
-        if "cuda" in rng[ctx.rank] and ctx.device.type == "cuda":
-            torch.cuda.set_rng_state(rng[ctx.rank]["cuda"], ctx.device)
-    else:
-        logger.info("resuming on %d processes instead of %d: dropout streams start afresh",
-                    ctx.world_size, len(rng))
-    return int(state["iteration"])
-
-
-def save_checkpoint(model, optimizer, step, cfg, ctx):
-    """``model_iter_<step>.pth`` and the resumable ``train_state.pth``, written by rank 0."""
-    rng = _gather(_rng_state(ctx), ctx)
-    path = os.path.join(model_dir(cfg), f"model_iter_{step}.pth")
-    if ctx.is_main:
-        save_state_dict(model.state_dict(), path)
-        save_state_dict({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "iteration": step, "rng": rng, "config": {k: cfg[k] for k in SCHEMA}},
-                        os.path.join(model_dir(cfg), TRAIN_STATE))
-    barrier(ctx)
-    return path
+    def summary(self):
+        """The log line's text: loss scale and steps skipped so far ("" without fp16)."""
+        if not self.scaler.is_enabled():
+            return ""
+        return f" fp16 scale {self.scaler.get_scale():g} skipped {self.total}"
 
 
 def train(cfg, task):
@@ -190,12 +175,15 @@ class _Worker:
 def _train(ctx, cfg, task):
     check_dataset_paths(cfg, "cue_file")  # check the inputs before writing anything
     state_file = resume_path(cfg)
+    state, changes = load_train_state(state_file, cfg) if state_file else (None, [])
     pretrain = None if state_file else pretrain_path(cfg)
     dataset = task.build_dataset(cfg)
     out_dir = model_dir(cfg)
+    config_file = os.path.join(out_dir, "config.yml")
     if ctx.is_main:
         os.makedirs(out_dir, exist_ok=True)
-        save_config(cfg, os.path.join(out_dir, "config.yml"))
+        if not (state_file and os.path.exists(config_file)):  # a resumed run keeps its record
+            save_config(cfg, config_file)
     logger = process_logger(f"sgan.{task.name}", os.path.join(out_dir, "train.log"), ctx.is_main)
     device = ctx.device
 
@@ -207,8 +195,10 @@ def _train(ctx, cfg, task):
     torch.manual_seed(cfg.random_seed + ctx.rank)  # dropout streams differ between processes
     start = 0
     if state_file:
-        start = _restore(load_file(state_file), model, optimizer, ctx, logger)
-        logger.info("resumed from %s at iteration %d", state_file, start)
+        start = restore(state, model, optimizer, ctx, logger)
+        del state
+        logger.info("resumed from %s at iteration %d%s", state_file, start,
+                    "; changed: " + ", ".join(changes) if changes else "")
     net = model
     if ctx.distributed:
         net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
@@ -217,31 +207,39 @@ def _train(ctx, cfg, task):
     if cfg.amp != "off" and dtype is None:
         logger.info("amp=%s needs CUDA; training in float32 on %s", cfg.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    skipped = SkippedSteps(scaler, MAX_SKIPPED_STEPS)
 
     loader = build_train_loader(dataset, cfg, ctx, start)
     logger.info("training %s on %d x %s: %d images, iterations %d..%d of global batch %d, "
                 "weights from %s", cfg.cfg_name, ctx.world_size, device,
                 len(loader.dataset.names), start + 1, cfg.max_iter, cfg.batch_size,
                 state_file or pretrain or "scratch")
+    step = start
     with tqdm(total=cfg.max_iter, initial=start, desc=task.name, dynamic_ncols=True,
               disable=not ctx.is_main) as progress:
         for iteration, batch in zip(range(start, cfg.max_iter), loader):
             lr = poly_lr(cfg.lr, iteration, cfg.max_iter, cfg.power)
             set_lr(optimizer, lr)
-            try:
-                terms = training_step(task, net, optimizer, scaler,
-                                      prepare_batch(batch, cfg, device), cfg, ctx, dtype)
-            except NonFiniteLoss as exc:
-                raise UserError(f"loss is {exc} at iteration {iteration + 1}; stopped, "
-                                f"the last checkpoint in {out_dir} is intact") from None
-
             step = iteration + 1
+            try:
+                terms, stepped = training_step(task, net, optimizer, scaler,
+                                               prepare_batch(batch, cfg, device), cfg, ctx, dtype)
+                skipped.record(stepped)
+            except TrainingStopped as exc:
+                raise UserError(f"{exc} at iteration {step}; stopped, the last checkpoint in "
+                                f"{out_dir} is intact") from None
+
             progress.update(1)
             progress.set_postfix({k: f"{v:.4f}" for k, v in terms.items()}, lr=f"{lr:.2e}")
             if step % cfg.display_step == 0 or step == cfg.max_iter:
-                logger.info("iter %d/%d %s%s lr %.3e", step, cfg.max_iter,
+                logger.info("iter %d/%d %s%s lr %.3e%s", step, cfg.max_iter,
                             " ".join(f"{k} {v:.4f}" for k, v in terms.items()),
-                            task.status(model), lr)
+                            task.status(model), lr, skipped.summary())
             if step % cfg.step_size == 0 or step == cfg.max_iter:
                 logger.info("saved %s", save_checkpoint(model, optimizer, step, cfg, ctx))
+            signal_point.reach("iteration")
+    if step < cfg.max_iter:
+        raise UserError(f"the training data ran out after iteration {step} of {cfg.max_iter} "
+                        f"(max_iter): {len(dataset)} samples, fewer than max_iter x batch_size; "
+                        f"the last checkpoint in {out_dir} is intact")
     task.finish(model, cfg, ctx, logger)

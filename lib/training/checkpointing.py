@@ -1,0 +1,100 @@
+"""Checkpoints of the training loop and resuming from them (SPEC section 4).
+
+Every ``step_size`` iterations and at the end, rank 0 writes ``model_iter_<N>.pth`` (a plain
+state dict, SPEC section 8) and ``train_state.pth``: model, optimizer, iteration, every
+process's RNG states and the configuration. ``resume`` continues from a train state only
+under the configuration it was trained with: keys that change what training computes (batch,
+schedule, data, seed, precision ...) must be the saved ones; keys of AFTER_TRAINING_KEYS and
+RUN_TIME_KEYS may differ, and the differences are logged.
+"""
+import os
+
+import torch
+import torch.distributed as dist
+
+from lib.config import AFTER_TRAINING_KEYS, RUN_TIME_KEYS, SCHEMA, model_dir
+from lib.errors import UserError
+from lib.network.checkpoint import load_file, save_state_dict
+from lib.training.distributed import barrier
+
+TRAIN_STATE = "train_state.pth"
+
+
+def resume_path(cfg):
+    """The train state to resume from: ``resume`` true -> the run's own, a path -> that."""
+    if cfg.resume is False:
+        return None
+    path = os.path.join(model_dir(cfg), TRAIN_STATE) if cfg.resume is True else cfg.resume
+    if not os.path.isfile(path):
+        raise UserError(f"config key 'resume': no train state at {path}")
+    return path
+
+
+def changed_keys(saved, cfg):
+    """(key, saved value, value in ``cfg``) for each key of SCHEMA whose value differs from
+    ``saved`` (a run's recorded configuration). A key ``saved`` lacks (one added to SCHEMA
+    since) had its default."""
+    return [(key, saved.get(key, default), cfg[key]) for key, (_, default) in SCHEMA.items()
+            if saved.get(key, default) != cfg[key]]
+
+
+def load_train_state(path, cfg):
+    """The train state at ``path`` and the run-time keys that changed since it was saved
+    (``key old -> new`` texts); a UserError naming the first key that changes training."""
+    state = load_file(path)
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+        raise UserError(f"config key 'resume': {path} is not a train state (no configuration)")
+    changes = changed_keys(state["config"], cfg)
+    refused = [c for c in changes if c[0] not in AFTER_TRAINING_KEYS | RUN_TIME_KEYS]
+    if refused:
+        key, saved, now = refused[0]
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        raise UserError(f"config key '{key}' is {now!r} but the run in {path} was trained with "
+                        f"{saved!r}{more}: put it back to resume, or start a new run under "
+                        f"another cfg_name")
+    return state, [f"{key} {saved!r} -> {now!r}" for key, saved, now in changes
+                   if key != "resume"]
+
+
+def _rng_state(ctx):
+    state = {"cpu": torch.get_rng_state()}
+    if ctx.device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(ctx.device)
+    return state
+
+
+def _gather(obj, ctx):
+    if not ctx.distributed:
+        return [obj]
+    gathered = [None] * ctx.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def restore(state, model, optimizer, ctx, logger):
+    """Load a train state into ``model`` and ``optimizer`` and this process's RNG; return
+    the iteration it was saved at."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    rng = state["rng"]
+    if len(rng) == ctx.world_size:
+        torch.set_rng_state(rng[ctx.rank]["cpu"])
+        if "cuda" in rng[ctx.rank] and ctx.device.type == "cuda":
+            torch.cuda.set_rng_state(rng[ctx.rank]["cuda"], ctx.device)
+    else:
+        logger.info("resuming on %d processes instead of %d: dropout streams start afresh",
+                    ctx.world_size, len(rng))
+    return int(state["iteration"])
+
+
+def save_checkpoint(model, optimizer, step, cfg, ctx):
+    """``model_iter_<step>.pth`` and the resumable ``train_state.pth``, written by rank 0."""
+    rng = _gather(_rng_state(ctx), ctx)
+    path = os.path.join(model_dir(cfg), f"model_iter_{step}.pth")
+    if ctx.is_main:
+        save_state_dict(model.state_dict(), path)
+        save_state_dict({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "iteration": step, "rng": rng, "config": {k: cfg[k] for k in SCHEMA}},
+                        os.path.join(model_dir(cfg), TRAIN_STATE))
+    barrier(ctx)
+    return path
