@@ -87,7 +87,7 @@ def check_record(folder, wanted, has_outputs, overwrite, retry_hint):
 def write_record(folder, record):
     """Write the record durably, before the first output, so a killed run can continue."""
     data = yaml.safe_dump(record, sort_keys=False).encode()
-    atomic_write_bytes(record_path(folder), data)
+    atomic_write_bytes(record_path(folder), data, durable=True)
 
 
 def names_to_write(names, ctx, done, overwrite):

@@ -12,8 +12,7 @@ from lib.network.convert_vgg import torchvision_to_caffe
 from lib.network.deeplab import (
     DeepLabV2,
     load_initial_weights,
-    make_resnet101_init,
-    make_vgg16_init,
+    make_initial_weights,
     read_imagenet_weights,
     resnet101_init_from_imagenet,
     vgg16_init_from_imagenet,
@@ -145,7 +144,7 @@ def test_vgg16_init_from_imagenet_decimates_fc6_fc7(torchvision_vgg16):
 def test_make_vgg16_init_and_load_it(torchvision_vgg16, tmp_path):
     source, init = str(tmp_path / "vgg16-397923af.pth"), str(tmp_path / "init.pth")
     torch.save(torchvision_vgg16, source)
-    make_vgg16_init(source, init)
+    make_initial_weights("vgg16", source, init)
     expected = vgg16_init_from_imagenet(torchvision_vgg16)
     for path in (init, source):  # our layout, or torchvision's converted on the fly
         model = DeepLabV2("vgg16")
@@ -193,7 +192,7 @@ def test_resnet101_batchnorm_stays_frozen_in_training(tmp_path):
             value.uniform_(0.5, 1.5)
     source, init = str(tmp_path / "resnet101.pth"), str(tmp_path / "init.pth")
     torch.save(torchvision_state, source)
-    make_resnet101_init(source, init)
+    make_initial_weights("resnet101", source, init)
     model = DeepLabV2("resnet101")
     aspp = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("aspp.")}
     load_initial_weights(model, init)

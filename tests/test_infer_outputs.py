@@ -15,7 +15,7 @@ from infer_helpers import PAPER, infer_config, write_checkpoint
 from lib.dataset.voc12_sgan import VOC12SalInferDataset, saliency_background
 from lib.errors import UserError
 from lib.image import encode_png, read_grey, write_png
-from lib.network.checkpoint import load_sgan, read_state_dict, save_state_dict
+from lib.network.checkpoint import load_checkpoint, read_state_dict, save_state_dict
 from lib.network.sgan import sgan_from_config
 from lib.pictures.panels import overlay
 from lib.pictures.seed_figure import GAP
@@ -53,7 +53,7 @@ def _expected_maps(cfg):
     """name -> (M, tags, bg, size) computed here, straight from the network and dataset, in
     batches of the same size (batched convolutions round differently)."""
     model = sgan_from_config(cfg)
-    load_sgan(model, cfg.checkpoint)
+    load_checkpoint(model, cfg.checkpoint)
     model.eval()
     dataset = VOC12SalInferDataset(cfg.dataset_root, cfg.cue_file, new_size=cfg.resize)
     expected = {}

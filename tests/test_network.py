@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from conftest import DATA
 from lib.network.backbone import build_backbone
 from lib.network.backbone.vgg16 import CONV_NAMES
-from lib.network.checkpoint import CheckpointError, load_backbone, load_sgan, save_state_dict
+from lib.network.checkpoint import CheckpointError, load_backbone, load_checkpoint, save_state_dict
 from lib.network.sgan import SGAN, saliency_affinity, saliency_guided_attention
 from lib.optim import parameter_groups
 
@@ -160,15 +160,15 @@ def test_checkpoint_round_trip_and_prefixes(tmp_path, model):
     path = str(tmp_path / "m.pth")
     save_state_dict(state, path)
     other = SGAN("vgg16", width_mult=0.125)
-    load_sgan(other, path)
+    load_checkpoint(other, path)
     for k, v in other.state_dict().items():
         assert torch.equal(v, state[k]), k
     wrapped = {"module." + k: v for k, v in state.items()}
     save_state_dict(wrapped, path)
-    load_sgan(SGAN("vgg16", width_mult=0.125), path)
+    load_checkpoint(SGAN("vgg16", width_mult=0.125), path)
     bare = {k.replace("backbone.", ""): v for k, v in state.items()}
     save_state_dict(bare, path)
-    load_sgan(SGAN("vgg16", width_mult=0.125), path)
+    load_checkpoint(SGAN("vgg16", width_mult=0.125), path)
 
 
 def test_backbone_init_ignores_extra_keys_and_lists_missing(tmp_path, model):
@@ -188,4 +188,4 @@ def test_shape_mismatch_is_reported(tmp_path, model):
     path = str(tmp_path / "m.pth")
     save_state_dict(model.state_dict(), path)
     with pytest.raises(CheckpointError, match="shape differences: backbone.conv1_1.weight"):
-        load_sgan(SGAN("vgg16", width_mult=0.25), path)
+        load_checkpoint(SGAN("vgg16", width_mult=0.25), path)

@@ -68,12 +68,15 @@ def load_backbone(model, path):
     fit_state_dict(model.backbone, state, path, strict_unexpected=False)
 
 
-def load_sgan(model, path):
-    """Load an SGAN checkpoint, also with a ``module.`` prefix or un-prefixed backbone keys."""
+def load_checkpoint(model, path):
+    """Load a trained model's checkpoint (SGAN, classifier, DeepLab), also with a ``module.``
+    prefix or, for a model with a ``backbone``, un-prefixed backbone keys (published SGAN)."""
     state = read_state_dict(path)
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-    backbone_keys = set(model.backbone.state_dict())
-    state = {("backbone." + k if k in backbone_keys else k): v for k, v in state.items()}
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    backbone = getattr(model, "backbone", None)
+    if backbone is not None:
+        backbone_keys = set(backbone.state_dict())
+        state = {("backbone." + k if k in backbone_keys else k): v for k, v in state.items()}
     fit_state_dict(model, state, path, strict_unexpected=True)
 
 

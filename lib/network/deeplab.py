@@ -190,7 +190,7 @@ TORCHVISION_MARKERS = {"vgg16": "features.0.weight", "resnet101": "conv1.weight"
 def load_initial_weights(model, path):
     """Load ``seg_pretrain`` into a DeepLabV2; all but its new layers (fc8 / ASPP) must be there.
 
-    The file holds our layout (written by make_vgg16_init / make_resnet101_init, or a Caffe
+    The file holds our layout (written by make_initial_weights, or a Caffe
     model converted to these keys) or torchvision's ImageNet state dict, converted here. New
     layers the file has load too (as Caffe copies every layer it finds by name); the others
     keep their N(0, 0.01^2) start. Other keys, and a ``module.`` prefix, are ignored.
@@ -226,22 +226,13 @@ def read_imagenet_weights(source):
                               f"{one_line(exc)}") from None
 
 
-def _make_init(backbone, source, out_path):
+def make_initial_weights(backbone, source, out_path):
+    """Write the initial weights (all but the new layers) of a ``backbone`` DeepLabV2 from
+    ImageNet ``source``: a local file (``vgg16-397923af.pth``, ``resnet101-63fe2227.pth``) or a
+    torchvision weights name (``VGG16_Weights.IMAGENET1K_V1``, ``ResNet101_Weights.IMAGENET1K_V1``)."""
     state = read_imagenet_weights(source)
     try:
         state = IMAGENET_CONVERSIONS[backbone](state)
     except CheckpointError as exc:
         raise CheckpointError(f"{source}: {exc}") from None
     save_state_dict(state, out_path)
-
-
-def make_vgg16_init(source, out_path):
-    """Write the vgg16 DeepLabV2's initial weights (no fc8) from ImageNet VGG16 ``source``:
-    a local ``vgg16-397923af.pth`` or ``VGG16_Weights.IMAGENET1K_V1``."""
-    _make_init("vgg16", source, out_path)
-
-
-def make_resnet101_init(source, out_path):
-    """Write the resnet101 DeepLabV2's initial weights (no ASPP) from ImageNet ResNet-101
-    ``source``: a local ``resnet101-63fe2227.pth`` or ``ResNet101_Weights.IMAGENET1K_V1``."""
-    _make_init("resnet101", source, out_path)

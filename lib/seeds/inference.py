@@ -18,7 +18,7 @@ from lib.config import check_dataset_paths, checkpoint_path
 from lib.dataset.check import check_files
 from lib.dataset.voc12_sgan import VOC12SalInferDataset
 from lib.image import normalise_on_device
-from lib.network.checkpoint import load_sgan
+from lib.network.checkpoint import load_checkpoint
 from lib.records import names_to_write, prepare_output_folder, weights_identity
 from lib.seeds.writer import ImageJob, write_image_outputs
 from lib.training.distributed import all_reduce_sum, barrier, launch
@@ -46,7 +46,7 @@ class SeedModel:
     def build(self, cfg):
         """(model with its weights loaded, the weights file); raise before anything is written."""
         model, weights = self.network(cfg), checkpoint_path(cfg)
-        load_sgan(model, weights)
+        load_checkpoint(model, weights)
         return model, weights
 
     def class_maps(self, model, image, sal, cfg):

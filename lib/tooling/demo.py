@@ -20,7 +20,7 @@ from lib.config import (
 from lib.evaluation.folder import evaluate_folder
 from lib.files import atomic_write_bytes, file_names
 from lib.image import read_grey, read_image, read_label_png
-from lib.network.checkpoint import load_sgan
+from lib.network.checkpoint import load_checkpoint
 from lib.network.sgan import sgan_from_config
 from lib.pictures.panels import Panel, heatmap, save_seed_grid
 from lib.seeds.crf import class_probabilities
@@ -69,7 +69,7 @@ def comparison_table(initial, sgan):
 def draw_figure(cfg, names, path, device):
     """Rows of image | saliency | initial seeds | class map | SGAN seeds | ground truth."""
     model = sgan_from_config(cfg)
-    load_sgan(model, checkpoint_path(cfg))
+    load_checkpoint(model, checkpoint_path(cfg))
     model.to(device).eval()
     dataset = inference_dataset(cfg, names=names, normalise=True)
     root = cfg.dataset_root
