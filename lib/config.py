@@ -36,7 +36,7 @@ def _choice(*options):
 
 
 # key: (type, default). Types: str, bool, int, float ("number"), "floats" (list of numbers),
-# _choice(...), and a tuple (T, None) for "T or null".
+# "ints" (list of integers), _choice(...), and a tuple (T, None) for "T or null".
 SCHEMA = {
     # ---- the paper's keys (SPEC section 10) ----
     "cfg_name": (str, "sgan_vgg16_321x321_snet"),
@@ -99,6 +99,20 @@ SCHEMA = {
     "crf_workers": (int, 1),
     "save_class_maps": (bool, False),
     "save_pictures": (bool, False),
+    # ---- stage 3: the segmentation network on the seeds (SPEC 11, 13) ----
+    "seed_dir": (str, "result/sgan_vgg16_321x321_snet_seedcam_0.25"),
+    "seg_pretrain": ((str, None), "vgg16_deeplab_init.pth"),
+    "seg_backbone": (_choice("vgg16", "resnet101"), "vgg16"),
+    "seg_resize": (int, 353),
+    "crop_size": (int, 321),
+    "distort": (bool, True),
+    "lr_step": (int, 2000),
+    "lr_gamma": (float, 0.33),
+    "test_scales": ("ints", [288, 385, 481]),
+    "seg_crf": (bool, True),
+    "restrict_to_tags": (bool, False),
+    "split": (str, "val"),
+    "strong_list": ((str, None), None),
 }
 
 # Keys read only after training (seed making and evaluation) or that do not change the
@@ -108,7 +122,7 @@ AFTER_TRAINING_KEYS = frozenset({
     "ignore_conflict", "combine_seedseg", "num_classes", "checkpoint", "test_batch_size",
     "overwrite", "display_step", "num_worker", "fg_thresh", "seed_out_path", "seed_mode",
     "crf_alpha_low", "crf_alpha_high", "crf_scale", "crf_iterations", "crf_workers",
-    "save_class_maps", "save_pictures",
+    "save_class_maps", "save_pictures", "test_scales", "seg_crf", "restrict_to_tags", "split",
 })
 
 # Keys that say how and where a training runs, not what it computes: with AFTER_TRAINING_KEYS
@@ -130,6 +144,8 @@ def _type_name(spec):
         return "null"
     if spec == "floats":
         return "a list of numbers"
+    if spec == "ints":
+        return "a list of integers"
     return {str: "a string", bool: "true/false", int: "an integer", float: "a number"}[spec]
 
 
@@ -151,6 +167,10 @@ def _coerce(key, spec, value):
         if isinstance(value, list) and value and all(
                 isinstance(v, _NUM) and not isinstance(v, bool) for v in value):
             return [float(v) for v in value]
+    elif spec == "ints":
+        if isinstance(value, list) and value and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return list(value)
     elif spec is float:
         if isinstance(value, _NUM) and not isinstance(value, bool):
             return float(value)
@@ -235,6 +255,13 @@ def _check_ranges(cfg):
         ("width_mult", 0 < cfg.width_mult <= 1, "must be in (0, 1]"),
         ("conv5_dilation", cfg.conv5_dilation >= 1, "must be >= 1"),
         ("fg_thresh", 0 < cfg.fg_thresh < 1, "must be in (0, 1)"),
+        ("crop_size", cfg.crop_size >= 9 and (cfg.crop_size - 1) % 8 == 0,
+         "must be 8k + 1 (321, 65 ...): the network's output side is then the label's "
+         "label[::8] side"),
+        ("seg_resize", cfg.seg_resize >= cfg.crop_size, "must be >= crop_size"),
+        ("lr_step", cfg.lr_step >= 1, "must be >= 1"),
+        ("lr_gamma", 0 < cfg.lr_gamma <= 1, "must be in (0, 1]"),
+        ("test_scales", min(cfg.test_scales) >= 8, "must be sides >= 8"),
     ]
     for key, ok, why in checks:
         if not ok:
@@ -274,19 +301,30 @@ def result_dir(cfg):
     return os.path.join(cfg.res_path, cfg.cfg_name + cfg.test_cfg)
 
 
+def segmentation_dir(cfg):
+    """``<res_path>/<cfg_name>_<split>``: stage 3's label PNGs of a split (SPEC 11.5)."""
+    return os.path.join(cfg.res_path, f"{cfg.cfg_name}_{cfg.split}")
+
+
+def split_list_path(cfg):
+    """``<dataset_root>/ImageSets/Segmentation/<split>.txt``: the names of a split."""
+    return os.path.join(cfg.dataset_root, "ImageSets", "Segmentation", cfg.split + ".txt")
+
+
 def checkpoint_path(cfg):
     """The checkpoint infer_cam loads: ``checkpoint`` or the last ``model_iter_<max_iter>.pth``."""
     return cfg.checkpoint or os.path.join(model_dir(cfg), f"model_iter_{cfg.max_iter}.pth")
 
 
-def pretrain_path(cfg):
-    """The backbone weights to start from (``pretrain``), or None; ConfigError if missing."""
-    if not cfg.pretrain:
+def pretrain_path(cfg, key="pretrain"):
+    """The weights a fresh training run starts from (config ``key``: ``pretrain``, or stage 3's
+    ``seg_pretrain``), or None; ConfigError if the file is missing."""
+    if not cfg[key]:
         return None
-    if not os.path.isfile(cfg.pretrain):
-        raise ConfigError(f"config key 'pretrain': file not found: {cfg.pretrain} (a relative "
-                          f"path is read from the working folder, {os.getcwd()})")
-    return cfg.pretrain
+    if not os.path.isfile(cfg[key]):
+        raise ConfigError(f"config key '{key}': file not found: {cfg[key]} (a relative path is "
+                          f"read from the working folder, {os.getcwd()})")
+    return cfg[key]
 
 
 def save_config(cfg, path):

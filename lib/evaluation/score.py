@@ -3,9 +3,11 @@ table and the JSON file (SPEC 7 and 9).
 
 Without ``gt_path`` the ground truth is the config's ``dataset_root``/``gt_path`` for seeds (22
 classes) and ``dataset_root``/SegmentationClass for segmentation (21 classes, SPEC 7); without
-``res_path`` the predictions are the config's results folder (what inference writes).
+``res_path`` the predictions are the config's results folder (what inference writes: the seeds
+of infer_cam, or the labels of infer_seg for the config's split), and with a config the names
+are its tags file's (seeds) or its split's (segmentation).
 """
-from lib.config import dataset_path, result_dir
+from lib.config import dataset_path, result_dir, segmentation_dir, split_list_path
 from lib.errors import UserError
 from lib.evaluation.folder import (
     evaluate_folder,
@@ -22,11 +24,11 @@ SEGMENTATION_GT = "SegmentationClass/"  # SPEC section 7: segmentation results a
 def evaluation_paths(cfg, res_path=None, gt_path=None, num_classes=None, from_file=False):
     """(res_path, gt_path, num_classes) as given, the gaps filled from the config.
     ``from_file``: the config came from a file (else it is the defaults alone)."""
-    if res_path is None:
-        if not from_file:
-            raise UserError("give --res_path (or --cfg_file to use its res_path)")
-        res_path = result_dir(cfg)
+    if res_path is None and not from_file:
+        raise UserError("give --res_path (or --cfg_file to use its res_path)")
     num_classes = num_classes or cfg.num_classes
+    if res_path is None:
+        res_path = result_dir(cfg) if num_classes == SEED_CLASSES else segmentation_dir(cfg)
     default_gt = cfg.gt_path if num_classes == SEED_CLASSES else SEGMENTATION_GT
     return res_path, gt_path or dataset_path(cfg, default_gt), num_classes
 
@@ -38,6 +40,8 @@ def run(cfg, res_path=None, gt_path=None, num_classes=None, list_path=None, stri
     res_path, gt_path, num_classes = evaluation_paths(cfg, res_path, gt_path, num_classes,
                                                       from_file)
     seeds_of_config = from_file and num_classes == SEED_CLASSES
+    if from_file and num_classes != SEED_CLASSES and list_path is None:
+        list_path = split_list_path(cfg)
     names, unscored = evaluation_names(
         res_path, gt_path, list_path,
         dataset_path(cfg, cfg.cue_file) if seeds_of_config else None, strict)

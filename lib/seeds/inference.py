@@ -22,7 +22,7 @@ from lib.network.checkpoint import load_checkpoint
 from lib.records import names_to_write, prepare_output_folder, weights_identity
 from lib.seeds.writer import ImageJob, write_image_outputs
 from lib.training.distributed import all_reduce_sum, barrier, launch
-from lib.training.runtime import amp_dtype, autocast, process_logger
+from lib.training.runtime import amp_dtype, autocast, process_logger, usable_workers
 from lib.workers import WorkerQueue
 
 # Config keys that change any stage's class maps, hence its seeds (the folder's record).
@@ -105,7 +105,7 @@ def _infer(ctx, cfg, seed_model, settings, log_file):
     todo = int(all_reduce_sum(torch.tensor([len(dataset.names)]), ctx))
     dtype = amp_dtype(cfg.amp, device)
     memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
-    workers = cfg.crf_workers if settings.seed_mode == "crf" and dataset.names else 0
+    workers = usable_workers(cfg.crf_workers, ctx) if settings.seed_mode == "crf" and dataset.names else 0
     logger.info("%s seeds for %d images on %d x %s from %s into %s; %d already there%s",
                 settings.seed_mode, todo, ctx.world_size, device, weights, out_dir, total - todo,
                 "" if cfg.overwrite else " (overwrite=true to redo them)")

@@ -1,4 +1,4 @@
-"""The training loop shared by SGAN and the stage-1 classifier (SPEC section 4).
+"""The training loop shared by every stage: the classifier, SGAN and the segmentation network.
 
 One loop for one process, torchrun or self-spawned processes. The global batch is
 ``batch_size`` whatever the number of processes: each process takes its share of every
@@ -37,6 +37,7 @@ class TrainingTask:
 
     name = "train"
     term_names = ("loss",)
+    pretrain_key = "pretrain"  # the config key of the weights a fresh run starts from
 
     def network(self, cfg):
         """The network the configuration describes, initialised (not yet loaded)."""
@@ -61,6 +62,24 @@ class TrainingTask:
         return {"max_iters": cfg.max_iter * cfg.batch_size, "new_size": cfg.resize,
                 "mirror": True, "mean": cfg.mean, "std": cfg.std, "flip_seed": cfg.random_seed,
                 "normalise": False}
+
+    def normalisation(self, cfg):
+        """(mean, std) of the device-side normalisation of uint8 images (lib.image)."""
+        return cfg.mean, cfg.std
+
+    def build_optimizer(self, model, cfg):
+        """SGD over the four parameter groups (SPEC 4)."""
+        return build_optimizer(model, cfg.lr, cfg.weight_decay)
+
+    def learning_rate(self, cfg, iteration):
+        """The base learning rate of ``iteration`` (0, 1, ...): the poly schedule (SPEC 4)."""
+        return poly_lr(cfg.lr, iteration, cfg.max_iter, cfg.power)
+
+    def start(self, cfg, ctx):
+        """Called on every process before the first iteration (e.g. to start worker pools)."""
+
+    def stop(self, failed):
+        """Called on every process when training ends, also after an error (``failed``)."""
 
     def has_unused_parameters(self, cfg):
         """True if some parameters get no gradient (DistributedDataParallel must know)."""
@@ -88,14 +107,15 @@ def build_train_loader(dataset, cfg, ctx, start_batch=0):
                       generator=torch.Generator().manual_seed(cfg.random_seed))
 
 
-def prepare_batch(batch, cfg, device):
+def prepare_batch(batch, cfg, device, normalisation=None):
     """Move a collated batch to ``device``; a uint8 image (a loader built with
-    ``normalise=False``) is normalised there, and laid out channels-last if asked."""
+    ``normalise=False``) is normalised there with ``normalisation`` = (mean, std) (default the
+    config's), and laid out channels-last if asked."""
     batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
              for k, v in batch.items()}
     if batch["image"].dtype == torch.uint8:
-        batch["image"] = normalise_on_device(batch["image"], cfg.mean, cfg.std,
-                                             cfg.channels_last)
+        mean, std = normalisation or (cfg.mean, cfg.std)
+        batch["image"] = normalise_on_device(batch["image"], mean, std, cfg.channels_last)
     elif cfg.channels_last:
         batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
     return batch
@@ -169,14 +189,20 @@ class _Worker:
         self.task = task
 
     def __call__(self, ctx, cfg):
-        _train(ctx, cfg, self.task)
+        self.task.start(cfg, ctx)
+        failed = True
+        try:
+            _train(ctx, cfg, self.task)
+            failed = False
+        finally:
+            self.task.stop(failed)
 
 
 def _train(ctx, cfg, task):
     check_dataset_paths(cfg, "cue_file")  # check the inputs before writing anything
     state_file = resume_path(cfg)
     state, changes = load_train_state(state_file, cfg) if state_file else (None, [])
-    pretrain = None if state_file else pretrain_path(cfg)
+    pretrain = None if state_file else pretrain_path(cfg, task.pretrain_key)
     dataset = task.build_dataset(cfg)
     out_dir = model_dir(cfg)
     config_file = os.path.join(out_dir, "config.yml")
@@ -191,7 +217,7 @@ def _train(ctx, cfg, task):
     model = task.build_model(cfg, pretrain)
     memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
     model.to(device, memory_format=memory_format).train()
-    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
+    optimizer = task.build_optimizer(model, cfg)
     torch.manual_seed(cfg.random_seed + ctx.rank)  # dropout streams differ between processes
     start = 0
     if state_file:
@@ -208,6 +234,7 @@ def _train(ctx, cfg, task):
         logger.info("amp=%s needs CUDA; training in float32 on %s", cfg.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     skipped = SkippedSteps(scaler, MAX_SKIPPED_STEPS)
+    normalisation = task.normalisation(cfg)
 
     loader = build_train_loader(dataset, cfg, ctx, start)
     logger.info("training %s on %d x %s: %d images, iterations %d..%d of global batch %d, "
@@ -218,12 +245,13 @@ def _train(ctx, cfg, task):
     with tqdm(total=cfg.max_iter, initial=start, desc=task.name, dynamic_ncols=True,
               disable=not ctx.is_main) as progress:
         for iteration, batch in zip(range(start, cfg.max_iter), loader):
-            lr = poly_lr(cfg.lr, iteration, cfg.max_iter, cfg.power)
+            lr = task.learning_rate(cfg, iteration)
             set_lr(optimizer, lr)
             step = iteration + 1
             try:
                 terms, stepped = training_step(task, net, optimizer, scaler,
-                                               prepare_batch(batch, cfg, device), cfg, ctx, dtype)
+                                               prepare_batch(batch, cfg, device, normalisation),
+                                               cfg, ctx, dtype)
                 skipped.record(stepped)
             except TrainingStopped as exc:
                 raise UserError(f"{exc} at iteration {step}; stopped, the last checkpoint in "

@@ -60,3 +60,17 @@ def amp_dtype(amp, device):
 def autocast(dtype, device):
     """An autocast context for ``dtype``, or a disabled one when ``dtype`` is None."""
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def available_cores():
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this OS
+        return os.cpu_count() or 1
+
+
+def usable_workers(requested, ctx):
+    """``requested`` worker processes, at most this process's share of the cores (the job's
+    processes share them)."""
+    return max(0, min(requested, available_cores() // ctx.world_size))

@@ -1,0 +1,107 @@
+"""Train the stage-3 segmentation network on the seeds (SPEC 11) with the shared loop.
+
+DeepLab-v2 from ``seg_pretrain``, the names of ``cue_file`` with their seeds from ``seed_dir``
+(names of ``strong_list`` with their ground truth, SPEC 12), Caffe's distortions and crops,
+the balanced seed loss plus the constrain loss through the training-time dense CRF (the CRFs
+of a batch in ``crf_workers`` processes, equal to the serial ones), Caffe's SGD with the step
+schedule. Checkpoints ``<save_model_path>/<cfg_name>/model_iter_<N>.pth``; resume as stage 2.
+"""
+import os
+
+import torch
+
+from lib.config import ConfigError, dataset_path, model_dir
+from lib.dataset.tags import load_tags
+from lib.dataset.voc12_seg import VOC12SegDataset, caffe_mean, check_seg_files
+from lib.errors import UserError, first_few
+from lib.files import read_names
+from lib.losses import seg_loss
+from lib.losses.batch_crf import BatchCRF
+from lib.network.deeplab import DeepLabV2, load_initial_weights
+from lib.optim import build_caffe_sgd, step_lr
+from lib.training.distributed import all_reduce_sum
+from lib.training.loop import TrainingTask, train
+from lib.training.runtime import autocast, usable_workers
+
+
+def strong_names(cfg, names):
+    """The names of ``strong_list`` (SPEC 12): their labels are the ground truth. Every one
+    must be a training name."""
+    if not cfg.strong_list:
+        return ()
+    path = dataset_path(cfg, cfg.strong_list)
+    if not os.path.isfile(path):
+        raise ConfigError(f"config key 'strong_list': list file not found: {path}")
+    strong = sorted(set(read_names(path)))
+    unknown = sorted(set(strong) - set(names))
+    if unknown:
+        raise UserError(f"{len(unknown)} names of strong_list {path} are not in {cfg.cue_file}: "
+                        f"{first_few(unknown)}")
+    return strong
+
+
+class SegTraining(TrainingTask):
+    """DeepLab-v2 on seeds: seed loss + constrain loss, Caffe's SGD."""
+
+    name = "train_seg"
+    term_names = ("loss", "seed", "constrain")
+    pretrain_key = "seg_pretrain"
+
+    def __init__(self):
+        self.crf = None
+
+    def network(self, cfg):
+        return DeepLabV2(cfg.seg_backbone)
+
+    def build_model(self, cfg, pretrain):
+        model = self.network(cfg)
+        if pretrain:
+            load_initial_weights(model, pretrain)
+        return model
+
+    def build_dataset(self, cfg):
+        if not os.path.isdir(cfg.seed_dir):
+            raise ConfigError(f"config key 'seed_dir': folder not found: {cfg.seed_dir} (the "
+                              f"seeds infer_cam writes)")
+        names = sorted(load_tags(dataset_path(cfg, cfg.cue_file)))
+        dataset = VOC12SegDataset(
+            cfg.dataset_root, names, cfg.seed_dir, resize=cfg.seg_resize,
+            crop_size=cfg.crop_size, mirror=True, distort=cfg.distort, mean=cfg.mean,
+            strong_names=strong_names(cfg, names), gt_dir=cfg.gt_path,
+            max_iters=cfg.max_iter * cfg.batch_size, random_seed=cfg.random_seed,
+            normalise=False)  # uint8 images, normalised on the device
+        check_seg_files(dataset)
+        return dataset
+
+    def normalisation(self, cfg):
+        """Caffe subtracts its float32 mean (lib.dataset.voc12_seg.caffe_mean)."""
+        return caffe_mean(cfg.mean), cfg.std
+
+    def build_optimizer(self, model, cfg):
+        return build_caffe_sgd(model, cfg.lr, cfg.weight_decay)
+
+    def learning_rate(self, cfg, iteration):
+        return step_lr(cfg.lr, iteration, cfg.lr_step, cfg.lr_gamma)
+
+    def start(self, cfg, ctx):
+        workers = usable_workers(cfg.crf_workers, ctx)
+        self.crf = BatchCRF(workers if workers > 1 else 0)  # one worker only adds transfers
+
+    def stop(self, failed):
+        if self.crf is not None:
+            self.crf.close(terminate=failed)
+            self.crf = None
+
+    def loss(self, net, batch, cfg, ctx, dtype):
+        with autocast(dtype, batch["image"].device):
+            z = net(batch["image"])
+        total, seed, constrain = seg_loss(z, batch["label"], batch["image41"].cpu(),
+                                          num_samples=cfg.batch_size, crf=self.crf)
+        terms = torch.stack([total, seed, constrain]).detach()
+        return total, all_reduce_sum(terms, ctx)
+
+
+def run(cfg):
+    """Train for ``max_iter`` iterations; return the final checkpoint's path."""
+    train(cfg, SegTraining())
+    return os.path.join(model_dir(cfg), f"model_iter_{cfg.max_iter}.pth")

@@ -1,0 +1,145 @@
+"""Stage 3 through its scripts on synthetic data: initial weights, training on the seeds with
+the CRF loss, multi-scale inference with the CRF, 21-class evaluation; resume, parallel CRFs,
+the solver's schedule, bad inputs."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from conftest import REPO
+from lib.network.checkpoint import read_state_dict
+from lib.network.deeplab import DeepLabV2
+from lib.records import read_record
+from lib.tooling.synthetic import generate_dataset
+
+SEG = os.path.join(REPO, "config", "seg_deeplabv2_vgg16.yml")
+SMALL = ["seg_resize=73", "crop_size=65", "batch_size=2", "num_worker=0", "display_step=1",
+         "test_scales=[49,65]"]
+
+
+def run_tool(script, *args, cwd, env=None):
+    return subprocess.run([sys.executable, os.path.join(REPO, "tools", script), *map(str, args)],
+                          cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def one_line(result):
+    return result.returncode == 2 and result.stderr.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A working folder with a synthetic VOC tree (seeds in ini_seed/base_30_bg) and the
+    initial weights made by tools/stage3/make_init.py from a random torchvision VGG16."""
+    work = tmp_path_factory.mktemp("stage3")
+    generate_dataset(str(work / "voc"), num_images=10, min_size=48, max_size=96, seed=2)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.vgg16(weights=None).state_dict(), work / "vgg16.pth")
+    made = run_tool("stage3/make_init.py", "--source", "vgg16.pth", "--out", "init.pth", cwd=work)
+    assert made.returncode == 0, made.stderr
+    return work
+
+
+def config_args(*extra):
+    return ["--cfg_file", SEG, "dataset_root=voc", "seed_dir=voc/ini_seed/base_30_bg",
+            "seg_pretrain=init.pth", *SMALL, *extra]
+
+
+def train(work, *extra, env=None):
+    return run_tool("stage3/train_seg.py", *config_args(*extra), cwd=work, env=env)
+
+
+def test_train_infer_evaluate_through_the_scripts(work):
+    result = train(work, "max_iter=4", "step_size=2", "lr_step=2", "lr_gamma=0.5")
+    assert result.returncode == 0, result.stderr
+    run_dir = work / "model" / "seg_deeplabv2_vgg16"
+    assert {"model_iter_2.pth", "model_iter_4.pth", "train_state.pth", "config.yml"} <= \
+        set(os.listdir(run_dir))
+    state = read_state_dict(str(run_dir / "model_iter_4.pth"))
+    assert list(state) == list(DeepLabV2().state_dict())  # the Caffe layer names
+    log = (run_dir / "train.log").read_text()
+    # Caffe's step schedule: lr x 0.5 after 2 iterations; the log shows both loss terms
+    assert "iter 2/4 loss" in log and "lr 1.000e-03" in log and "lr 5.000e-04" in log
+    assert " seed " in log and " constrain " in log
+
+    result = run_tool("stage3/infer_seg.py", *config_args("max_iter=4"), cwd=work)
+    assert result.returncode == 0, result.stderr
+    out = work / "result" / "seg_deeplabv2_vgg16_val"
+    val = (work / "voc" / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    assert sorted(f[:-4] for f in os.listdir(out) if f.endswith(".png")) == sorted(val)
+    for name in val:
+        with Image.open(out / f"{name}.png") as labels, \
+                Image.open(work / "voc" / "JPEGImages" / f"{name}.jpg") as image:
+            assert labels.mode == "P" and labels.size == image.size
+            assert np.asarray(labels).max() <= 20
+    assert read_record(str(out))["seg_crf"] is True
+
+    scores = work / "scores.json"
+    result = run_tool("eval_mIoU.py", "--cfg_file", SEG, "dataset_root=voc", "--num_classes",
+                      "21", "--json", scores, cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert f"predictions: {os.path.join('result', 'seg_deeplabv2_vgg16_val')}" in result.stdout
+    assert "SegmentationClass" in result.stdout and f"{len(val)} images, 21 classes" in \
+        result.stdout
+    assert 0 <= json.loads(scores.read_text())["mIoU"] <= 1
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(work):
+    straight = train(work, "cfg_name=straight", "max_iter=4", "step_size=2")
+    assert straight.returncode == 0, straight.stderr
+    # Ctrl-C right after iteration 2 (and its checkpoint), then resume=true
+    interrupted = train(work, "cfg_name=resumed", "max_iter=4", "step_size=2",
+                        env={**os.environ, "SGAN_SIGNAL_AT": "iteration:2:SIGINT"})
+    assert interrupted.returncode == 130
+    assert not (work / "model" / "resumed" / "model_iter_4.pth").exists()
+    refused = train(work, "cfg_name=resumed", "max_iter=4", "step_size=2", "lr_gamma=0.5",
+                    "resume=true")
+    assert one_line(refused) and "lr_gamma" in refused.stderr  # the schedule belongs to a run
+    resumed = train(work, "cfg_name=resumed", "max_iter=4", "step_size=2", "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    ours = read_state_dict(str(work / "model" / "resumed" / "model_iter_4.pth"))
+    reference = read_state_dict(str(work / "model" / "straight" / "model_iter_4.pth"))
+    for key, value in reference.items():
+        assert torch.equal(ours[key], value), key
+
+
+def test_the_crfs_of_a_batch_in_workers_train_the_same_weights(work):
+    for workers in (0, 2):
+        result = train(work, f"cfg_name=crf{workers}", "max_iter=2", f"crf_workers={workers}")
+        assert result.returncode == 0, result.stderr
+    serial = read_state_dict(str(work / "model" / "crf0" / "model_iter_2.pth"))
+    parallel = read_state_dict(str(work / "model" / "crf2" / "model_iter_2.pth"))
+    assert all(torch.equal(serial[k], parallel[k]) for k in serial)
+
+
+def test_bad_and_missing_seeds_are_one_line_errors_before_training(work, tmp_path):
+    seeds = tmp_path / "seeds"
+    shutil.copytree(work / "voc" / "ini_seed" / "base_30_bg", seeds)
+    first, second = sorted(os.listdir(seeds))[:2]
+    bad = np.asarray(Image.open(seeds / first)).copy()
+    bad[0, 0] = 22
+    Image.fromarray(bad).save(seeds / first)
+    result = train(work, "cfg_name=bad", "max_iter=2", f"seed_dir={seeds}")
+    assert one_line(result) and str(seeds / first) in result.stderr and "22" in result.stderr
+    os.unlink(seeds / second)
+    result = train(work, "cfg_name=bad", "max_iter=2", f"seed_dir={seeds}")
+    assert one_line(result) and "missing" in result.stderr and second in result.stderr
+    assert not (work / "model" / "bad").exists()
+
+
+def test_restrict_to_tags_needs_tags_for_every_name_of_the_split(work, tmp_path):
+    voc = tmp_path / "voc"
+    shutil.copytree(work / "voc", voc)
+    val = (voc / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    tags = json.loads((voc / "im_tags.json").read_text())
+    del tags[val[0]]
+    (voc / "tags.json").write_text(json.dumps(tags))
+    result = run_tool("stage3/infer_seg.py", *config_args(f"dataset_root={voc}", "cue_file=tags.json",
+                      "restrict_to_tags=true", "checkpoint=nowhere.pth"), cwd=work)
+    assert one_line(result) and val[0] in result.stderr and "restrict_to_tags" in result.stderr

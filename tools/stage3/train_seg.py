@@ -1,0 +1,10 @@
+"""Train the stage-3 segmentation network on the seeds (SPEC 11):
+``python tools/stage3/train_seg.py --cfg_file CFG [key=value ...]``"""
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from lib.cli import run_step  # noqa: E402
+
+if __name__ == "__main__":
+    run_step("lib.stage3.train_seg", __doc__)
