@@ -105,7 +105,8 @@ def _infer(ctx, cfg, seed_model, settings, log_file):
     todo = int(all_reduce_sum(torch.tensor([len(dataset.names)]), ctx))
     dtype = amp_dtype(cfg.amp, device)
     memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
-    workers = usable_workers(cfg.crf_workers, ctx) if settings.seed_mode == "crf" and dataset.names else 0
+    crf_in_workers = settings.seed_mode == "crf" and dataset.names
+    workers = usable_workers(cfg.crf_workers, ctx) if crf_in_workers else 0
     logger.info("%s seeds for %d images on %d x %s from %s into %s; %d already there%s",
                 settings.seed_mode, todo, ctx.world_size, device, weights, out_dir, total - todo,
                 "" if cfg.overwrite else " (overwrite=true to redo them)")
