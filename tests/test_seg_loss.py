@@ -102,6 +102,33 @@ def test_worker_pool_gives_exactly_the_serial_results():
     np.testing.assert_array_equal(parallel[3], serial_loss[3])
 
 
+SHARED_MEMORY = "/dev/shm"  # where Linux keeps the pool's shared block by its name
+
+
+@pytest.mark.skipif(not os.path.isdir(SHARED_MEMORY), reason="no /dev/shm")
+def test_the_pool_keeps_one_shared_block_and_releases_it():
+    rng = np.random.default_rng(1)
+    unary = rng.normal(size=(5, 21, 9, 9)).astype(np.float32)
+    images = rng.integers(0, 256, (5, 9, 9, 3), dtype=np.uint8)
+    serial = BatchCRF()(unary, images, 12.0, 10)
+
+    def block_file(pool):
+        return os.path.join(SHARED_MEMORY, pool._block.name)
+
+    with BatchCRF(workers=2) as pool:
+        np.testing.assert_array_equal(pool(unary[:2], images[:2], 12.0, 10), serial[:2])
+        first = block_file(pool)
+        np.testing.assert_array_equal(pool(unary, images, 12.0, 10), serial)  # shares of 3 and 2
+        second = block_file(pool)
+        assert second != first and not os.path.exists(first)  # a larger batch replaced it
+        np.testing.assert_array_equal(pool(unary[:3], images[:3], 12.0, 10), serial[:3])
+        assert block_file(pool) == second
+    assert not os.path.exists(second)
+    # a worker's error reaches the caller, and the pool closes
+    with pytest.raises(TypeError), BatchCRF(workers=2) as pool:
+        pool(unary, images, None, 10)
+
+
 def test_bad_inputs_are_rejected_with_a_clear_value_error():
     case = _case("h9")
     z, labels, images = torch.tensor(case["z"]), case["label41"], case["image41"]
