@@ -9,7 +9,7 @@ import torch.nn as nn
 from torch.utils.data import default_collate
 
 from lib.network.sgan import SGAN
-from lib.optim import build_optimizer, poly_lr, set_lr
+from lib.optim import set_lr
 from lib.stage2.train_sgan import SGANTraining
 from lib.tooling.bench.common import (
     CHANNELS_LAST,
@@ -23,6 +23,8 @@ from lib.training.distributed import DistContext
 from lib.training.loop import prepare_batch, training_step
 from lib.training.runtime import amp_dtype, resolve_device
 
+# Dense peak TFLOP/s by device name (first match wins): bf16/fp16 tensor cores, TF32 tensor
+# cores (what cuDNN uses for float32 convolutions by default) and plain fp32.
 PEAK_TFLOPS = (
     ("H200", {"bf16": 989.0, "tf32": 494.5, "fp32": 66.9}),
     ("H100 PCIe", {"bf16": 756.0, "tf32": 378.0, "fp32": 51.2}),
@@ -30,42 +32,54 @@ PEAK_TFLOPS = (
     ("H100", {"bf16": 989.0, "tf32": 494.5, "fp32": 66.9}),
     ("A100", {"bf16": 312.0, "tf32": 156.0, "fp32": 19.5}),
 )
+BACKWARD_FACTOR = 3  # forward + backward = 3 x the forward's FLOPs
 
 
+def conv_flops(model, run):
+    """(FLOPs of ``model``'s convolutions while ``run()`` executes, what ``run`` returned).
 
-
-def forward_flops(width_mult, size, batch):
-    """FLOPs of one SGAN forward pass, counted from the layer shapes.
-
-    Every convolution costs 2 * Cin * Cout * k * k * Hout * Wout per image (shapes from a
-    pass on the meta device), the attention its two batched matrix products, Q^T K
-    (2 N^2 Ck) and V A^T (2 C N^2). Element-wise work is not counted.
+    Every convolution costs 2 * Cin / groups * Cout * k * k * Hout * Wout per image; with the
+    model on the meta device only the shapes are computed. Element-wise work is not counted.
     """
-    with torch.device("meta"):
-        model = SGAN(width_mult=width_mult).eval()
     flops = []
 
     def count(module, _, out):
         kernel = module.kernel_size[0] * module.kernel_size[1]
         flops.append(2 * out.numel() * module.in_channels // module.groups * kernel)
 
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            module.register_forward_hook(count)
-    with torch.no_grad():
+    hooks = [module.register_forward_hook(count) for module in model.modules()
+             if isinstance(module, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            result = run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sum(flops), result
+
+
+def forward_flops(width_mult, size, batch):
+    """FLOPs of one SGAN forward pass, counted from the layer shapes: the convolutions
+    (:func:`conv_flops`) and the attention's two batched matrix products, Q^T K (2 N^2 Ck) and
+    V A^T (2 C N^2)."""
+    with torch.device("meta"):
+        model = SGAN(width_mult=width_mult).eval()
+
+    def run():
         features = model.backbone(torch.empty(batch, 3, size, size, device="meta"))
         model.f_query(features)
         model.f_key(features)
         model.fc9(features)
         model.fc8(model.fc6_CAM(features))
-    n, channels, h, w = features.shape
-    attention = 2 * n * (h * w) ** 2 * (model.f_query.out_channels + channels)
-    return sum(flops) + attention
+        return features.shape
+
+    convolutions, (n, channels, h, w) = conv_flops(model, run)
+    return convolutions + 2 * n * (h * w) ** 2 * (model.f_query.out_channels + channels)
 
 
 def training_flops(width_mult, size, batch):
-    """FLOPs of one training iteration: forward + backward = 3 x the forward."""
-    return 3 * forward_flops(width_mult, size, batch)
+    """FLOPs of one SGAN training iteration."""
+    return BACKWARD_FACTOR * forward_flops(width_mult, size, batch)
 
 
 def peak_tflops(device_name, precision):
@@ -79,44 +93,11 @@ def peak_tflops(device_name, precision):
     return None
 
 
-def _train_row(root, options, width_mult, mode):
-    """Time ``options.steps`` training iterations (after ``warmup``) of one configuration."""
-    device = resolve_device(options.device)
-    precision = mode.removesuffix(CHANNELS_LAST)
-    cfg = bench_config(root, options, batch_size=options.batch, width_mult=width_mult,
-                  amp=PRECISIONS[precision], channels_last=mode.endswith(CHANNELS_LAST),
-                  max_iter=options.warmup + options.steps)
-    task = SGANTraining()
-    dataset = task.build_dataset(cfg)
-    batch = default_collate([dataset[i] for i in range(options.batch)])
-    torch.manual_seed(cfg.random_seed)
-    model = task.build_model(cfg, None)
-    memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
-    model.to(device, memory_format=memory_format).train()
-    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
-    dtype = amp_dtype(cfg.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    ctx = DistContext(0, 1, device)
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-    for iteration in range(cfg.max_iter):
-        if iteration == options.warmup:
-            sync(device)
-            start = time.perf_counter()
-        set_lr(optimizer, poly_lr(cfg.lr, iteration, cfg.max_iter, cfg.power))
-        training_step(task, model, optimizer, scaler, prepare_batch(batch, cfg, device), cfg, ctx,
-                      dtype)
-    sync(device)
-    seconds = (time.perf_counter() - start) / options.steps
-    if device.type == "cuda":
-        peak, peak_kind = torch.cuda.max_memory_allocated(device), "cuda_max_allocated"
-    else:
-        peak, peak_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "max_rss"
-    flops = training_flops(width_mult, options.size, options.batch)
-    row = {"width_mult": width_mult, "mode": mode, "batch": options.batch, "s_per_iter": seconds,
-           "peak_memory_bytes": peak, "peak_memory_kind": peak_kind, "flops_per_iter": flops,
-           "tflops_per_s": flops / seconds / 1e12, "peak_tflops": None, "mfu": None}
+def throughput(flops, seconds, device, precision):
+    """FLOPs per iteration, TFLOP/s achieved and, on a CUDA device of PEAK_TFLOPS, its peak and
+    the MFU (None otherwise)."""
+    row = {"flops_per_iter": flops, "tflops_per_s": flops / seconds / 1e12, "peak_tflops": None,
+           "mfu": None}
     if device.type == "cuda":
         row["peak_tflops"] = peak_tflops(torch.cuda.get_device_name(device), precision)
         if row["peak_tflops"]:
@@ -124,25 +105,86 @@ def _train_row(root, options, width_mult, mode):
     return row
 
 
+def time_training(task, cfg, options, device):
+    """Seconds per iteration of ``options.steps`` training steps of ``task`` on one fixed
+    batch of ``cfg.batch_size`` (after ``options.warmup`` untimed ones), through the loop's
+    own step, between the task's ``start`` and ``stop``; and the peak memory (bytes, kind)."""
+    dataset = task.build_dataset(cfg)
+    batch = default_collate([dataset[i] for i in range(cfg.batch_size)])
+    torch.manual_seed(cfg.random_seed)
+    model = task.build_model(cfg, None)
+    memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
+    model.to(device, memory_format=memory_format).train()
+    optimizer = task.build_optimizer(model, cfg)
+    dtype = amp_dtype(cfg.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    ctx = DistContext(0, 1, device)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    task.start(cfg, ctx)
+    failed = True
+    try:
+        for iteration in range(options.warmup + options.steps):
+            if iteration == options.warmup:
+                sync(device)
+                start = time.perf_counter()
+            set_lr(optimizer, task.learning_rate(cfg, iteration))
+            training_step(task, model, optimizer, scaler,
+                          prepare_batch(batch, cfg, device, task.normalisation(cfg)), cfg, ctx,
+                          dtype)
+        sync(device)
+        seconds = (time.perf_counter() - start) / options.steps
+        failed = False
+    finally:
+        task.stop(failed)
+    if device.type == "cuda":
+        return seconds, torch.cuda.max_memory_allocated(device), "cuda_max_allocated"
+    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "max_rss"
+
+
+def in_fresh_process(function, *args):
+    """``function(*args)`` in a new (spawned) process, so that its maximum resident set size
+    is its own."""
+    with concurrent.futures.ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
+def _train_row(root, options, width_mult, mode):
+    """SGAN's training step in one configuration."""
+    device = resolve_device(options.device)
+    precision = mode.removesuffix(CHANNELS_LAST)
+    cfg = bench_config(root, options, batch_size=options.batch, width_mult=width_mult,
+                       amp=PRECISIONS[precision], channels_last=mode.endswith(CHANNELS_LAST),
+                       max_iter=options.warmup + options.steps)
+    seconds, peak, peak_kind = time_training(SGANTraining(), cfg, options, device)
+    flops = training_flops(width_mult, options.size, options.batch)
+    return {"width_mult": width_mult, "mode": mode, "batch": options.batch, "s_per_iter": seconds,
+            "peak_memory_bytes": peak, "peak_memory_kind": peak_kind,
+            **throughput(flops, seconds, device, precision)}
+
+
 def bench_train(root, options, device):
-    """One row per (width_mult, mode). On CPU each runs in a fresh process, so that its
-    maximum resident set size is its own."""
+    """One row per (width_mult, mode). On CPU each runs in a fresh process."""
     configs = [(w, mode) for w in options.widths for mode in options.modes]
     if device.type == "cuda":
         return [_train_row(root, options, w, mode) for w, mode in configs]
-    rows = []
-    for w, mode in configs:
-        with concurrent.futures.ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            rows.append(pool.submit(_train_row, root, options, w, mode).result())
-    return rows
+    return [in_fresh_process(_train_row, root, options, w, mode) for w, mode in configs]
+
+
+def peak_memory_cell(row):
+    return f"{mebibytes(row['peak_memory_bytes'])} ({row['peak_memory_kind']})"
+
+
+def mfu_cell(row):
+    return "-" if row["mfu"] is None else f"{100 * row['mfu']:.1f}%"
 
 
 def train_table(rows):
     body = [[r["width_mult"], r["mode"], r["batch"], f"{r['s_per_iter']:.3f}",
-             f"{mebibytes(r['peak_memory_bytes'])} ({r['peak_memory_kind']})",
-             f"{r['flops_per_iter'] / 1e9:.4g}", f"{r['tflops_per_s']:.3g}",
-             "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"] for r in rows]
+             peak_memory_cell(r), f"{r['flops_per_iter'] / 1e9:.4g}", f"{r['tflops_per_s']:.3g}",
+             mfu_cell(r)] for r in rows]
     return ("\ntraining step\n" + format_table(
         ["width_mult", "mode", "batch", "s/iter", "peak MiB", "GFLOP/iter", "TFLOP/s", "MFU"],
         body))
