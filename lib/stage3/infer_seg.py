@@ -74,7 +74,7 @@ def write_labels(crf, job):
     write_palette_png(job.out_path, labels)
 
 
-class _Images(Dataset):
+class Images(Dataset):
     """RGB uint8 images by name, decoded in loader workers."""
 
     def __init__(self, root, names):
@@ -102,7 +102,7 @@ def _infer(ctx, cfg):
     tags = image_tags(cfg, names)
     model, weights = DeepLabV2(cfg.seg_backbone), checkpoint_path(cfg)
     load_checkpoint(model, weights)  # check the inputs before writing anything
-    images = _Images(cfg.dataset_root, names)
+    images = Images(cfg.dataset_root, names)
     check_files(names, images.path, {})
     folder = segmentation_dir(cfg)
     record = {**{key: cfg[key] for key in PREDICTION_KEYS}, "weights": weights_identity(weights)}
@@ -128,14 +128,23 @@ def _infer(ctx, cfg):
             return model(batch.contiguous(memory_format=memory_format)).float()
 
     workers = usable_workers(cfg.crf_workers, ctx) if cfg.seg_crf and images.names else 0
-    loader = DataLoader(images, batch_size=None, num_workers=cfg.num_worker)
     with WorkerQueue(functools.partial(write_labels, cfg.seg_crf), workers) as writer, \
             torch.no_grad():
         model.to(device, memory_format=memory_format).eval()  # after the workers forked
-        for name, image_rgb in tqdm(loader, desc="infer_seg", dynamic_ncols=True,
-                                    disable=not ctx.is_main):
-            scores = multi_scale_scores(forward, image_rgb.numpy(), cfg.test_scales, device,
-                                        exact=False)
-            writer.submit(LabelJob(name, scores, images.path(name),
-                                   None if tags is None else tags[name], out_path(name)))
+        submit_images(forward, images, writer, cfg.test_scales, device, out_path, tags,
+                      cfg.num_worker, progress=ctx.is_main)
     barrier(ctx)
+
+
+def submit_images(forward, images, writer, scales, device, out_path, tags=None,
+                  loader_workers=0, progress=False):
+    """The network's part of every image of ``images`` (an Images, decoded by
+    ``loader_workers`` processes): the multi-scale scores with the zooms on ``device``; the
+    rest goes to ``writer`` (a WorkerQueue of :func:`write_labels`) as a LabelJob. ``tags``:
+    {name: classes} or None; ``out_path(name)``: the PNG to write."""
+    loader = DataLoader(images, batch_size=None, num_workers=loader_workers)
+    for name, image_rgb in tqdm(loader, desc="infer_seg", dynamic_ncols=True,
+                                disable=not progress):
+        scores = multi_scale_scores(forward, image_rgb.numpy(), scales, device, exact=False)
+        writer.submit(LabelJob(name, scores, images.path(name),
+                               None if tags is None else tags[name], out_path(name)))
