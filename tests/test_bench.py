@@ -24,10 +24,12 @@ from lib.image import (
     write_png,
     zoom_to,
 )
+from lib.network.deeplab import DeepLabV2
 from lib.network.sgan import SGAN, saliency_affinity
 from lib.tooling.bench.common import BenchOptions, check_options
 from lib.tooling.bench.data import PublishedStyleDataset
 from lib.tooling.bench.evaluation import one_by_one_confusion
+from lib.tooling.bench.stage3 import deeplab_forward_flops, goal_fields
 from lib.tooling.bench.train import forward_flops
 
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
@@ -55,6 +57,21 @@ def test_quick_benchmark_prints_tables_and_one_json_line(tmp_path):
     assert result["infer"]["seed_output_ms"]["total"] > 0
     assert set(result["eval"]["files_per_s"]) == {"one_by_one", "ours_1_process",
                                                   "ours_parallel"}
+    assert "| serial, one image after another (published) |" in run.stdout
+    assert "stub network" in run.stdout and "CRF ms (share)" in run.stdout
+    crf = result["seg_crf"]
+    assert crf["batch"] == 15 and crf["side"] == 9 and crf["workers"] >= 1
+    assert min(crf["ms_per_batch"].values()) > 0 and isinstance(crf["goal_met"], bool)
+    infer = result["seg_infer"]
+    assert set(infer["rows"]) == {"published", "inline", "workers"}
+    assert all(row["images_per_s"] > 0 for row in infer["rows"].values())
+    assert infer["label_agreement"] >= 0.999  # SPEC 11.5's bar for the device zooms
+    rows = result["seg_train"]
+    assert [row["crf_workers"] for row in rows] == [crf["workers"], 0]  # W workers, then serial
+    for row in rows:
+        assert row["s_per_iter"] > 0 and 0 < row["crf_s_per_iter"] < row["s_per_iter"]
+        assert row["crf_share"] == row["crf_s_per_iter"] / row["s_per_iter"]
+        assert row["flops_per_iter"] == 3 * deeplab_forward_flops(65, 2)
 
 
 @pytest.mark.parametrize("kwargs", [{}, IMAGENET])
@@ -130,6 +147,19 @@ def test_flops_counted_from_shapes_equal_torch_flop_counter():
     assert forward_flops(0.125, 65, 2) == counter.get_total_flops()
 
 
+def test_deeplab_flops_counted_from_shapes_equal_torch_flop_counter():
+    with torch.device("meta"):
+        model = DeepLabV2().eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.empty(2, 3, 65, 65, device="meta"))
+    assert deeplab_forward_flops(65, 2) == counter.get_total_flops()
+
+
+def test_the_parallel_goal_is_0_8_w():
+    assert goal_fields(1.6, 2) == {"speedup": 1.6, "goal": 1.6, "goal_met": True}
+    assert not goal_fields(1.59, 2)["goal_met"] and goal_fields(3.3, 4)["goal_met"]
+
+
 def test_prediction_reader_equals_the_label_reader(tmp_path):
     labels = np.random.default_rng(2).integers(0, 22, (37, 53)).astype(np.uint8)
     write_png(tmp_path / "cv8.png", labels)
@@ -167,3 +197,10 @@ def test_options_are_checked():
         check_options(BenchOptions(device="cpu", modes=("fp32",), stages=("data", "fit")))
     with pytest.raises(UserError, match="unknown mode"):
         check_options(BenchOptions(device="cpu", modes=("fp64",)))
+    with pytest.raises(UserError, match="8k \\+ 1"):
+        check_options(BenchOptions(device="cpu", modes=("fp32",), size=320))
+    check_options(BenchOptions(device="cpu", modes=("fp32",), size=320, stages=("train",)))
+    with pytest.raises(UserError, match="crf_workers"):
+        check_options(BenchOptions(device="cpu", modes=("fp32",), crf_workers=0))
+    with pytest.raises(UserError, match="seg_infer_images"):
+        check_options(BenchOptions(device="cpu", modes=("fp32",), images=4, seg_infer_images=5))

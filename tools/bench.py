@@ -1,4 +1,5 @@
-"""Benchmark every stage (data loading, training step, seed inference, evaluation) at S = 321.
+"""Benchmark every stage (data loading, training step, seed inference, evaluation, and stage 3's
+batch CRF, inference and training step) at S = 321.
 
 Prints a table per stage, then the results as one JSON line.
 Example: python tools/bench.py --stages data,eval
@@ -28,13 +29,16 @@ def comma_list(kind):
 
 def main(argv=None):
     from lib.tooling.bench import default_options, run_benchmark
+    from lib.tooling.bench.common import STAGES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny counts (a smoke test)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--stages", type=comma_list(str), help="data,train,infer,eval (default all)")
+    parser.add_argument("--stages", type=comma_list(str),
+                        help=f"some of {','.join(STAGES)} (default all)")
     parser.add_argument("--batch", type=int,
-                        help="batch of the data and train stages (default 15; train on CPU: 2)")
+                        help="batch of the data, train and seg_train stages (default 15; "
+                             "training on CPU: 2)")
     parser.add_argument("--size", type=int, help="network input side S (default 321)")
     parser.add_argument("--workers", type=int, help="loader worker processes (default 1)")
     parser.add_argument("--width_mult", dest="widths", type=comma_list(float),
@@ -42,11 +46,13 @@ def main(argv=None):
     parser.add_argument("--modes", type=comma_list(str),
                         help="fp32, bf16, fp16, each optionally -cl for channels_last")
     parser.add_argument("--eval_images", type=int, help="label PNGs to evaluate")
+    parser.add_argument("--crf_workers", type=int,
+                        help="W, the CRF worker processes of stage 3 (default: the cores)")
     parser.add_argument("--work_dir", help="keep the generated files here")
     args = parser.parse_args(argv)
     options = default_options(args.device, args.quick)
     given = {key: getattr(args, key) for key in ("stages", "batch", "size", "workers", "widths",
-                                                 "modes", "eval_images", "work_dir")}
+                                                 "modes", "eval_images", "crf_workers", "work_dir")}
     given["data_batch"] = args.batch
     options = replace(options, **{k: v for k, v in given.items() if v is not None})
     print(json.dumps(run_benchmark(options)))

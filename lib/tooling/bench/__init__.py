@@ -8,7 +8,10 @@ the published implementation's way where it differed:
 - train: seconds per iteration, peak memory, FLOPs per iteration counted from the layer
   shapes, achieved FLOP/s and, on CUDA, MFU against the device's peak;
 - infer: seed inference images per second end to end (lib.stage2.infer_cam.run);
-- eval: label PNGs per second against a one-file-at-a-time PIL + np.bincount loop.
+- eval: label PNGs per second against a one-file-at-a-time PIL + np.bincount loop;
+- seg_crf, seg_infer, seg_train: stage 3's batch CRF serial vs in W workers, its inference
+  end to end the published way vs infer_seg's, its training step with the CRF's share
+  (lib.tooling.bench.stage3).
 """
 import os
 import tempfile
@@ -20,6 +23,14 @@ from lib.tooling.bench.common import STAGES, bench_device, check_options, defaul
 from lib.tooling.bench.data import bench_data, data_table
 from lib.tooling.bench.evaluation import bench_eval, eval_table
 from lib.tooling.bench.infer import bench_infer, infer_table
+from lib.tooling.bench.stage3 import (
+    bench_seg_crf,
+    bench_seg_infer,
+    bench_seg_train,
+    seg_crf_table,
+    seg_infer_table,
+    seg_train_table,
+)
 from lib.tooling.bench.train import bench_train, train_table
 from lib.tooling.synthetic import generate_dataset
 
@@ -51,7 +62,10 @@ def run_benchmark(options, report=print):
         stages = {"data": lambda: bench_data(root, options, device),
                   "train": lambda: bench_train(root, options, device),
                   "infer": lambda: bench_infer(root, work, options, device),
-                  "eval": lambda: bench_eval(root, work, options)}
+                  "eval": lambda: bench_eval(root, work, options),
+                  "seg_crf": lambda: bench_seg_crf(root, options),
+                  "seg_infer": lambda: bench_seg_infer(root, work, options, device),
+                  "seg_train": lambda: bench_seg_train(root, options, device)}
         for stage in STAGES:
             if stage in options.stages:
                 results[stage] = stages[stage]()
@@ -59,4 +73,5 @@ def run_benchmark(options, report=print):
     return results
 
 
-TABLES = {"data": data_table, "train": train_table, "infer": infer_table, "eval": eval_table}
+TABLES = {"data": data_table, "train": train_table, "infer": infer_table, "eval": eval_table,
+          "seg_crf": seg_crf_table, "seg_infer": seg_infer_table, "seg_train": seg_train_table}

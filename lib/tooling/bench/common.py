@@ -5,14 +5,13 @@ import torch
 
 from lib.config import load_config
 from lib.errors import UserError
-from lib.training.runtime import resolve_device
+from lib.training.runtime import available_cores, resolve_device
 from lib.workers import default_workers
 
-STAGES = ("data", "train", "infer", "eval")
+STAGES = ("data", "train", "infer", "eval", "seg_crf", "seg_infer", "seg_train")
+SEG_STAGES = ("seg_crf", "seg_infer", "seg_train")  # stage 3: S must be a crop size (8k + 1)
 PRECISIONS = {"fp32": "off", "bf16": "bf16", "fp16": "fp16"}  # mode name -> config key amp
 CHANNELS_LAST = "-cl"  # mode suffix: channels_last memory format
-# Dense peak TFLOP/s by device name (first match wins): bf16/fp16 tensor cores, TF32 tensor
-# cores (what cuDNN uses for float32 convolutions by default) and plain fp32.
 
 
 @dataclass
@@ -37,6 +36,10 @@ class BenchOptions:
     infer_batch_sizes: tuple = (1, 8)
     eval_images: int = 10582
     eval_workers: int = field(default_factory=default_workers)
+    crf_workers: int = field(default_factory=available_cores)  # W of the stage-3 stages
+    crf_batch: int = 15             # images of the seg_crf batch (the published batch)
+    crf_repeats: int = 10           # timed batches of seg_crf, each way
+    seg_infer_images: int = 32      # images of seg_infer, each way
     work_dir: str = None            # keep the generated files here (default: a temporary folder)
 
 
@@ -57,12 +60,13 @@ def default_options(device="auto", quick=False):
     if bench_device(device).type == "cpu":
         options = replace(options, batch=2, widths=(0.25, 1.0), modes=("fp32", "fp32-cl"),
                           warmup=1, steps=2, infer_images=12, infer_batch_sizes=(1, 4),
-                          eval_images=1500)
+                          eval_images=1500, seg_infer_images=8)
     if quick:
         options = replace(options, size=65, images=6, min_side=64, max_side=96, batch=2,
                           data_batch=2, data_batches=2, widths=(0.125,), modes=("fp32",),
-                          warmup=1, steps=1, infer_images=4, infer_batch_sizes=(2,),
-                          eval_images=24, eval_workers=min(2, options.eval_workers))
+                          warmup=0, steps=1, infer_images=4, infer_batch_sizes=(2,),
+                          eval_images=24, eval_workers=min(2, options.eval_workers),
+                          crf_repeats=2, seg_infer_images=3)
     return options
 
 
@@ -80,9 +84,17 @@ def check_options(options):
         if precision != "fp32" and device.type != "cuda":
             raise UserError(f"mode {mode} needs CUDA (mixed precision runs on CUDA only)")
     if options.size < 8 or min(options.batch, options.data_batch, options.images,
-                               options.steps, options.eval_images) < 1 or options.workers < 0:
-        raise UserError("size must be >= 8, batch, images, steps and eval_images >= 1, "
-                        "workers >= 0")
+                               options.steps, options.eval_images, options.crf_workers,
+                               options.crf_batch, options.crf_repeats,
+                               options.seg_infer_images) < 1 or options.workers < 0:
+        raise UserError("size must be >= 8, batch, images, steps, eval_images, crf_workers, "
+                        "crf_batch, crf_repeats and seg_infer_images >= 1, workers >= 0")
+    if (options.size - 1) % 8 and set(SEG_STAGES) & set(options.stages):
+        raise UserError(f"the stage-3 stages need a size of 8k + 1 (a crop size, e.g. 321), "
+                        f"got {options.size}")
+    if options.seg_infer_images > options.images:
+        raise UserError(f"seg_infer_images ({options.seg_infer_images}) must be <= images "
+                        f"({options.images})")
     if not 24 <= options.min_side < options.max_side:
         raise UserError(f"image sides must satisfy 24 <= min < max, got {options.min_side}, "
                         f"{options.max_side}")

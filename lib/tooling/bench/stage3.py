@@ -1,0 +1,287 @@
+"""Stage 3 (SPEC 11): the batch CRF, inference end to end and the training step.
+
+W = ``crf_workers`` (default: the cores this process may use). Issue 14's goal: the batch CRF
+and the inference at least 0.8 x W times the serial figure with W workers.
+- seg_crf: the dense CRFs of one training batch (``crf_batch`` images at the label side, 41 x 41
+  for S = 321, the image41 of VOC12SegDataset) serially, as the published CRF layer runs them,
+  and in W worker processes (lib.losses.batch_crf.BatchCRF), alternately; the marginals must be
+  equal.
+- seg_infer: images/s end to end (decode, three scales, zooms, softmax, full-size CRF, PNG): the
+  published test_ms.py's way (one image at a time, scipy zooms, the CRF in this process)
+  against infer_seg's own loop (zooms on the device, the CRFs in W worker processes while the
+  network takes the next image; also with the CRF in this process). On a CPU the network is a
+  stub, fixed random logits of DeepLabV2's shapes: the real one would dominate and take the
+  cores the CRF workers need. On CUDA it is DeepLabV2 with random weights.
+- seg_train: SegTraining's step at S through the loop's own step, the seconds in its batch CRF
+  and their share of the step, with the CRFs in W workers and serially (as published); FLOPs
+  counted from the layer shapes, MFU on CUDA.
+"""
+import functools
+import os
+import time
+
+import numpy as np
+import torch
+
+from lib.image import read_label_png, write_palette_png
+from lib.losses.batch_crf import BatchCRF
+from lib.losses.seg import CRF_ITERATIONS, CRF_SCALE, smoothed_probabilities
+from lib.network.deeplab import DeepLabV2
+from lib.stage3.infer_seg import Images, submit_images, write_labels
+from lib.stage3.predict import TEST_SCALES, predict_labels
+from lib.stage3.train_seg import SegTraining
+from lib.tooling.bench.common import (
+    CHANNELS_LAST,
+    PRECISIONS,
+    bench_config,
+    format_table,
+    sync,
+)
+from lib.tooling.bench.train import (
+    BACKWARD_FACTOR,
+    conv_flops,
+    in_fresh_process,
+    mfu_cell,
+    peak_memory_cell,
+    throughput,
+    time_training,
+)
+from lib.training.runtime import available_cores, resolve_device
+from lib.voc import NUM_CLASSES
+from lib.workers import WorkerQueue
+
+PARALLEL_GOAL = 0.8  # issue 14: W workers reach at least 0.8 x W the serial rate
+RESIZE_MARGIN = 32  # seg_resize = S + 32: the published 353 for S = 321 (crop offsets 0..32)
+STUB_LOGIT_STD = 3.0  # spread of the stub's and seg_crf's random logits (confident, not flat)
+
+
+def seg_config(root, options, **overrides):
+    """Stage 3's config on the synthetic tree: crops of S from images resized to S + 32, the
+    generated seeds, W CRF workers."""
+    cfg = bench_config(root, options, seg_resize=options.size + RESIZE_MARGIN,
+                       crop_size=options.size, crf_workers=options.crf_workers, **overrides)
+    cfg.seed_dir = os.path.join(root, "ini_seed", cfg.seed_subdir)  # where generate_dataset wrote
+    return cfg
+
+
+def goal_fields(speedup, workers):
+    return {"speedup": speedup, "goal": PARALLEL_GOAL * workers,
+            "goal_met": speedup >= PARALLEL_GOAL * workers}
+
+
+def goal_text(result):
+    verdict = "met" if result["goal_met"] else "NOT met"
+    return (f"{result['speedup']:.2f}x the serial rate with W = {result['workers']} workers; "
+            f"goal {PARALLEL_GOAL} x W = {result['goal']:.1f}x: {verdict} (load average "
+            f"{result['load_average']:.1f} on {available_cores()} cores when it started)")
+
+
+def crf_batch_inputs(root, options):
+    """(unary, images) of one training batch: -p of random logits (the loss's unary) and the
+    image41 of the first ``crf_batch`` training samples (uint8 BGR, as the loss passes them)."""
+    dataset = SegTraining().build_dataset(seg_config(root, options, batch_size=options.crf_batch))
+    images = np.stack([dataset[i]["image41"].numpy() for i in range(options.crf_batch)])
+    generator = torch.Generator().manual_seed(0)
+    logits = STUB_LOGIT_STD * torch.randn(len(images), NUM_CLASSES, *images.shape[1:3],
+                                          generator=generator)
+    return (-smoothed_probabilities(logits)).detach().numpy(), images
+
+
+def bench_seg_crf(root, options):
+    """Milliseconds per batch CRF serially and in W workers, timed alternately (so that other
+    load on the machine hits both alike); their marginals must be equal."""
+    unary, images = crf_batch_inputs(root, options)
+    load = os.getloadavg()[0]
+    seconds = {"serial": 0.0, "workers": 0.0}
+    with BatchCRF(0) as serial, BatchCRF(options.crf_workers) as parallel:
+        crfs = {"serial": serial, "workers": parallel}
+        first = {key: crf(unary, images, CRF_SCALE, CRF_ITERATIONS) for key, crf in crfs.items()}
+        if not np.array_equal(first["serial"], first["workers"]):
+            raise RuntimeError("the batch CRF in workers differs from the serial one")
+        for _ in range(options.crf_repeats):
+            for key, crf in crfs.items():
+                start = time.perf_counter()
+                crf(unary, images, CRF_SCALE, CRF_ITERATIONS)
+                seconds[key] += time.perf_counter() - start
+    ms = {key: 1e3 * value / options.crf_repeats for key, value in seconds.items()}
+    return {"batch": len(images), "side": images.shape[1], "workers": options.crf_workers,
+            "repeats": options.crf_repeats, "ms_per_batch": ms, "load_average": load,
+            **goal_fields(ms["serial"] / ms["workers"], options.crf_workers)}
+
+
+def seg_crf_table(result):
+    ms = result["ms_per_batch"]
+    body = [["serial, one image after another (published)", f"{ms['serial']:.1f}"],
+            [f"BatchCRF, {result['workers']} worker processes", f"{ms['workers']:.1f}"]]
+    return (f"\nstage 3 batch CRF: {result['batch']} images of {result['side']} x "
+            f"{result['side']}, 10 mean-field iterations, {result['repeats']} batches each way\n"
+            + format_table(["method", "ms per batch"], body) + "\n" + goal_text(result))
+
+
+class StubNetwork:
+    """Fixed random logits (1 x 21 x s x s, float32) for each input side S, s as DeepLabV2's
+    output: a network that costs nothing, for measuring everything else on a CPU."""
+
+    def __init__(self, scales):
+        with torch.device("meta"):
+            model = DeepLabV2().eval()
+        generator = torch.Generator().manual_seed(0)
+        self.logits = {}
+        for side in scales:
+            shape = model(torch.empty(1, 3, side, side, device="meta")).shape
+            self.logits[side] = STUB_LOGIT_STD * torch.randn(shape, generator=generator)
+
+    def __call__(self, batch):
+        return self.logits[batch.shape[-1]].to(batch.device)
+
+
+def inference_network(device):
+    """(forward, description): the stub on a CPU, DeepLabV2 (random weights, eval) on CUDA."""
+    if device.type != "cuda":
+        return StubNetwork(TEST_SCALES), "stub network (fixed random logits), CPU"
+    torch.manual_seed(0)
+    model = DeepLabV2().to(device).eval()
+    return (lambda batch: model(batch).float()), f"DeepLabV2 (random weights) on {device}"
+
+
+def published_inference(forward, images, device, out_dir):
+    """test_ms.py's loop: one image after another, scipy zooms, softmax, the CRF and the PNG
+    in this process."""
+    for index in range(len(images)):
+        name, image_rgb = images[index]
+        labels = predict_labels(forward, image_rgb, TEST_SCALES, device, exact=True, crf=True)
+        write_palette_png(os.path.join(out_dir, name + ".png"), labels)
+
+
+def repository_inference(forward, images, device, out_dir, workers, loader_workers):
+    """infer_seg's loop: the network in this process, softmax, CRF and PNG in ``workers``
+    processes (0: in this process)."""
+    with WorkerQueue(functools.partial(write_labels, True), workers) as writer, torch.no_grad():
+        submit_images(forward, images, writer, TEST_SCALES, device,
+                      lambda name: os.path.join(out_dir, name + ".png"),
+                      loader_workers=loader_workers)
+
+
+def label_agreement(names, folders):
+    """Fraction of pixels where the label PNGs of the two folders agree."""
+    same = total = 0
+    for name in names:
+        first, second = (read_label_png(os.path.join(folder, name + ".png")) for folder in folders)
+        same += int((first == second).sum())
+        total += first.size
+    return same / total
+
+
+def bench_seg_infer(root, work, options, device):
+    """Images/s of each way on the first ``seg_infer_images`` images, and the fraction of
+    pixels where infer_seg's labels equal the published way's (SPEC 11.5 asks >= 99.9%)."""
+    names = sorted(f[:-4] for f in os.listdir(os.path.join(root, "JPEGImages")))
+    images = Images(root, names[:options.seg_infer_images])
+    forward, network = inference_network(device)
+    ways = (("published", "one image at a time: scipy zooms, CRF in this process (published)",
+             lambda out: published_inference(forward, images, device, out)),
+            ("inline", "infer_seg's loop, CRF in this process",
+             lambda out: repository_inference(forward, images, device, out, 0, options.workers)),
+            ("workers", f"infer_seg's loop, CRF in {options.crf_workers} worker processes",
+             lambda out: repository_inference(forward, images, device, out, options.crf_workers,
+                                              options.workers)))
+    load = os.getloadavg()[0]
+    rows = {}
+    for key, description, run in ways:
+        out = os.path.join(work, f"seg_infer_{key}")
+        os.makedirs(out, exist_ok=True)
+        sync(device)
+        start = time.perf_counter()
+        run(out)
+        sync(device)
+        rows[key] = {"description": description,
+                     "images_per_s": len(images) / (time.perf_counter() - start)}
+    folders = [os.path.join(work, f"seg_infer_{key}") for key in ("published", "workers")]
+    rates = {key: row["images_per_s"] for key, row in rows.items()}
+    return {"images": len(images), "network": network, "workers": options.crf_workers,
+            "loader_workers": options.workers, "rows": rows, "load_average": load,
+            "label_agreement": label_agreement(images.names, folders),
+            **goal_fields(rates["workers"] / rates["published"], options.crf_workers)}
+
+
+def seg_infer_table(result):
+    body = [[row["description"], f"{row['images_per_s']:.2f}"] for row in result["rows"].values()]
+    return (f"\nstage 3 inference end to end: {result['images']} images, scales "
+            f"{'/'.join(map(str, TEST_SCALES))} + full-size CRF; {result['network']}\n"
+            + format_table(["way", "images/s"], body) + "\n" + goal_text(result)
+            + f"; labels equal to the published way's on {100 * result['label_agreement']:.3f}%"
+              " of pixels")
+
+
+class TimedCRF:
+    """A batch CRF that records the seconds of each call in ``durations``."""
+
+    def __init__(self, crf, durations):
+        self.crf, self.durations = crf, durations
+
+    def __call__(self, *args):
+        start = time.perf_counter()
+        marginals = self.crf(*args)
+        self.durations.append(time.perf_counter() - start)
+        return marginals
+
+
+class TimedSegTraining(SegTraining):
+    """SegTraining whose batch CRF records its seconds per step in ``crf_durations``."""
+
+    def start(self, cfg, ctx):
+        super().start(cfg, ctx)
+        self.crf_durations = []
+        self.crf = TimedCRF(self.crf, self.crf_durations)
+
+    def stop(self, failed):
+        if isinstance(self.crf, TimedCRF):
+            self.crf = self.crf.crf
+        super().stop(failed)
+
+
+def deeplab_forward_flops(size, batch):
+    """FLOPs of one DeepLabV2 (vgg16) forward pass, counted from the layer shapes."""
+    with torch.device("meta"):
+        model = DeepLabV2().eval()
+    return conv_flops(model, lambda: model(torch.empty(batch, 3, size, size, device="meta")))[0]
+
+
+def _seg_train_row(root, options, mode, crf_workers):
+    """SegTraining's step in one configuration."""
+    device = resolve_device(options.device)
+    precision = mode.removesuffix(CHANNELS_LAST)
+    cfg = seg_config(root, options, batch_size=options.batch, amp=PRECISIONS[precision],
+                     channels_last=mode.endswith(CHANNELS_LAST),
+                     max_iter=options.warmup + options.steps)
+    cfg.crf_workers = crf_workers
+    task = TimedSegTraining()
+    seconds, peak, peak_kind = time_training(task, cfg, options, device)
+    crf_seconds = sum(task.crf_durations[-options.steps:]) / options.steps
+    flops = BACKWARD_FACTOR * deeplab_forward_flops(options.size, options.batch)
+    return {"mode": mode, "crf_workers": crf_workers, "batch": options.batch,
+            "s_per_iter": seconds, "samples_per_s": options.batch / seconds,
+            "crf_s_per_iter": crf_seconds, "crf_share": crf_seconds / seconds,
+            "peak_memory_bytes": peak, "peak_memory_kind": peak_kind,
+            **throughput(flops, seconds, device, precision)}
+
+
+def bench_seg_train(root, options, device):
+    """One row per mode with the CRFs in W workers, and one (the first mode) with them serial.
+    On CPU each runs in a fresh process."""
+    configs = [(mode, options.crf_workers) for mode in options.modes] + [(options.modes[0], 0)]
+    if device.type == "cuda":
+        return [_seg_train_row(root, options, mode, workers) for mode, workers in configs]
+    return [in_fresh_process(_seg_train_row, root, options, mode, workers)
+            for mode, workers in configs]
+
+
+def seg_train_table(rows):
+    body = [[r["mode"], f"{r['crf_workers']} workers" if r["crf_workers"] > 1 else "serial",
+             r["batch"], f"{r['s_per_iter']:.3f}", f"{r['samples_per_s']:.1f}",
+             f"{1e3 * r['crf_s_per_iter']:.0f} ({100 * r['crf_share']:.1f}%)",
+             peak_memory_cell(r), f"{r['flops_per_iter'] / 1e9:.4g}",
+             f"{r['tflops_per_s']:.3g}", mfu_cell(r)] for r in rows]
+    return ("\nstage 3 training step (DeepLabV2 vgg16, seed + constrain loss with its CRF)\n"
+            + format_table(["mode", "CRF", "batch", "s/iter", "samples/s", "CRF ms (share)",
+                            "peak MiB", "GFLOP/iter", "TFLOP/s", "MFU"], body))
