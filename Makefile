@@ -1,5 +1,6 @@
 # One-command set-up: `make test` runs the suite, `make demo` the end-to-end demo,
-# `make bench` the benchmark of every stage.
+# `make bench` the benchmark of every stage, `make gpu-check` (on a CUDA GPU) the CUDA tests and
+# the GPU benchmark of stages 2 and 3 within GPU_BUDGET_S seconds, reports in gpu_check/.
 # Each creates .venv on first use (the torch/torchvision pair first, then requirements) and
 # reuses it afterwards: the install re-runs only when a requirements file changes. The
 # scripts run from this checkout as they are (no install of the package itself).
@@ -8,8 +9,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH  := torch==2.14.1 torchvision==0.29.1
+GPU_BUDGET_S ?= 480
 
-.PHONY: test demo bench venv clean
+.PHONY: test demo bench gpu-check venv clean
 
 venv: $(STAMP)
 
@@ -28,6 +30,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench.py
+
+gpu-check: $(STAMP)
+	$(BIN)/python tools/gpu_check.py --out gpu_check --budget_s $(GPU_BUDGET_S)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
