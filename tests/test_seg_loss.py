@@ -1,12 +1,15 @@
 """Stage 3's loss (SPEC 11.3) against the published layers' golden outputs, its split-batch
 property, and the batch CRF's pool against its serial run."""
 import os
+import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import DATA
+from conftest import DATA, REPO
 from lib.losses import seg_loss
 from lib.losses.batch_crf import BatchCRF
 
@@ -148,3 +151,31 @@ def test_bad_inputs_are_rejected_with_a_clear_value_error():
         seg_loss(z, labels, images, num_samples=1)
     with pytest.raises(ValueError, match="CRF images must be 2 x 9 x 9 x 3"):
         BatchCRF()(-case["z"], images[:, :8], 12.0, 10)
+
+
+FAULTS_OF_CRFS = """
+import resource, sys
+import numpy as np
+from lib.batch_crf_worker import image_marginals, keep_freed_memory
+if sys.argv[1] == "keep":
+    keep_freed_memory()
+rng = np.random.default_rng(0)
+unary = -rng.random((21, 41, 41)).astype(np.float32)
+image = rng.integers(0, 256, (41, 41, 3), dtype=np.uint8)
+image_marginals(unary, image, 12.0, 10)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(4):
+    image_marginals(unary, image, 12.0, 10)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator")
+def test_a_fresh_worker_keeps_the_crf_buffers_instead_of_faulting_them_in_again():
+    def faults(mode):
+        run = subprocess.run([sys.executable, "-c", FAULTS_OF_CRFS, mode], cwd=REPO, timeout=60,
+                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": REPO})
+        assert run.returncode == 0, run.stderr
+        return int(run.stdout)
+
+    assert faults("keep") < 100 and faults("plain") > 1000  # 4 CRFs at 41 x 41 after the first
