@@ -115,7 +115,8 @@ def seg_crf_table(result):
     body = [["serial, one image after another (published)", f"{ms['serial']:.1f}"],
             [f"BatchCRF, {result['workers']} worker processes", f"{ms['workers']:.1f}"]]
     return (f"\nstage 3 batch CRF: {result['batch']} images of {result['side']} x "
-            f"{result['side']}, 10 mean-field iterations, {result['repeats']} batches each way\n"
+            f"{result['side']}, {CRF_ITERATIONS} mean-field iterations, {result['repeats']} "
+              f"batches each way\n"
             + format_table(["method", "ms per batch"], body) + "\n" + goal_text(result))
 
 
