@@ -231,6 +231,13 @@ def load_config(path=None, overrides=()):
     return cfg
 
 
+def derived_config(cfg, **values):
+    """A validated copy of ``cfg`` with ``values`` replaced (same file of origin)."""
+    derived = load_config(None, {**{key: cfg[key] for key in SCHEMA}, **values})
+    derived["cfg_file"] = cfg.get("cfg_file")
+    return derived
+
+
 def _copy(value):
     return list(value) if isinstance(value, list) else value
 

@@ -23,7 +23,7 @@ from lib.errors import UserError, first_few
 from lib.files import read_names
 from lib.image import is_complete_file, read_image, write_palette_png
 from lib.network.checkpoint import load_checkpoint
-from lib.network.deeplab import DeepLabV2
+from lib.network.deeplab import deeplab_from_config
 from lib.records import names_to_write, prepare_output_folder, weights_identity
 from lib.stage3.predict import labels_from_probabilities, multi_scale_scores, probabilities
 from lib.training.distributed import all_reduce_sum, barrier, launch
@@ -31,8 +31,8 @@ from lib.training.runtime import amp_dtype, autocast, process_logger, usable_wor
 from lib.workers import WorkerQueue
 
 # Config keys that change the labels (the folder's record, with the weights' identity).
-PREDICTION_KEYS = ("dataset_root", "split", "seg_backbone", "mean", "std", "test_scales",
-                   "seg_crf", "restrict_to_tags", "amp")
+PREDICTION_KEYS = ("dataset_root", "split", "seg_backbone", "width_mult", "mean", "std",
+                   "test_scales", "seg_crf", "restrict_to_tags", "amp")
 
 
 def split_names(cfg):
@@ -100,7 +100,7 @@ def run(cfg):
 def _infer(ctx, cfg):
     names = split_names(cfg)
     tags = image_tags(cfg, names)
-    model, weights = DeepLabV2(cfg.seg_backbone), checkpoint_path(cfg)
+    model, weights = deeplab_from_config(cfg), checkpoint_path(cfg)
     load_checkpoint(model, weights)  # check the inputs before writing anything
     images = _Images(cfg.dataset_root, names)
     check_files(names, images.path, {})

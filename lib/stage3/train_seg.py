@@ -17,7 +17,7 @@ from lib.errors import UserError, first_few
 from lib.files import read_names
 from lib.losses import seg_loss
 from lib.losses.batch_crf import BatchCRF
-from lib.network.deeplab import DeepLabV2, load_initial_weights
+from lib.network.deeplab import deeplab_from_config, load_initial_weights
 from lib.optim import build_caffe_sgd, step_lr
 from lib.training.distributed import all_reduce_sum
 from lib.training.loop import TrainingTask, train
@@ -51,7 +51,7 @@ class SegTraining(TrainingTask):
         self.crf = None
 
     def network(self, cfg):
-        return DeepLabV2(cfg.seg_backbone)
+        return deeplab_from_config(cfg)
 
     def build_model(self, cfg, pretrain):
         model = self.network(cfg)
