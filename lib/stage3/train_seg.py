@@ -53,11 +53,8 @@ class SegTraining(TrainingTask):
     def network(self, cfg):
         return deeplab_from_config(cfg)
 
-    def build_model(self, cfg, pretrain):
-        model = self.network(cfg)
-        if pretrain:
-            load_initial_weights(model, pretrain)
-        return model
+    def load_pretrained(self, model, path):
+        load_initial_weights(model, path)
 
     def build_dataset(self, cfg):
         if not os.path.isdir(cfg.seed_dir):

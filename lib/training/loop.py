@@ -43,11 +43,15 @@ class TrainingTask:
         """The network the configuration describes, initialised (not yet loaded)."""
         raise NotImplementedError
 
+    def load_pretrained(self, model, path):
+        """Load the weights a fresh run starts from: a backbone (``vgg_init.pth``)."""
+        load_backbone(model, path)
+
     def build_model(self, cfg, pretrain):
-        """The network with its backbone loaded from ``pretrain`` (a path, or None)."""
+        """The network, loaded from ``pretrain`` (a path, or None: its own initialisation)."""
         model = self.network(cfg)
         if pretrain:
-            load_backbone(model, pretrain)
+            self.load_pretrained(model, pretrain)
         return model
 
     def build_dataset(self, cfg):
