@@ -12,13 +12,14 @@ import torch
 
 from lib.config import ConfigError, dataset_path, model_dir
 from lib.dataset.tags import load_tags
-from lib.dataset.voc12_seg import VOC12SegDataset, caffe_mean, check_seg_files
+from lib.dataset.voc12_seg import VOC12SegDataset, check_seg_files
 from lib.errors import UserError, first_few
 from lib.files import read_names
 from lib.losses import seg_loss
 from lib.losses.batch_crf import BatchCRF
 from lib.network.deeplab import DeepLabV2, load_initial_weights
 from lib.optim import build_caffe_sgd, step_lr
+from lib.stage3.normalisation import check_input_scale, training_normalisation
 from lib.training.distributed import all_reduce_sum
 from lib.training.loop import TrainingTask, train
 from lib.training.runtime import autocast, usable_workers
@@ -60,6 +61,7 @@ class SegTraining(TrainingTask):
         return model
 
     def build_dataset(self, cfg):
+        check_input_scale(cfg)  # before anything is written
         if not os.path.isdir(cfg.seed_dir):
             raise ConfigError(f"config key 'seed_dir': folder not found: {cfg.seed_dir} (the "
                               f"seeds infer_cam writes)")
@@ -74,8 +76,8 @@ class SegTraining(TrainingTask):
         return dataset
 
     def normalisation(self, cfg):
-        """Caffe subtracts its float32 mean (lib.dataset.voc12_seg.caffe_mean)."""
-        return caffe_mean(cfg.mean), cfg.std
+        """The backbone's input: Caffe's mean for vgg16, ImageNet's mean and std for resnet101."""
+        return training_normalisation(cfg)
 
     def build_optimizer(self, model, cfg):
         return build_caffe_sgd(model, cfg.lr, cfg.weight_decay)
