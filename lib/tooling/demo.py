@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from lib.config import (
-    AFTER_TRAINING_KEYS,
     SCHEMA,
+    after_training_keys,
     checkpoint_path,
     dataset_path,
     load_config,
@@ -41,7 +41,7 @@ def _same_training(cfg):
     if not (os.path.exists(checkpoint_path(cfg)) and os.path.exists(saved)):
         return False
     trained = load_config(saved)
-    return all(trained[k] == cfg[k] for k in SCHEMA if k not in AFTER_TRAINING_KEYS)
+    return all(trained[k] == cfg[k] for k in SCHEMA if k not in after_training_keys(cfg))
 
 
 def comparison_table(initial, sgan):
