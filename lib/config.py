@@ -71,7 +71,7 @@ SCHEMA = {
     "ignore_conflict": (bool, False),
     "combine_seedseg": (bool, True),
     "num_classes": (int, 22),
-    "bg_thresh": (float, 0.06),
+    "bg_thresh": (float, 0.06),  # seeds' background: saliency of sdnet_path / 255 below this
     # ---- keys this repository adds (defaults keep the paper's behaviour) ----
     "random_seed": (int, 7),
     "device": (str, "auto"),
@@ -81,7 +81,6 @@ SCHEMA = {
     "checkpoint": ((str, None), None),
     "test_batch_size": (int, 1),
     "overwrite": (bool, False),
-    "bg_thresh": (float, 0.06),  # seeds' background: saliency of sdnet_path / 255 below this
     # ---- processes, precision, resume ----
     "num_processes": (int, 0),
     "amp": (_choice("off", "bf16", "fp16"), "off"),
