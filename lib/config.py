@@ -71,7 +71,7 @@ SCHEMA = {
     "ignore_conflict": (bool, False),
     "combine_seedseg": (bool, True),
     "num_classes": (int, 22),
-    "bg_thresh": (float, 0.06),
+    "bg_thresh": (float, 0.06),  # seeds' background: saliency of sdnet_path / 255 below this
     # ---- keys this repository adds (defaults keep the paper's behaviour) ----
     "random_seed": (int, 7),
     "device": (str, "auto"),
@@ -81,7 +81,6 @@ SCHEMA = {
     "checkpoint": ((str, None), None),
     "test_batch_size": (int, 1),
     "overwrite": (bool, False),
-    "bg_thresh": (float, 0.06),  # seeds' background: saliency of sdnet_path / 255 below this
     # ---- processes, precision, resume ----
     "num_processes": (int, 0),
     "amp": (_choice("off", "bf16", "fp16"), "off"),
@@ -117,6 +116,7 @@ SCHEMA = {
 
 # Keys read only after training (seed making and evaluation) or that do not change the
 # weights training produces: a run that differs from another only in these trained the same.
+# (gt_path trains too when strong_list is set: after_training_keys.)
 AFTER_TRAINING_KEYS = frozenset({
     "gt_path", "sdnet_path", "bg_thresh", "test_cfg", "new_size", "res_path", "cam_thresh",
     "ignore_conflict", "combine_seedseg", "num_classes", "checkpoint", "test_batch_size",
@@ -124,6 +124,14 @@ AFTER_TRAINING_KEYS = frozenset({
     "crf_alpha_low", "crf_alpha_high", "crf_scale", "crf_iterations", "crf_workers",
     "save_class_maps", "save_pictures", "test_scales", "seg_crf", "restrict_to_tags", "split",
 })
+
+
+
+def after_training_keys(cfg):
+    """AFTER_TRAINING_KEYS of a run with configuration ``cfg``: without ``gt_path`` when
+    ``strong_list`` is set, since training then reads the ground truth (SPEC 12)."""
+    return AFTER_TRAINING_KEYS - {"gt_path"} if cfg["strong_list"] else AFTER_TRAINING_KEYS
+
 
 # Keys that say how and where a training runs, not what it computes: with AFTER_TRAINING_KEYS
 # (which already holds num_worker, display_step, overwrite, checkpoint) the only keys that may
@@ -278,7 +286,7 @@ def _check_ranges(cfg):
 # The one rule for relative paths: keys that name a file or folder of the dataset are relative
 # to ``dataset_root``; every other path (dataset_root itself, pretrain, checkpoint,
 # save_model_path, res_path, seed_out_path, resume ...) is relative to the working folder.
-DATASET_KEYS = ("cue_file", "gt_path")
+DATASET_KEYS = ("cue_file", "gt_path", "strong_list")
 
 
 def dataset_path(cfg, path):

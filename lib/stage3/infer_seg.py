@@ -1,6 +1,7 @@
 """Stage-3 inference: labels of a split by the trained segmentation network (SPEC 11.5).
 
-Per image: the three test scales through the network on the device, zoomed back and summed
+Per image: the three test scales, normalised as the backbone's weights expect
+(lib.stage3.normalisation), through the network on the device, zoomed back and summed
 there (lib.stage3.predict), then, in worker processes, softmax with the 1e-5 floor, the
 full-size dense CRF (``seg_crf``), the argmax (restricted to the tags with
 ``restrict_to_tags``) and a palette PNG ``<res_path>/<cfg_name>_<split>/NAME.png``. Several
@@ -25,6 +26,7 @@ from lib.image import is_complete_file, read_image, write_palette_png
 from lib.network.checkpoint import load_checkpoint
 from lib.network.deeplab import deeplab_from_config
 from lib.records import names_to_write, prepare_output_folder, weights_identity
+from lib.stage3.normalisation import inference_normalisation
 from lib.stage3.predict import labels_from_probabilities, multi_scale_scores, probabilities
 from lib.training.distributed import all_reduce_sum, barrier, launch
 from lib.training.runtime import amp_dtype, autocast, process_logger, usable_workers
@@ -98,6 +100,7 @@ def run(cfg):
 
 
 def _infer(ctx, cfg):
+    normalisation = inference_normalisation(cfg)
     names = split_names(cfg)
     tags = image_tags(cfg, names)
     model, weights = deeplab_from_config(cfg), checkpoint_path(cfg)
@@ -135,7 +138,7 @@ def _infer(ctx, cfg):
         for name, image_rgb in tqdm(loader, desc="infer_seg", dynamic_ncols=True,
                                     disable=not ctx.is_main):
             scores = multi_scale_scores(forward, image_rgb.numpy(), cfg.test_scales, device,
-                                        exact=False)
+                                        exact=False, normalisation=normalisation)
             writer.submit(LabelJob(name, scores, images.path(name),
                                    None if tags is None else tags[name], out_path(name)))
     barrier(ctx)

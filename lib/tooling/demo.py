@@ -14,8 +14,8 @@ run again, so a rerun is fast.
 import os
 
 from lib.config import (
-    AFTER_TRAINING_KEYS,
     SCHEMA,
+    after_training_keys,
     checkpoint_path,
     dataset_path,
     derived_config,
@@ -52,7 +52,7 @@ def trained_with(cfg):
     if not (os.path.exists(checkpoint_path(cfg)) and os.path.exists(saved)):
         return False
     trained = load_config(saved)
-    return all(trained[k] == cfg[k] for k in SCHEMA if k not in AFTER_TRAINING_KEYS)
+    return all(trained[k] == cfg[k] for k in SCHEMA if k not in after_training_keys(cfg))
 
 
 def train_once(cfg, step, logger):

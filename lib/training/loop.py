@@ -67,6 +67,10 @@ class TrainingTask:
                 "mirror": True, "mean": cfg.mean, "std": cfg.std, "flip_seed": cfg.random_seed,
                 "normalise": False}
 
+    def dataset_note(self, dataset):
+        """Extra text for the log line that starts training, after the number of images."""
+        return ""
+
     def normalisation(self, cfg):
         """(mean, std) of the device-side normalisation of uint8 images (lib.image)."""
         return cfg.mean, cfg.std
@@ -241,10 +245,10 @@ def _train(ctx, cfg, task):
     normalisation = task.normalisation(cfg)
 
     loader = build_train_loader(dataset, cfg, ctx, start)
-    logger.info("training %s on %d x %s: %d images, iterations %d..%d of global batch %d, "
+    logger.info("training %s on %d x %s: %d images%s, iterations %d..%d of global batch %d, "
                 "weights from %s", cfg.cfg_name, ctx.world_size, device,
-                len(loader.dataset.names), start + 1, cfg.max_iter, cfg.batch_size,
-                state_file or pretrain or "scratch")
+                len(loader.dataset.names), task.dataset_note(dataset), start + 1, cfg.max_iter,
+                cfg.batch_size, state_file or pretrain or "scratch")
     step = start
     with tqdm(total=cfg.max_iter, initial=start, desc=task.name, dynamic_ncols=True,
               disable=not ctx.is_main) as progress:
