@@ -198,7 +198,8 @@ def test_resnet101_is_fed_imagenet_normalised_rgb_at_test(work, resnet_run, monk
             return super().forward(image)
 
     monkeypatch.chdir(work)
-    monkeypatch.setattr(infer_seg, "DeepLabV2", Recording)
+    monkeypatch.setattr(infer_seg, "deeplab_from_config",
+                        lambda cfg: Recording(cfg.seg_backbone, width_mult=cfg.width_mult))
     cfg = load_config(RESNET, config_args("max_iter=2", "seg_crf=false", "cfg_name=spy",
                                           f"checkpoint={resnet_run / 'model_iter_2.pth'}",
                                           cfg_file=RESNET)[2:])
@@ -226,6 +227,13 @@ def test_an_input_scale_the_backbone_was_not_made_for_is_refused(cfg_file, overr
     for normalisation in (training_normalisation, inference_normalisation):
         with pytest.raises(ConfigError, match=f"'{key}'"):
             normalisation(cfg)
+
+
+def test_a_network_trained_from_scratch_may_take_either_input():
+    """No initial weights to fit (the CPU demo's vgg16 from scratch with ImageNet's input)."""
+    cfg = load_config(SEG, ["std=[0.229, 0.224, 0.225]", "mean=[0.485, 0.456, 0.406]",
+                            "seg_pretrain=null"])
+    assert inference_normalisation(cfg) == training_normalisation(cfg) == IMAGENET
 
 
 def test_resnet101_without_std_is_a_one_line_error_before_training(work):

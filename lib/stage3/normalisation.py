@@ -1,10 +1,12 @@
 """Stage 3's input normalisation, fixed by the backbone's initial weights (SPEC 11.1, 11.5, 11.6).
 
-vgg16's weights take the caffe layout (BGR, 0..255, minus a mean), so ``std`` must be null:
-training subtracts ``mean`` as Caffe holds it, the test the published test_ms.py's (104, 117,
-123). resnet101's take torchvision's ImageNet input (RGB / 255, minus ``mean``, / ``std``) at
-training and at test, so ``std`` must be given and ``mean`` be on the 0..1 scale. Any other
-combination would train, silently, on an input scale the weights were not made for.
+Without ``std`` the input is the caffe layout (BGR, 0..255): training subtracts ``mean`` as
+Caffe holds it, the test the published test_ms.py's (104, 117, 123). With ``std`` it is
+torchvision's (RGB / 255, minus ``mean``, / ``std``) at training and at test. Initial weights
+(``seg_pretrain``) were made for one of them: vgg16's for the caffe layout (``std`` null),
+resnet101's for ImageNet's input (``std`` given, ``mean`` on the 0..1 scale); any other
+combination would train, silently, on an input scale the weights were not made for. A network
+trained from scratch (no ``seg_pretrain``, as the CPU demo) may use either.
 
 This is checked here, not in lib.config.load_config: ``std`` is shared with stages 1 and 2,
 where a vgg16 with ``std`` is valid (the demo trains one from scratch), and ``seg_backbone``
@@ -16,7 +18,10 @@ from lib.stage3.predict import PUBLISHED_TEST_INPUT
 
 
 def check_input_scale(cfg):
-    """ConfigError naming the key if ``mean`` / ``std`` do not fit ``seg_backbone``."""
+    """ConfigError naming the key if ``mean`` / ``std`` do not fit the initial weights of
+    ``seg_backbone`` (none without ``seg_pretrain``)."""
+    if not cfg.seg_pretrain:
+        return
     if cfg.seg_backbone == "vgg16" and cfg.std is not None:
         raise ConfigError(f"config key 'std' must be null for seg_backbone vgg16 (its weights "
                           f"take BGR 0..255 minus mean), got {cfg.std!r}")
