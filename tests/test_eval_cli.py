@@ -68,8 +68,9 @@ def test_cli_prints_table_and_writes_published_json(tmp_path, published):
 
 
 def test_cli_takes_paths_from_config_and_reads_list(tmp_path, published):
-    """21-class mode; gt = dataset_root + gt_path, res = res_path/<cfg_name><test_cfg>."""
-    res = tmp_path / "result" / "mine_seeds"
+    """21-class mode; gt = dataset_root/SegmentationClass, res = res_path/<cfg_name>_<split>
+    (what infer_seg writes)."""
+    res = tmp_path / "result" / "mine_val"
     res.mkdir(parents=True)
     for path in GOLDEN_PRED.glob("*.png"):
         pred = np.array(Image.open(path))
@@ -156,9 +157,11 @@ def test_segmentation_mode_from_a_config_scores_against_segmentation_class(tmp_p
         pred = np.array(Image.open(png))
         Image.fromarray(np.where(pred == 21, 0, pred).astype(np.uint8), "L").save(res / png.name)
     out = tmp_path / "seg.json"
+    names = tmp_path / "list.txt"  # golden_voc has no ImageSets/Segmentation/val.txt
+    names.write_text("".join(f"{png.stem}\n" for png in sorted(GOLDEN_PRED.glob("*.png"))))
     proc = run_cli("--res_path", res, "--num_classes", 21, "--cfg_file",
                    REPO / "config" / "sgan_vgg16_321x321.yml", f"dataset_root={GOLDEN_VOC}",
-                   "--json", out)
+                   "--json", out, "--list", names)
     assert proc.returncode == 0, proc.stderr
     assert f"ground truth: {GOLDEN_VOC / 'SegmentationClass'}" in proc.stdout
     expected = json.loads((DATA / "eval.json").read_text())["21"]
