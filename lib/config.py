@@ -5,7 +5,9 @@ The paper's keys default to the paper's values (SPEC section 10); keys this repo
 default to values that keep the paper's behaviour. Unknown keys and wrong types are errors
 that name the key.
 """
+import difflib
 import os
+import re
 
 import yaml
 
@@ -71,7 +73,7 @@ SCHEMA = {
     "ignore_conflict": (bool, False),
     "combine_seedseg": (bool, True),
     "num_classes": (int, 22),
-    "bg_thresh": (float, 0.06),
+    "bg_thresh": (float, 0.06),  # seeds' background: saliency of sdnet_path / 255 below this
     # ---- keys this repository adds (defaults keep the paper's behaviour) ----
     "random_seed": (int, 7),
     "device": (str, "auto"),
@@ -81,7 +83,6 @@ SCHEMA = {
     "checkpoint": ((str, None), None),
     "test_batch_size": (int, 1),
     "overwrite": (bool, False),
-    "bg_thresh": (float, 0.06),  # seeds' background: saliency of sdnet_path / 255 below this
     # ---- processes, precision, resume ----
     "num_processes": (int, 0),
     "amp": (_choice("off", "bf16", "fp16"), "off"),
@@ -224,15 +225,25 @@ def load_config(path=None, overrides=()):
     for key, (spec, default) in SCHEMA.items():
         cfg[key] = _coerce(key, spec, values.pop(key)) if key in values else _copy(default)
     if values:
-        raise ConfigError(f"unknown config key '{sorted(values)[0]}'"
-                          + (f" (and {len(values) - 1} more)" if len(values) > 1 else ""))
+        raise ConfigError(_unknown_keys_line(sorted(values)))
     _check_ranges(cfg)
     cfg["cfg_file"] = path
     return cfg
 
 
+def _unknown_keys_line(keys):
+    """One line for unknown keys: the first, the nearest valid key if one is close, the count."""
+    nearest = difflib.get_close_matches(keys[0], SCHEMA, n=1, cutoff=0.7)
+    return (f"unknown config key '{keys[0]}'"
+            + (f" (did you mean '{nearest[0]}'?)" if nearest else "")
+            + (f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""))
+
+
 def _copy(value):
     return list(value) if isinstance(value, list) else value
+
+
+DEVICE_PATTERN = r"auto|cpu|cuda(:[0-9]+)?"
 
 
 def _check_ranges(cfg):
@@ -262,6 +273,7 @@ def _check_ranges(cfg):
         ("lr_step", cfg.lr_step >= 1, "must be >= 1"),
         ("lr_gamma", 0 < cfg.lr_gamma <= 1, "must be in (0, 1]"),
         ("test_scales", min(cfg.test_scales) >= 8, "must be sides >= 8"),
+        ("device", re.fullmatch(DEVICE_PATTERN, cfg.device), "must be auto, cpu, cuda or cuda:N"),
     ]
     for key, ok, why in checks:
         if not ok:

@@ -125,6 +125,25 @@ def test_config_errors_through_the_cli_name_the_key(override, key):
     assert f"'{key}'" in result.stderr
 
 
+@pytest.mark.parametrize("override, words", [
+    ("device=gpu", ["'device'", "auto, cpu, cuda or cuda:N", "got 'gpu'"]),
+    ("max_itr=3", ["unknown config key 'max_itr'", "did you mean 'max_iter'"]),
+])
+def test_a_bad_device_or_a_misspelt_key_says_what_is_valid(override, words):
+    result = run_tool("tools/stage2/train_sgan.py", "--cfg_file", PAPER, override)
+    assert result.returncode == 2 and _one_line(result.stderr)
+    assert all(word in result.stderr for word in words), result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_device_cuda_without_a_gpu_is_one_line(voc, tmp_path):
+    result = run_tool("tools/stage2/train_sgan.py", "--cfg_file", PAPER, f"dataset_root={voc}",
+                      "pretrain=", f"save_model_path={tmp_path}", "device=cuda")
+    assert result.returncode == 2 and _one_line(result.stderr)
+    assert "'device' is 'cuda'" in result.stderr and "no CUDA device" in result.stderr
+    assert "device=cpu" in result.stderr
+
+
 def test_missing_dataset_root_and_tags_file_name_the_key(voc, tmp_path):
     result = run_tool("tools/stage2/infer_cam.py", "--cfg_file", PAPER,
                       f"dataset_root={tmp_path / 'nowhere'}")
