@@ -204,7 +204,8 @@ def load_config(path=None, overrides=()):
     """Return the validated Config of YAML file ``path`` (may be None) with ``overrides``.
 
     ``overrides`` are ``key=value`` strings or a dict. The result's ``cfg_file`` entry holds
-    the file it came from.
+    the file it came from, its ``given_keys`` entry the keys the file or the overrides set (the
+    others hold their defaults).
     """
     values = {}
     if path is not None:
@@ -222,12 +223,14 @@ def load_config(path=None, overrides=()):
     values.update(items)
 
     cfg = Config()
+    given = sorted(key for key in values if key in SCHEMA)
     for key, (spec, default) in SCHEMA.items():
         cfg[key] = _coerce(key, spec, values.pop(key)) if key in values else _copy(default)
     if values:
         raise ConfigError(_unknown_keys_line(sorted(values)))
     _check_ranges(cfg)
     cfg["cfg_file"] = path
+    cfg["given_keys"] = given
     return cfg
 
 

@@ -245,6 +245,7 @@ def test_ctrl_c_ends_training_with_one_line_and_exit_130(voc, tmp_path):
     assert sorted(os.listdir(run_dir)) == ["config.yml", "model_iter_2.pth", "train.log",
                                            "train_state.pth"]  # nothing half-written
     assert load_file(str(run_dir / "train_state.pth"))["iteration"] == 2
+    assert (run_dir / "train.log").read_text().splitlines()[-1].endswith(" interrupted")
     train_sgan.run(load_config(PAPER, [*overrides, "resume=true"]))
     assert "resumed from" in (run_dir / "train.log").read_text()
     assert (run_dir / "model_iter_6.pth").exists()
@@ -260,6 +261,8 @@ def test_a_diverging_loss_stops_training_and_keeps_the_last_good_checkpoint(voc,
     assert last.startswith("error: loss is") and "at iteration" in last
     failed_at = int(last.split("at iteration ")[1].split(";")[0])
     run_dir = tmp_path / "sgan_vgg16_321x321_snet"
+    log = (run_dir / "train.log").read_text().splitlines()
+    assert log[-1].split(" ", 2)[2] == "stopped: " + last.removeprefix("error: ")
     saved = sorted(int(f[11:-4]) for f in os.listdir(run_dir) if f.startswith("model_iter_"))
     assert saved == list(range(1, failed_at))
     from lib.network.checkpoint import read_state_dict

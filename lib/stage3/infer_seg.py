@@ -16,23 +16,24 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from lib.config import ConfigError, checkpoint_path, dataset_path, segmentation_dir, split_list_path
+from lib.config import ConfigError, dataset_path, segmentation_dir, split_list_path
 from lib.dataset.check import check_files
 from lib.dataset.tags import load_tags
 from lib.errors import UserError, first_few
 from lib.files import read_names
 from lib.image import is_complete_file, read_image, write_palette_png
-from lib.network.checkpoint import load_checkpoint
 from lib.network.deeplab import DeepLabV2
 from lib.records import names_to_write, prepare_output_folder, weights_identity
 from lib.stage3.predict import labels_from_probabilities, multi_scale_scores, probabilities
 from lib.training.distributed import all_reduce_sum, barrier, launch
+from lib.training.run_folder import load_trained_network
 from lib.training.runtime import amp_dtype, autocast, process_logger, usable_workers
 from lib.workers import WorkerQueue
 
 # Config keys that change the labels (the folder's record, with the weights' identity).
 PREDICTION_KEYS = ("dataset_root", "split", "seg_backbone", "mean", "std", "test_scales",
                    "seg_crf", "restrict_to_tags", "amp")
+NETWORK_KEYS = ("seg_backbone",)  # the keys that choose the network (a run records them)
 
 
 def split_names(cfg):
@@ -100,8 +101,8 @@ def run(cfg):
 def _infer(ctx, cfg):
     names = split_names(cfg)
     tags = image_tags(cfg, names)
-    model, weights = DeepLabV2(cfg.seg_backbone), checkpoint_path(cfg)
-    load_checkpoint(model, weights)  # check the inputs before writing anything
+    trained = load_trained_network(cfg, NETWORK_KEYS, lambda c: DeepLabV2(c.seg_backbone))
+    model, weights, cfg = trained.model, trained.weights, trained.cfg  # before writing anything
     images = _Images(cfg.dataset_root, names)
     check_files(names, images.path, {})
     folder = segmentation_dir(cfg)
@@ -118,6 +119,8 @@ def _infer(ctx, cfg):
                                   cfg.overwrite)
     todo = int(all_reduce_sum(torch.tensor([len(images.names)]), ctx))
     logger = process_logger("sgan.infer_seg", folder.rstrip("/") + ".log", ctx.is_main)
+    if trained.adopted:
+        logger.info("the network as its run trained it: %s", ", ".join(trained.adopted))
     logger.info("labels of %d images of split '%s' on %d x %s from %s into %s; %d already there",
                 todo, cfg.split, ctx.world_size, ctx.device, weights, folder, len(names) - todo)
     device, dtype = ctx.device, amp_dtype(cfg.amp, ctx.device)
