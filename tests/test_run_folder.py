@@ -53,6 +53,12 @@ def test_a_finished_run_says_so_last_in_its_log(run):
     assert "finished: iteration 2 of 2" in log[-1]
 
 
+def test_training_caps_num_worker_at_the_cores(run):
+    log = (run["dir"] / "train.log").read_text().splitlines()
+    assert sum("num_worker 3 -> 1" in line for line in log) == 1
+    assert "suggested max number of worker" not in run["stderr"]
+
+
 def test_inference_builds_the_network_its_run_trained(run):
     # width_mult left out: the run's config.yml gives 0.125
     result = run_tool("stage2/infer_cam.py", *run["common"], "resize=33", "max_iter=2",
@@ -121,3 +127,21 @@ def test_overwrite_replaces_the_run_and_a_failed_run_records_only_its_checkpoint
     assert "overwrite=true: removed the run" in log[0]
     assert log[-1].split(" ", 2)[2].startswith("stopped: loss is")
 
+
+def test_inference_caps_num_worker_and_ends_with_a_summary(run):
+    args = [*run["common"], "max_iter=2", "num_worker=2", "test_cfg=_summary"]
+    first = run_tool("stage2/infer_cam.py", *args, one_core=True)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.count("num_worker 2 -> 1") == 1
+    assert "suggested max number of worker" not in first.stderr
+    folder = run["out"] / "result" / "tiny_summary"
+    last = first.stderr.strip().splitlines()[-1]
+    assert "done in" in last and "12 images written, 0 skipped" in last and "0 failed" in last
+    assert str(folder) in last
+    assert last.split(" ", 2)[2] in (run["out"] / "result" / "tiny_summary.log").read_text()
+    again = run_tool("stage2/infer_cam.py", *args, "save_pictures=true")
+    assert again.returncode == 0, again.stderr
+    last = again.stderr.strip().splitlines()[-1]
+    assert "12 images written, 0 skipped" in last and f"{folder}_pictures" in last
+    again = run_tool("stage2/infer_cam.py", *args, "save_pictures=true")
+    assert "0 images written, 12 skipped (already there)" in again.stderr

@@ -145,6 +145,8 @@ def test_stage1_from_public_inputs_to_sgan_training(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "the network as its run trained it: width_mult 0.125" in result.stderr
     seed_dir = root / "ini_seed" / "ours_30_bg"
+    summary = result.stderr.strip().splitlines()[-1]
+    assert f"6 images written, 0 skipped (already there), 0 failed, in {seed_dir}" in summary
     assert sorted(f for f in os.listdir(seed_dir) if f.endswith(".png")) == [n + ".png" for n in names]
     for name in names:
         seed = cv2.imread(str(seed_dir / f"{name}.png"), cv2.IMREAD_UNCHANGED)

@@ -8,6 +8,7 @@ skips the images whose files exist (unless ``overwrite``). The two stages differ
 network (a :class:`SeedModel`) and their output settings.
 """
 import functools
+import time
 
 import numpy as np
 import torch
@@ -18,11 +19,16 @@ from lib.config import check_dataset_paths
 from lib.dataset.check import check_files
 from lib.dataset.voc12_sgan import VOC12SalInferDataset
 from lib.image import normalise_on_device
-from lib.records import names_to_write, prepare_output_folder, weights_identity
+from lib.records import (
+    names_to_write,
+    outputs_summary,
+    prepare_output_folder,
+    weights_identity,
+)
 from lib.seeds.writer import ImageJob, write_image_outputs
 from lib.training.distributed import all_reduce_sum, barrier, launch
 from lib.training.run_folder import load_trained_network
-from lib.training.runtime import amp_dtype, autocast, process_logger, usable_workers
+from lib.training.runtime import amp_dtype, autocast, loader_workers, process_logger, usable_workers
 from lib.workers import WorkerQueue
 
 # Config keys that change any stage's class maps, hence its seeds (the folder's record).
@@ -113,20 +119,31 @@ def _infer(ctx, cfg, seed_model, settings, log_file):
     logger.info("%s seeds for %d images on %d x %s from %s into %s; %d already there%s",
                 settings.seed_mode, todo, ctx.world_size, device, weights, out_dir, total - todo,
                 "" if cfg.overwrite else " (overwrite=true to redo them)")
-    loader = DataLoader(dataset, batch_size=cfg.test_batch_size, num_workers=cfg.num_worker,
+    loader = DataLoader(dataset, batch_size=cfg.test_batch_size,
+                        num_workers=loader_workers(cfg, ctx, logger),
                         pin_memory=device.type == "cuda")
-    with WorkerQueue(functools.partial(write_image_outputs, settings), workers) as writer, \
-            torch.no_grad():
-        model.to(device, memory_format=memory_format).eval()  # after the writer forked
-        for batch in tqdm(loader, desc=seed_model.name, dynamic_ncols=True,
-                          disable=not ctx.is_main):
-            image = normalise_on_device(batch["image"].to(device, non_blocking=True),
-                                        cfg.mean, cfg.std, cfg.channels_last)
-            with autocast(dtype, device):
-                maps = seed_model.class_maps(model, image, batch["sal"].to(device), cfg)
-            maps = maps.float().cpu().numpy()
-            for j, name in enumerate(batch["name"]):
-                writer.submit(ImageJob(name, maps[j], tags_of(batch["label"][j]),
-                                       batch["bg"][j].numpy(), tuple(batch["size"][j].tolist()),
-                                       dataset.image_path(name)))
+    started = time.monotonic()
+    try:
+        with WorkerQueue(functools.partial(write_image_outputs, settings), workers) as writer, \
+                torch.no_grad():
+            model.to(device, memory_format=memory_format).eval()  # after the writer forked
+            for batch in tqdm(loader, desc=seed_model.name, dynamic_ncols=True,
+                              disable=not ctx.is_main):
+                image = normalise_on_device(batch["image"].to(device, non_blocking=True),
+                                            cfg.mean, cfg.std, cfg.channels_last)
+                with autocast(dtype, device):
+                    maps = seed_model.class_maps(model, image, batch["sal"].to(device), cfg)
+                maps = maps.float().cpu().numpy()
+                for j, name in enumerate(batch["name"]):
+                    writer.submit(ImageJob(name, maps[j], tags_of(batch["label"][j]),
+                                           batch["bg"][j].numpy(),
+                                           tuple(batch["size"][j].tolist()),
+                                           dataset.image_path(name)))
+    except (Exception, KeyboardInterrupt) as exc:
+        written = sum(map(settings.done, dataset.names))
+        logger.info("%s", outputs_summary(written, total - todo, len(dataset.names) - written,
+                                          time.monotonic() - started, settings.folders(), exc))
+        raise
     barrier(ctx)
+    logger.info("%s", outputs_summary(todo, total - todo, 0, time.monotonic() - started,
+                                      settings.folders()))

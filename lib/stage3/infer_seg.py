@@ -9,6 +9,7 @@ records what made it and a rerun continues where it stopped (lib.records).
 """
 import functools
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,11 +24,11 @@ from lib.errors import UserError, first_few
 from lib.files import read_names
 from lib.image import is_complete_file, read_image, write_palette_png
 from lib.network.deeplab import DeepLabV2
-from lib.records import names_to_write, prepare_output_folder, weights_identity
+from lib.records import names_to_write, outputs_summary, prepare_output_folder, weights_identity
 from lib.stage3.predict import labels_from_probabilities, multi_scale_scores, probabilities
 from lib.training.distributed import all_reduce_sum, barrier, launch
 from lib.training.run_folder import load_trained_network
-from lib.training.runtime import amp_dtype, autocast, process_logger, usable_workers
+from lib.training.runtime import amp_dtype, autocast, loader_workers, process_logger, usable_workers
 from lib.workers import WorkerQueue
 
 # Config keys that change the labels (the folder's record, with the weights' identity).
@@ -131,7 +132,8 @@ def _infer(ctx, cfg):
             return model(batch.contiguous(memory_format=memory_format)).float()
 
     workers = usable_workers(cfg.crf_workers, ctx) if cfg.seg_crf and images.names else 0
-    loader = DataLoader(images, batch_size=None, num_workers=cfg.num_worker)
+    loader = DataLoader(images, batch_size=None, num_workers=loader_workers(cfg, ctx, logger))
+    started = time.monotonic()
     with WorkerQueue(functools.partial(write_labels, cfg.seg_crf), workers) as writer, \
             torch.no_grad():
         model.to(device, memory_format=memory_format).eval()  # after the workers forked
@@ -142,3 +144,5 @@ def _infer(ctx, cfg):
             writer.submit(LabelJob(name, scores, images.path(name),
                                    None if tags is None else tags[name], out_path(name)))
     barrier(ctx)
+    logger.info("%s", outputs_summary(todo, len(names) - todo, 0, time.monotonic() - started,
+                                      [folder]))

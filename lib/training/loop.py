@@ -31,7 +31,7 @@ from lib.optim import build_optimizer, poly_lr, set_lr
 from lib.training.checkpointing import load_train_state, restore, resume_path, save_checkpoint
 from lib.training.distributed import barrier, launch
 from lib.training.run_folder import LOG_NAME, claim_for_new_run, ending_line, write_record_once
-from lib.training.runtime import amp_dtype, process_logger
+from lib.training.runtime import amp_dtype, loader_workers, process_logger
 
 MAX_SKIPPED_STEPS = 100  # fp16: training stops after this many skipped steps in a row
 
@@ -103,12 +103,13 @@ class TrainingTask:
         """Called on every process after the last iteration."""
 
 
-def build_train_loader(dataset, cfg, ctx, start_batch=0):
-    """This process's loader: its share of every global batch, from ``start_batch`` on."""
+def build_train_loader(dataset, cfg, ctx, start_batch=0, workers=0):
+    """This process's loader: its share of every global batch, from ``start_batch`` on, read by
+    ``workers`` processes."""
     sampler = GlobalBatchSampler(len(dataset), cfg.batch_size, cfg.random_seed, ctx.rank,
                                  ctx.world_size, start_batch)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_worker,
-                      pin_memory=ctx.device.type == "cuda", persistent_workers=cfg.num_worker > 0,
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
+                      pin_memory=ctx.device.type == "cuda", persistent_workers=workers > 0,
                       generator=torch.Generator().manual_seed(cfg.random_seed))
 
 
@@ -268,7 +269,7 @@ def _run(ctx, cfg, task, dataset, logger, begin):
     skipped = SkippedSteps(scaler, MAX_SKIPPED_STEPS)
     normalisation = task.normalisation(cfg)
 
-    loader = build_train_loader(dataset, cfg, ctx, start)
+    loader = build_train_loader(dataset, cfg, ctx, start, loader_workers(cfg, ctx, logger))
     logger.info("training %s on %d x %s: %d images, iterations %d..%d of global batch %d, "
                 "weights from %s", cfg.cfg_name, ctx.world_size, device,
                 len(loader.dataset.names), start + 1, cfg.max_iter, cfg.batch_size,

@@ -90,3 +90,12 @@ def usable_workers(requested, ctx):
     processes share them)."""
     return max(0, min(requested, available_cores() // ctx.world_size))
 
+
+def loader_workers(cfg, ctx, logger):
+    """``num_worker`` loader processes, at most this process's share of the cores (more only
+    compete for them); says so once in the log when it caps the key."""
+    workers = usable_workers(cfg.num_worker, ctx)
+    if workers < cfg.num_worker:
+        logger.info("num_worker %d -> %d: %d cores for %d process(es) of this job",
+                    cfg.num_worker, workers, available_cores(), ctx.world_size)
+    return workers
