@@ -100,3 +100,13 @@ def test_curve_cli_errors_are_one_line(runs, tmp_path):
          "--gt_path", runs["gt"]], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
     assert "save_class_maps" in proc.stderr
+
+
+def test_an_empty_range_says_why(runs):
+    proc = subprocess.run(
+        [sys.executable, "tools/threshold_curve.py", "--res_path", runs[0.25], "--gt_path",
+         runs["gt"], "--thresholds", "0.95:0.05:0.05"], cwd=REPO, capture_output=True,
+        text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+    assert "'0.95:0.05:0.05' is empty" in proc.stderr and "0.95 is above 0.05" in proc.stderr
+

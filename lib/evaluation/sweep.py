@@ -36,7 +36,11 @@ def parse_thresholds(specs):
                     if step <= 0:
                         raise ValueError
                     count = math.floor((stop - start) / step + 1e-9) + 1
-                    values += [round(start + k * step, 10) for k in range(max(count, 0))]
+                    if count < 1:
+                        raise UserError(f"threshold range '{part}' is empty: start:stop:step "
+                                        f"counts up from start to stop (stop included), and "
+                                        f"{start:g} is above {stop:g}")
+                    values += [round(start + k * step, 10) for k in range(count)]
                 else:
                     values.append(float(part))
             except ValueError:
