@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from lib import signal_point
-from lib.config import check_dataset_paths, model_dir, pretrain_path, save_config
+from lib.config import check_dataset_paths, model_dir, pretrain_path
 from lib.dataset.sampler import GlobalBatchSampler
 from lib.errors import UserError
 from lib.image import normalise_on_device
@@ -298,7 +298,7 @@ def _run(ctx, cfg, task, dataset, logger, begin):
                             task.status(model), lr, skipped.summary())
             if step % cfg.step_size == 0 or step == cfg.max_iter:
                 if ctx.is_main:  # the run's record, true from its first checkpoint on
-                    write_record_once(cfg, save_config)
+                    write_record_once(cfg)
                 logger.info("saved %s", save_checkpoint(model, optimizer, step, cfg, ctx))
             signal_point.reach("iteration")
     if step < cfg.max_iter:

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 import yaml
 
-from lib.config import Config, ConfigError, checkpoint_path, load_config, model_dir
+from lib.config import (
+    Config,
+    ConfigError,
+    checkpoint_path,
+    load_config,
+    model_dir,
+    save_config,
+)
 from lib.errors import UserError, first_few, one_line
 from lib.network.checkpoint import load_checkpoint
 
@@ -52,7 +59,7 @@ def claim_for_new_run(cfg, outputs=()):
     return [os.path.join(folder, n) for n in names if os.path.isfile(os.path.join(folder, n))]
 
 
-def write_record_once(cfg, save_config):
+def write_record_once(cfg):
     """Write the run's record unless the folder has one (a resumed run keeps its own)."""
     path = os.path.join(model_dir(cfg), RECORD_NAME)
     if not os.path.isfile(path):
