@@ -5,7 +5,9 @@ The paper's keys default to the paper's values (SPEC section 10); keys this repo
 default to values that keep the paper's behaviour. Unknown keys and wrong types are errors
 that name the key.
 """
+import difflib
 import os
+import re
 
 import yaml
 
@@ -211,7 +213,8 @@ def load_config(path=None, overrides=()):
     """Return the validated Config of YAML file ``path`` (may be None) with ``overrides``.
 
     ``overrides`` are ``key=value`` strings or a dict. The result's ``cfg_file`` entry holds
-    the file it came from.
+    the file it came from, its ``given_keys`` entry the keys the file or the overrides set (the
+    others hold their defaults).
     """
     values = {}
     if path is not None:
@@ -229,13 +232,14 @@ def load_config(path=None, overrides=()):
     values.update(items)
 
     cfg = Config()
+    given = sorted(key for key in values if key in SCHEMA)
     for key, (spec, default) in SCHEMA.items():
         cfg[key] = _coerce(key, spec, values.pop(key)) if key in values else _copy(default)
     if values:
-        raise ConfigError(f"unknown config key '{sorted(values)[0]}'"
-                          + (f" (and {len(values) - 1} more)" if len(values) > 1 else ""))
+        raise ConfigError(_unknown_keys_line(sorted(values)))
     _check_ranges(cfg)
     cfg["cfg_file"] = path
+    cfg["given_keys"] = given
     return cfg
 
 
@@ -246,8 +250,19 @@ def derived_config(cfg, **values):
     return derived
 
 
+def _unknown_keys_line(keys):
+    """One line for unknown keys: the first, the nearest valid key if one is close, the count."""
+    nearest = difflib.get_close_matches(keys[0], SCHEMA, n=1, cutoff=0.7)
+    return (f"unknown config key '{keys[0]}'"
+            + (f" (did you mean '{nearest[0]}'?)" if nearest else "")
+            + (f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""))
+
+
 def _copy(value):
     return list(value) if isinstance(value, list) else value
+
+
+DEVICE_PATTERN = r"auto|cpu|cuda(:[0-9]+)?"
 
 
 def _check_ranges(cfg):
@@ -277,6 +292,7 @@ def _check_ranges(cfg):
         ("lr_step", cfg.lr_step >= 1, "must be >= 1"),
         ("lr_gamma", 0 < cfg.lr_gamma <= 1, "must be in (0, 1]"),
         ("test_scales", min(cfg.test_scales) >= 8, "must be sides >= 8"),
+        ("device", re.fullmatch(DEVICE_PATTERN, cfg.device), "must be auto, cpu, cuda or cuda:N"),
     ]
     for key, ok, why in checks:
         if not ok:

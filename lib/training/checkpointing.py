@@ -17,8 +17,7 @@ from lib.config import RUN_TIME_KEYS, SCHEMA, after_training_keys, model_dir
 from lib.errors import UserError
 from lib.network.checkpoint import load_file, save_state_dict
 from lib.training.distributed import barrier
-
-TRAIN_STATE = "train_state.pth"
+from lib.training.run_folder import TRAIN_STATE
 
 
 def resume_path(cfg):
@@ -45,6 +44,9 @@ def load_train_state(path, cfg):
     state = load_file(path)
     if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
         raise UserError(f"config key 'resume': {path} is not a train state (no configuration)")
+    if int(state.get("iteration", 0)) > cfg.max_iter:
+        raise UserError(f"config key 'max_iter' is {cfg.max_iter}, below iteration "
+                        f"{state['iteration']} of the train state {path}: nothing to resume")
     changes = changed_keys(state["config"], cfg)
     free = after_training_keys(cfg) | RUN_TIME_KEYS
     refused = [c for c in changes if c[0] not in free]
