@@ -220,9 +220,9 @@ def test_each_backbone_gets_its_own_input_normalisation():
 
 
 @pytest.mark.parametrize("cfg_file, override, key", [
-    (SEG, "std=[0.229, 0.224, 0.225]", "mean"), (SEG, "mean=[0.5, 0.5, 0.5]", "mean"),
-    (RESNET, "std=null", "mean"), (RESNET, "std=null mean=[104, 117, 123]", "std"),
-    (RESNET, "mean=[104.008, 116.669, 122.675]", "mean")])
+    (SEG, "std=[0.229,0.224,0.225]", "mean"), (SEG, "mean=[0.5,0.5,0.5]", "mean"),
+    (RESNET, "std=null", "mean"), (RESNET, "std=null mean=[104,117,123]", "std"),
+    (RESNET, "mean=[104.008,116.669,122.675]", "mean")])
 def test_an_input_scale_the_backbone_was_not_made_for_is_refused(cfg_file, override, key):
     cfg = load_config(cfg_file, override.split())
     for normalisation in (training_normalisation, inference_normalisation):
