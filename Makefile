@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 demo: $(STAMP)
-	$(BIN)/python tools/demo.py --cfg_file config/demo.yml
+	$(BIN)/python tools/demo.py --cfg_file config/demo.yml --seg_cfg_file config/demo_seg.yml
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench.py

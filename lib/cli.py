@@ -19,9 +19,29 @@ CONFIG_HELP = ("config overrides, typed by YAML rules (e.g. max_iter=100); every
                "and default: README.md, section Configuration, or lib/config.py")
 
 
+def config_keys_epilog(width=88):
+    """The end of ``--help``: every config key with its default, and where they are described."""
+    import textwrap
+
+    import yaml
+
+    from lib.config import SCHEMA
+
+    def shown(value):  # as an override types it; lists without spaces
+        if isinstance(value, list):
+            return "[" + ",".join(map(shown, value)) + "]"
+        return yaml.safe_dump(value).strip().removesuffix("...").strip()
+
+    pairs = " ".join(f"{key}={shown(default)}" for key, (_, default) in SCHEMA.items())
+    return ("config keys and their defaults (types: lib/config.py; meanings: README.md, "
+            "section Configuration):\n" + textwrap.fill(pairs, width, initial_indent="  ",
+                                                         subsequent_indent="  ",
+                                                         break_on_hyphens=False))
+
+
 def config_parser(description):
     """An ArgumentParser with ``--cfg_file CFG`` and trailing ``key=value`` overrides."""
-    parser = argparse.ArgumentParser(description=description,
+    parser = argparse.ArgumentParser(description=description, epilog=config_keys_epilog(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg_file", required=True, help="YAML config file")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help=CONFIG_HELP)

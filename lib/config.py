@@ -5,7 +5,9 @@ The paper's keys default to the paper's values (SPEC section 10); keys this repo
 default to values that keep the paper's behaviour. Unknown keys and wrong types are errors
 that name the key.
 """
+import difflib
 import os
+import re
 
 import yaml
 
@@ -71,7 +73,7 @@ SCHEMA = {
     "ignore_conflict": (bool, False),
     "combine_seedseg": (bool, True),
     "num_classes": (int, 22),
-    "bg_thresh": (float, 0.06),
+    "bg_thresh": (float, 0.06),  # seeds' background: saliency of sdnet_path / 255 below this
     # ---- keys this repository adds (defaults keep the paper's behaviour) ----
     "random_seed": (int, 7),
     "device": (str, "auto"),
@@ -81,7 +83,6 @@ SCHEMA = {
     "checkpoint": ((str, None), None),
     "test_batch_size": (int, 1),
     "overwrite": (bool, False),
-    "bg_thresh": (float, 0.06),  # seeds' background: saliency of sdnet_path / 255 below this
     # ---- processes, precision, resume ----
     "num_processes": (int, 0),
     "amp": (_choice("off", "bf16", "fp16"), "off"),
@@ -117,6 +118,7 @@ SCHEMA = {
 
 # Keys read only after training (seed making and evaluation) or that do not change the
 # weights training produces: a run that differs from another only in these trained the same.
+# (gt_path trains too when strong_list is set: after_training_keys.)
 AFTER_TRAINING_KEYS = frozenset({
     "gt_path", "sdnet_path", "bg_thresh", "test_cfg", "new_size", "res_path", "cam_thresh",
     "ignore_conflict", "combine_seedseg", "num_classes", "checkpoint", "test_batch_size",
@@ -124,6 +126,14 @@ AFTER_TRAINING_KEYS = frozenset({
     "crf_alpha_low", "crf_alpha_high", "crf_scale", "crf_iterations", "crf_workers",
     "save_class_maps", "save_pictures", "test_scales", "seg_crf", "restrict_to_tags", "split",
 })
+
+
+
+def after_training_keys(cfg):
+    """AFTER_TRAINING_KEYS of a run with configuration ``cfg``: without ``gt_path`` when
+    ``strong_list`` is set, since training then reads the ground truth (SPEC 12)."""
+    return AFTER_TRAINING_KEYS - {"gt_path"} if cfg["strong_list"] else AFTER_TRAINING_KEYS
+
 
 # Keys that say how and where a training runs, not what it computes: with AFTER_TRAINING_KEYS
 # (which already holds num_worker, display_step, overwrite, checkpoint) the only keys that may
@@ -203,7 +213,8 @@ def load_config(path=None, overrides=()):
     """Return the validated Config of YAML file ``path`` (may be None) with ``overrides``.
 
     ``overrides`` are ``key=value`` strings or a dict. The result's ``cfg_file`` entry holds
-    the file it came from.
+    the file it came from, its ``given_keys`` entry the keys the file or the overrides set (the
+    others hold their defaults).
     """
     values = {}
     if path is not None:
@@ -221,18 +232,37 @@ def load_config(path=None, overrides=()):
     values.update(items)
 
     cfg = Config()
+    given = sorted(key for key in values if key in SCHEMA)
     for key, (spec, default) in SCHEMA.items():
         cfg[key] = _coerce(key, spec, values.pop(key)) if key in values else _copy(default)
     if values:
-        raise ConfigError(f"unknown config key '{sorted(values)[0]}'"
-                          + (f" (and {len(values) - 1} more)" if len(values) > 1 else ""))
+        raise ConfigError(_unknown_keys_line(sorted(values)))
     _check_ranges(cfg)
     cfg["cfg_file"] = path
+    cfg["given_keys"] = given
     return cfg
+
+
+def derived_config(cfg, **values):
+    """A validated copy of ``cfg`` with ``values`` replaced (same file of origin)."""
+    derived = load_config(None, {**{key: cfg[key] for key in SCHEMA}, **values})
+    derived["cfg_file"] = cfg.get("cfg_file")
+    return derived
+
+
+def _unknown_keys_line(keys):
+    """One line for unknown keys: the first, the nearest valid key if one is close, the count."""
+    nearest = difflib.get_close_matches(keys[0], SCHEMA, n=1, cutoff=0.7)
+    return (f"unknown config key '{keys[0]}'"
+            + (f" (did you mean '{nearest[0]}'?)" if nearest else "")
+            + (f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""))
 
 
 def _copy(value):
     return list(value) if isinstance(value, list) else value
+
+
+DEVICE_PATTERN = r"auto|cpu|cuda(:[0-9]+)?"
 
 
 def _check_ranges(cfg):
@@ -262,6 +292,7 @@ def _check_ranges(cfg):
         ("lr_step", cfg.lr_step >= 1, "must be >= 1"),
         ("lr_gamma", 0 < cfg.lr_gamma <= 1, "must be in (0, 1]"),
         ("test_scales", min(cfg.test_scales) >= 8, "must be sides >= 8"),
+        ("device", re.fullmatch(DEVICE_PATTERN, cfg.device), "must be auto, cpu, cuda or cuda:N"),
     ]
     for key, ok, why in checks:
         if not ok:
@@ -271,7 +302,7 @@ def _check_ranges(cfg):
 # The one rule for relative paths: keys that name a file or folder of the dataset are relative
 # to ``dataset_root``; every other path (dataset_root itself, pretrain, checkpoint,
 # save_model_path, res_path, seed_out_path, resume ...) is relative to the working folder.
-DATASET_KEYS = ("cue_file", "gt_path")
+DATASET_KEYS = ("cue_file", "gt_path", "strong_list")
 
 
 def dataset_path(cfg, path):

@@ -110,3 +110,13 @@ def prepare_output_folder(ctx, folder, record, overwrite, retry_hint, remove_out
         os.makedirs(folder, exist_ok=True)
         write_record(folder, record)
     barrier(ctx)
+
+
+def outputs_summary(written, skipped, failed, seconds, folders, error=None):
+    """The last line of an inference run: images written, skipped (already there) and failed
+    (not written because the run stopped on ``error``), where, and how long it took."""
+    ending = "done" if error is None else (
+        "interrupted" if isinstance(error, KeyboardInterrupt) else "stopped by an error")
+    return (f"{ending} in {seconds:.1f} s: {written} images written, {skipped} skipped (already "
+            f"there), {failed} failed, in {', '.join(folders)}"
+            + ("" if error is None else "; a rerun makes the rest"))

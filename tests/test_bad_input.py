@@ -125,6 +125,25 @@ def test_config_errors_through_the_cli_name_the_key(override, key):
     assert f"'{key}'" in result.stderr
 
 
+@pytest.mark.parametrize("override, words", [
+    ("device=gpu", ["'device'", "auto, cpu, cuda or cuda:N", "got 'gpu'"]),
+    ("max_itr=3", ["unknown config key 'max_itr'", "did you mean 'max_iter'"]),
+])
+def test_a_bad_device_or_a_misspelt_key_says_what_is_valid(override, words):
+    result = run_tool("tools/stage2/train_sgan.py", "--cfg_file", PAPER, override)
+    assert result.returncode == 2 and _one_line(result.stderr)
+    assert all(word in result.stderr for word in words), result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_device_cuda_without_a_gpu_is_one_line(voc, tmp_path):
+    result = run_tool("tools/stage2/train_sgan.py", "--cfg_file", PAPER, f"dataset_root={voc}",
+                      "pretrain=", f"save_model_path={tmp_path}", "device=cuda")
+    assert result.returncode == 2 and _one_line(result.stderr)
+    assert "'device' is 'cuda'" in result.stderr and "no CUDA device" in result.stderr
+    assert "device=cpu" in result.stderr
+
+
 def test_missing_dataset_root_and_tags_file_name_the_key(voc, tmp_path):
     result = run_tool("tools/stage2/infer_cam.py", "--cfg_file", PAPER,
                       f"dataset_root={tmp_path / 'nowhere'}")
@@ -226,6 +245,7 @@ def test_ctrl_c_ends_training_with_one_line_and_exit_130(voc, tmp_path):
     assert sorted(os.listdir(run_dir)) == ["config.yml", "model_iter_2.pth", "train.log",
                                            "train_state.pth"]  # nothing half-written
     assert load_file(str(run_dir / "train_state.pth"))["iteration"] == 2
+    assert (run_dir / "train.log").read_text().splitlines()[-1].endswith(" interrupted")
     train_sgan.run(load_config(PAPER, [*overrides, "resume=true"]))
     assert "resumed from" in (run_dir / "train.log").read_text()
     assert (run_dir / "model_iter_6.pth").exists()
@@ -241,6 +261,8 @@ def test_a_diverging_loss_stops_training_and_keeps_the_last_good_checkpoint(voc,
     assert last.startswith("error: loss is") and "at iteration" in last
     failed_at = int(last.split("at iteration ")[1].split(";")[0])
     run_dir = tmp_path / "sgan_vgg16_321x321_snet"
+    log = (run_dir / "train.log").read_text().splitlines()
+    assert log[-1].split(" ", 2)[2] == "stopped: " + last.removeprefix("error: ")
     saved = sorted(int(f[11:-4]) for f in os.listdir(run_dir) if f.startswith("model_iter_"))
     assert saved == list(range(1, failed_at))
     from lib.network.checkpoint import read_state_dict

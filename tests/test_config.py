@@ -79,6 +79,21 @@ def test_saved_config_loads_back_equal(tmp_path):
     assert {k: again[k] for k in SCHEMA} == {k: cfg[k] for k in SCHEMA}
 
 
+def test_schema_declares_every_key_once():
+    """A repeated key in the SCHEMA literal would silently replace the first declaration."""
+    import ast
+    import collections
+    import inspect
+
+    import lib.config
+
+    tree = ast.parse(inspect.getsource(lib.config))
+    schema = next(node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                  and any(getattr(t, "id", None) == "SCHEMA" for t in node.targets))
+    counts = collections.Counter(key.value for key in schema.keys)
+    assert [key for key, n in counts.items() if n > 1] == [] and len(counts) == len(SCHEMA)
+
+
 def test_after_training_keys_are_known_keys():
     from lib.config import AFTER_TRAINING_KEYS
     assert AFTER_TRAINING_KEYS < set(SCHEMA)

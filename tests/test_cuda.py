@@ -274,7 +274,7 @@ def test_two_processes_train_over_nccl(synth_voc, tmp_path):
 def test_the_loader_pins_memory_and_the_device_batch_equals_the_cpu_one(synth_voc, tmp_path):
     cfg = sgan_config(synth_voc, tmp_path)
     loader = build_train_loader(SGANTraining().build_dataset(cfg), cfg,
-                                DistContext(0, 1, DEVICE))
+                                DistContext(0, 1, DEVICE), workers=2)
     batch = next(iter(loader))
     tensors = [key for key, value in batch.items() if torch.is_tensor(value)]
     assert tensors and all(batch[key].is_pinned() for key in tensors)

@@ -100,3 +100,47 @@ def test_curve_cli_errors_are_one_line(runs, tmp_path):
          "--gt_path", runs["gt"]], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
     assert "save_class_maps" in proc.stderr
+
+
+def test_an_empty_range_says_why(runs):
+    proc = subprocess.run(
+        [sys.executable, "tools/threshold_curve.py", "--res_path", runs[0.25], "--gt_path",
+         runs["gt"], "--thresholds", "0.95:0.05:0.05"], cwd=REPO, capture_output=True,
+        text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+    assert "'0.95:0.05:0.05' is empty" in proc.stderr and "0.95 is above 0.05" in proc.stderr
+
+
+def test_the_table_and_plot_mark_the_configured_and_the_best_threshold(runs, tmp_path):
+    plot = tmp_path / "pr.png"
+    proc = subprocess.run(
+        [sys.executable, "tools/threshold_curve.py", "--res_path", runs[0.25], "--gt_path",
+         runs["gt"], "--thresholds", "0.05:0.95:0.05", "--curve_plot", plot, "--workers", "0",
+         "cam_thresh=0.3"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = proc.stdout.splitlines()
+    assert [r.split()[0] for r in rows if "configured cam_thresh" in r] == ["0.300"]
+    assert sum("best mIoU" in r for r in rows) == 1
+    picture = cv2.imread(str(plot))[:, :, ::-1].astype(int)
+    from matplotlib.colors import to_rgb
+
+    from lib.pictures.curve import BEST_COLOUR, CONFIGURED_COLOUR
+    for colour in (BEST_COLOUR, CONFIGURED_COLOUR):
+        rgb = np.round(255 * np.array(to_rgb(colour)))
+        assert (np.abs(picture - rgb).sum(axis=2) <= 3).sum() > 20, colour  # its marks
+
+
+def test_point_labels_do_not_overlap_and_the_marked_ones_are_kept():
+    from lib.pictures.curve import curve_figure
+
+    thresholds = np.round(np.arange(0.05, 0.951, 0.05), 2)
+    points = [{"cam_thresh": t, "mp": 0.6 + 0.3 * min(t, 0.5), "mr": 0.9 - 0.8 * min(t, 0.5),
+               "mIoU": 0.5 - abs(t - 0.45)} for t in thresholds]  # 0.5..0.95 on one spot
+    fig = curve_figure(points, configured=0.25)
+    renderer = fig.canvas.get_renderer()
+    labels = fig.axes[0].texts
+    texts = [label.get_text() for label in labels]
+    assert "0.25" in texts and "0.45" in texts and "0.1" in texts
+    assert 10 <= len(texts) < len(points)  # the ten points on one spot keep one label
+    boxes = [label.get_window_extent(renderer) for label in labels]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])

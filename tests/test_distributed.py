@@ -170,3 +170,41 @@ def test_process_count_follows_the_visible_gpus(monkeypatch):
     assert requested_processes(load_config(PAPER, {"device": "cuda:1"})) == 1
     assert requested_processes(load_config(PAPER, {"num_processes": 2})) == 2
     assert requested_processes(load_config(PAPER, {"device": "cpu"})) == 1
+
+
+def test_two_processes_log_the_global_batchs_loss(synth_voc, tmp_path):
+    """The logged loss is the whole global batch's, whatever the processes: two processes
+    (shares of 3 and 2) log what one process logs from the same weights. fc8 is zero, so the
+    dropout masks, which differ between processes, change nothing; fc9 is drawn large, so the
+    seed loss differs from image to image."""
+    from lib.config import SCHEMA
+    from lib.network.checkpoint import save_state_dict
+    from lib.optim import build_optimizer
+
+    cfg = load_config(PAPER, {"dataset_root": synth_voc, "pretrain": None, "resize": 33,
+                              "batch_size": GLOBAL_BATCH, "num_worker": 0, "width_mult": 0.125,
+                              "max_iter": 1})
+    model = _model()
+    with torch.no_grad():
+        model.fc8.weight.zero_()
+        torch.nn.init.normal_(model.fc9.weight, std=1.0)
+    state = {"model": model.state_dict(), "iteration": 0, "rng": [{"cpu": torch.get_rng_state()}],
+             "optimizer": build_optimizer(model, cfg.lr, cfg.weight_decay).state_dict(),
+             "config": {k: cfg[k] for k in SCHEMA}}
+    save_state_dict(state, str(tmp_path / "start.pth"))
+    logged = {}
+    for processes in (1, 2):
+        cmd = [sys.executable, "tools/stage2/train_sgan.py", "--cfg_file", PAPER,
+               f"dataset_root={synth_voc}", "pretrain=", "resize=33", "max_iter=1",
+               f"batch_size={GLOBAL_BATCH}", "num_worker=0", "width_mult=0.125",
+               f"save_model_path={tmp_path}", f"cfg_name=p{processes}",
+               f"num_processes={processes}", f"resume={tmp_path / 'start.pth'}"]
+        result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        line = next(s for s in (tmp_path / f"p{processes}" / "train.log").read_text().splitlines()
+                    if " iter 1/1 " in s)
+        words = line.split(" iter 1/1 ")[1].split()
+        logged[processes] = {k: float(v) for k, v in zip(words[0:6:2], words[1:6:2])}
+    assert set(logged[1]) == {"loss", "cls", "seed"}
+    for term, value in logged[1].items():
+        assert logged[2][term] == pytest.approx(value, abs=2e-4), term

@@ -68,8 +68,9 @@ def test_cli_prints_table_and_writes_published_json(tmp_path, published):
 
 
 def test_cli_takes_paths_from_config_and_reads_list(tmp_path, published):
-    """21-class mode; gt = dataset_root + gt_path, res = res_path/<cfg_name><test_cfg>."""
-    res = tmp_path / "result" / "mine_seeds"
+    """21-class mode; gt = dataset_root/SegmentationClass, res = res_path/<cfg_name>_<split>
+    (what infer_seg writes)."""
+    res = tmp_path / "result" / "mine_val"
     res.mkdir(parents=True)
     for path in GOLDEN_PRED.glob("*.png"):
         pred = np.array(Image.open(path))
@@ -156,10 +157,44 @@ def test_segmentation_mode_from_a_config_scores_against_segmentation_class(tmp_p
         pred = np.array(Image.open(png))
         Image.fromarray(np.where(pred == 21, 0, pred).astype(np.uint8), "L").save(res / png.name)
     out = tmp_path / "seg.json"
+    names = tmp_path / "list.txt"  # golden_voc has no ImageSets/Segmentation/val.txt
+    names.write_text("".join(f"{png.stem}\n" for png in sorted(GOLDEN_PRED.glob("*.png"))))
     proc = run_cli("--res_path", res, "--num_classes", 21, "--cfg_file",
                    REPO / "config" / "sgan_vgg16_321x321.yml", f"dataset_root={GOLDEN_VOC}",
-                   "--json", out)
+                   "--json", out, "--list", names)
     assert proc.returncode == 0, proc.stderr
     assert f"ground truth: {GOLDEN_VOC / 'SegmentationClass'}" in proc.stdout
     expected = json.loads((DATA / "eval.json").read_text())["21"]
     assert json.loads(out.read_text())["mIoU"] == pytest.approx(expected["mIoU"], abs=1e-12)
+
+
+def test_cli_table_says_how_to_read_it():
+    proc = run_cli("--res_path", GOLDEN_PRED, "--gt_path", GOLDEN_GT, "--num_classes", 22,
+                   "--workers", 0)
+    assert proc.returncode == 0, proc.stderr
+    rows = proc.stdout.splitlines()
+    assert any(row.split()[1:2] == ["n/a"] for row in rows)  # a class absent from both
+    assert "n/a: a class in neither ground truth nor prediction" in proc.stdout
+    assert "mp and mr count its precision and recall as 0 (the published convention)" in \
+        proc.stdout
+    assert "(the table in percent; --json writes fractions in 0..1)" in proc.stdout
+
+
+def test_cli_errors_say_which_default_or_key_to_fix(tmp_path):
+    def run_elsewhere(*args):  # a working folder without data/VOC2012
+        return subprocess.run([sys.executable, str(REPO / "tools" / "eval_mIoU.py"),
+                               *map(str, args)], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=60)
+
+    proc = run_elsewhere("--res_path", GOLDEN_PRED, "--num_classes", 22)
+    assert_one_line_error(proc, "ground-truth folder not found: data/VOC2012/SegmentationClassAug",
+                          "the default", "no --cfg_file", "--gt_path")
+    paper = REPO / "config" / "sgan_vgg16_321x321.yml"
+    proc = run_elsewhere("--res_path", GOLDEN_PRED, "--gt_path", GOLDEN_GT, "--cfg_file", paper)
+    assert_one_line_error(proc, "config key 'dataset_root'", "data/VOC2012")
+    names = tmp_path / "list.txt"
+    names.write_text("".join(f"{p.stem}\n" for p in GOLDEN_PRED.glob("*.png")))
+    (tmp_path / "empty").mkdir()
+    proc = run_cli("--res_path", tmp_path / "empty", "--gt_path", GOLDEN_GT, "--list", names)
+    assert_one_line_error(proc, "no predictions in", "4 names of", "the folder inference wrote")
+    assert "--no-strict" not in proc.stderr

@@ -104,3 +104,12 @@ def test_cli(synth_voc, tmp_path):
     proc = run_cli("--seeds", seeds, "--out_list", tmp_path / "l.txt", "--cues", tmp_path / "c")
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
     assert "tags" in proc.stderr
+
+
+def test_cues_without_tags_name_the_option(synth_voc, tmp_path):
+    seeds = os.path.join(synth_voc, "ini_seed", "base_30_bg")
+    result = run_cli("--seeds", seeds, "--out_list", tmp_path / "l.txt", "--cues",
+                     tmp_path / "c.pickle")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "--cues needs --tags FILE" in result.stderr
+    assert not (tmp_path / "l.txt").exists()

@@ -17,8 +17,15 @@ from lib.errors import UserError
 from lib.image import encode_png, read_grey, write_png
 from lib.network.checkpoint import load_checkpoint, read_state_dict, save_state_dict
 from lib.network.sgan import sgan_from_config
-from lib.pictures.panels import overlay
-from lib.pictures.seed_figure import GAP
+from lib.pictures.panels import colorize_labels
+from lib.pictures.seed_figure import (
+    BACKGROUND,
+    GAP,
+    MIN_PANEL_HEIGHT,
+    TITLE_HEIGHT,
+    enlargement,
+    strip_panels,
+)
 from lib.records import RECORD_NAME
 from lib.seeds.class_maps import class_maps_dir, load_class_maps
 from lib.seeds.crf import seeds_from_crf
@@ -27,7 +34,7 @@ from lib.seeds.threshold import seed_to_image_size, seeds_from_cams
 from lib.seeds.writer import pictures_dir
 from lib.stage2 import infer_cam
 from lib.tooling.synthetic import generate_dataset
-from lib.voc import UNLABELED, VOC_PALETTE
+from lib.voc import UNLABELED, VOC_CLASSES
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +123,7 @@ def test_class_maps_hold_the_network_maps_tags_size_and_background(voc, checkpoi
         np.testing.assert_array_equal(record["size"], size)
 
 
-def test_crf_run_writes_crf_seeds_and_pictures_of_overlay_and_heat_maps(voc, checkpoint,
-                                                                        tmp_path):
+def test_crf_run_writes_crf_seeds_and_titled_pictures(voc, checkpoint, tmp_path):
     cfg = infer_config(voc, checkpoint, tmp_path, seed_mode="crf", crf_workers=0,
                        test_cfg="_crf", save_pictures=True, crf_alpha_low=2.0)
     out = infer_cam.run(cfg)
@@ -125,29 +131,32 @@ def test_crf_run_writes_crf_seeds_and_pictures_of_overlay_and_heat_maps(voc, che
     dataset = VOC12SalInferDataset(voc, "im_tags.pkl", new_size=cfg.resize)
     folder = pictures_dir(out)
     assert folder == out + "_pictures" and len(os.listdir(folder)) == len(dataset.names)
-    coloured = 0
+    unlabeled = colorize_labels(np.array([[UNLABELED]]))[0, 0].astype(int)
+    assert np.abs(unlabeled - BACKGROUND).sum() > 300  # "unlabeled" shows on the background
     for name in dataset.names:
         image = cv2.imread(dataset.image_path(name))[:, :, ::-1]
         seed = cv2.imread(os.path.join(out, name + ".png"), cv2.IMREAD_GRAYSCALE)
         maps, tags = expected[name][:2]
         np.testing.assert_array_equal(seed, seeds_from_crf(maps, tags, image, alpha_low=2.0))
         picture = cv2.imread(os.path.join(folder, name + ".png"))[:, :, ::-1]
-        h, w = image.shape[:2]
-        n = 1 + len(dataset.tags[name])
-        assert picture.shape == (h, n * w + (n - 1) * GAP, 3), name
-        left = picture[:, :w].astype(int)
-        np.testing.assert_array_equal(left, overlay(image, seed))
-        for value in set(np.unique(seed).tolist()) - {UNLABELED}:
-            where = seed == value
-            blend = np.round((image[where].astype(float) + VOC_PALETTE[value]) / 2)
-            np.testing.assert_array_equal(left[where], blend)
-            coloured += int(value > 0)
-        np.testing.assert_array_equal(left[seed == UNLABELED], image[seed == UNLABELED])
-        assert (picture[:, w:w + GAP] == 255).all()
-        for k in range(1, n):
-            start = k * (w + GAP)
-            assert not np.array_equal(picture[:, start:start + w], image)
-    assert coloured > 0
+        titles, panels = strip_panels(image, seed, maps, tags)
+        assert titles == ["image", "seeds", *(f"P({VOC_CLASSES[t]})" for t in sorted(tags))]
+        np.testing.assert_array_equal(panels[0], image)
+        np.testing.assert_array_equal(panels[1], colorize_labels(seed))
+        factor = enlargement(image.shape[0])
+        height, width = image.shape[0] * factor, image.shape[1] * factor
+        assert height >= MIN_PANEL_HEIGHT
+        below = picture[TITLE_HEIGHT + height:]
+        assert below.shape[0] > 0 and (below != BACKGROUND).any()  # the legend
+        assert picture.shape[1] > GAP + len(panels) * (width + GAP)  # the colour bar
+        for k, panel in enumerate(panels):
+            x = GAP + k * (width + GAP)
+            shown = picture[TITLE_HEIGHT:TITLE_HEIGHT + height, x:x + width]
+            if k < 2:
+                np.testing.assert_array_equal(shown[::factor, ::factor], panel)
+            else:
+                assert not np.array_equal(shown[::factor, ::factor], image)
+            assert (picture[:TITLE_HEIGHT, x:x + width] != BACKGROUND).any()  # its title
 
 
 def test_existing_outputs_are_skipped_and_missing_extras_written(voc, checkpoint,

@@ -34,6 +34,16 @@ def test_script_runs_from_a_plain_checkout_and_another_folder(script, tmp_path):
     assert "usage:" in result.stdout
 
 
+@pytest.mark.parametrize("script", ["tools/stage2/train_sgan.py", "tools/eval_mIoU.py"])
+def test_help_lists_the_config_keys_and_where_they_are_described(script):
+    result = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    assert "README.md, section Configuration" in result.stdout
+    for pair in ("max_iter=8000", "width_mult=1.0", "device=auto", "test_scales=[288,385,481]"):
+        assert pair in result.stdout
+
+
 def test_lib_is_not_installed_in_the_test_environment(tmp_path):
     """So the test above proves the plain checkout: no installed ``lib`` could stand in."""
     result = subprocess.run([sys.executable, "-c", "import lib"], cwd=tmp_path, env=clean_env(),

@@ -139,10 +139,14 @@ def test_stage1_from_public_inputs_to_sgan_training(tmp_path):
     load_backbone(sgan, str(run_dir / "vgg_init.pth"))
     assert torch.equal(sgan.backbone.conv5_3.bias, vgg_init["conv5_3.bias"])
 
-    result = run_tool("tools/stage1/make_seeds.py", CLS, *common, "resize=33",
-                      "test_batch_size=4")
+    # width_mult left out: the network is the one the run recorded in its config.yml
+    result = run_tool("tools/stage1/make_seeds.py", CLS, *[c for c in common if "width" not in c],
+                      "resize=33", "test_batch_size=4")
     assert result.returncode == 0, result.stderr
+    assert "the network as its run trained it: width_mult 0.125" in result.stderr
     seed_dir = root / "ini_seed" / "ours_30_bg"
+    summary = result.stderr.strip().splitlines()[-1]
+    assert f"6 images written, 0 skipped (already there), 0 failed, in {seed_dir}" in summary
     assert sorted(f for f in os.listdir(seed_dir) if f.endswith(".png")) == [n + ".png" for n in names]
     for name in names:
         seed = cv2.imread(str(seed_dir / f"{name}.png"), cv2.IMREAD_UNCHANGED)

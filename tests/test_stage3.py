@@ -1,6 +1,6 @@
 """Stage 3 through its scripts on synthetic data: initial weights, training on the seeds with
 the CRF loss, multi-scale inference with the CRF, 21-class evaluation; resume, parallel CRFs,
-the solver's schedule, bad inputs."""
+the solver's schedule, bad inputs; the ResNet-101 network and its input normalisation."""
 import json
 import os
 import shutil
@@ -14,12 +14,20 @@ import torchvision
 from PIL import Image
 
 from conftest import REPO
+from lib.config import ConfigError, load_config
+from lib.image import read_image, scipy_zoom_to
 from lib.network.checkpoint import read_state_dict
 from lib.network.deeplab import DeepLabV2
 from lib.records import read_record
+from lib.stage3 import infer_seg
+from lib.stage3.normalisation import inference_normalisation, training_normalisation
+from lib.stage3.predict import PUBLISHED_TEST_INPUT
+from lib.stage3.train_seg import SegTraining
 from lib.tooling.synthetic import generate_dataset
 
 SEG = os.path.join(REPO, "config", "seg_deeplabv2_vgg16.yml")
+RESNET = os.path.join(REPO, "config", "seg_deeplabv2_resnet101.yml")
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 SMALL = ["seg_resize=73", "crop_size=65", "batch_size=2", "num_worker=0", "display_step=1",
          "test_scales=[49,65]"]
 
@@ -46,9 +54,9 @@ def work(tmp_path_factory):
     return work
 
 
-def config_args(*extra):
-    return ["--cfg_file", SEG, "dataset_root=voc", "seed_dir=voc/ini_seed/base_30_bg",
-            "seg_pretrain=init.pth", *SMALL, *extra]
+def config_args(*extra, cfg_file=SEG, pretrain="init.pth"):
+    return ["--cfg_file", cfg_file, "dataset_root=voc", "seed_dir=voc/ini_seed/base_30_bg",
+            f"seg_pretrain={pretrain}", *SMALL, *extra]
 
 
 def train(work, *extra, env=None):
@@ -143,3 +151,92 @@ def test_restrict_to_tags_needs_tags_for_every_name_of_the_split(work, tmp_path)
     result = run_tool("stage3/infer_seg.py", *config_args(f"dataset_root={voc}", "cue_file=tags.json",
                       "restrict_to_tags=true", "checkpoint=nowhere.pth"), cwd=work)
     assert one_line(result) and val[0] in result.stderr and "restrict_to_tags" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def resnet_run(work):
+    """ResNet-101 through the scripts: make_init from a random torchvision ResNet-101 file,
+    two training iterations at 65 px, batch 2, with config/seg_deeplabv2_resnet101.yml."""
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet101(weights=None).state_dict(), work / "resnet101.pth")
+    made = run_tool("stage3/make_init.py", "--backbone", "resnet101", "--source",
+                    "resnet101.pth", "--out", "resnet101_init.pth", cwd=work)
+    assert made.returncode == 0, made.stderr
+    result = run_tool("stage3/train_seg.py", *config_args(
+        "max_iter=2", cfg_file=RESNET, pretrain="resnet101_init.pth"), cwd=work)
+    assert result.returncode == 0, result.stderr
+    return work / "model" / "seg_deeplabv2_resnet101"
+
+
+def test_resnet101_trains_and_labels_through_the_scripts(work, resnet_run):
+    init = read_state_dict(str(work / "resnet101_init.pth"))
+    trained = read_state_dict(str(resnet_run / "model_iter_2.pth"))
+    assert list(trained) == list(DeepLabV2("resnet101").state_dict())
+    frozen = [k for k in init if k.endswith(("running_mean", "running_var", "bn1.weight"))]
+    assert len(frozen) > 100 and all(torch.equal(trained[k], init[k]) for k in frozen)
+    for key in ("backbone.conv1.weight", "backbone.layer4.2.conv3.weight", "aspp.0.weight"):
+        assert not torch.equal(trained[key], init.get(key, torch.zeros(0))), key
+    assert "iter 2/2 loss" in (resnet_run / "train.log").read_text()
+
+    result = run_tool("stage3/infer_seg.py", *config_args("max_iter=2", "seg_crf=false",
+                                                          cfg_file=RESNET), cwd=work)
+    assert result.returncode == 0, result.stderr
+    out = work / "result" / "seg_deeplabv2_resnet101_val"
+    val = (work / "voc" / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    assert sorted(f[:-4] for f in os.listdir(out) if f.endswith(".png")) == sorted(val)
+    record = read_record(str(out))
+    assert record["seg_backbone"] == "resnet101" and record["std"] == list(IMAGENET[1])
+
+
+def test_resnet101_is_fed_imagenet_normalised_rgb_at_test(work, resnet_run, monkeypatch):
+    """infer_seg hands the network RGB / 255 minus ImageNet's mean, / std (not the VGG mean)."""
+    seen = []
+
+    class Recording(DeepLabV2):
+        def forward(self, image):
+            seen.append(image.clone())
+            return super().forward(image)
+
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(infer_seg, "deeplab_from_config",
+                        lambda cfg: Recording(cfg.seg_backbone, width_mult=cfg.width_mult))
+    cfg = load_config(RESNET, config_args("max_iter=2", "seg_crf=false", "cfg_name=spy",
+                                          f"checkpoint={resnet_run / 'model_iter_2.pth'}",
+                                          cfg_file=RESNET)[2:])
+    infer_seg.run(cfg)
+    first = sorted((work / "voc" / "ImageSets" / "Segmentation" / "val.txt").read_text().split())[0]
+    image = read_image(str(work / "voc" / "JPEGImages" / f"{first}.jpg"))[:, :, ::-1]
+    zoomed = scipy_zoom_to(image.astype(np.float32), (49, 49), order=1) / 255
+    expected = (zoomed - np.asarray(IMAGENET[0])) / np.asarray(IMAGENET[1])
+    np.testing.assert_allclose(seen[0][0].numpy(), expected.transpose(2, 0, 1), atol=1e-3)
+
+
+def test_each_backbone_gets_its_own_input_normalisation():
+    vgg, resnet = load_config(SEG), load_config(RESNET)
+    assert training_normalisation(vgg) == (tuple(np.float32(vgg.mean).tolist()), None)
+    assert inference_normalisation(vgg) == PUBLISHED_TEST_INPUT == ((104.0, 117.0, 123.0), None)
+    assert training_normalisation(resnet) == inference_normalisation(resnet) == IMAGENET
+    assert SegTraining().normalisation(resnet) == IMAGENET
+
+
+@pytest.mark.parametrize("cfg_file, override, key", [
+    (SEG, "std=[0.229,0.224,0.225]", "mean"), (SEG, "mean=[0.5,0.5,0.5]", "mean"),
+    (RESNET, "std=null", "mean"), (RESNET, "std=null mean=[104,117,123]", "std"),
+    (RESNET, "mean=[104.008,116.669,122.675]", "mean")])
+def test_an_input_scale_the_backbone_was_not_made_for_is_refused(cfg_file, override, key):
+    cfg = load_config(cfg_file, override.split())
+    for normalisation in (training_normalisation, inference_normalisation):
+        with pytest.raises(ConfigError, match=f"'{key}'"):
+            normalisation(cfg)
+
+
+def test_vgg16_may_take_imagenet_input():
+    """The CPU demo's vgg16, whose initial weights were trained on ImageNet's input."""
+    cfg = load_config(SEG, ["std=[0.229, 0.224, 0.225]", "mean=[0.485, 0.456, 0.406]"])
+    assert inference_normalisation(cfg) == training_normalisation(cfg) == IMAGENET
+
+
+def test_resnet101_without_std_is_a_one_line_error_before_training(work):
+    result = train(work, "cfg_name=nostd", "max_iter=2", "seg_backbone=resnet101")
+    assert one_line(result) and "'std'" in result.stderr and "resnet101" in result.stderr
+    assert not (work / "model" / "nostd").exists()

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from conftest import DATA
 from lib.image import read_image, read_label_png, scipy_zoom_to, write_palette_png
 from lib.stage3.predict import (
+    PUBLISHED_TEST_INPUT,
     TEST_MEAN_BGR,
     TEST_SCALES,
     labels_from_probabilities,
@@ -23,6 +24,7 @@ from lib.voc import NUM_CLASSES, VOC_PALETTE
 
 GOLDEN = np.load(os.path.join(DATA, "stage3", "test_ms.npz"))
 NAMES = [str(name) for name in GOLDEN["names"]]
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # (mean, std) of the resnet101 input
 MIN_AGREEMENT = 0.999  # SPEC 11.5: a faster implementation agrees on at least 99.9% of pixels
 # (size, seed): each size puts a zero edge row or column into some zoom (scipy's constant mode)
 SYNTHETIC = (((59, 97), 1), ((80, 125), 2), ((126, 50), 3), ((33, 129), 4))
@@ -149,10 +151,11 @@ def test_device_zoom_follows_scipy(maps_hw, out_hw):
     np.testing.assert_allclose(actual, expected, rtol=0, atol=0.01)
 
 
-def agreement(forward, image):
+def agreement(forward, image, normalisation=PUBLISHED_TEST_INPUT):
     """Fraction of pixels where the device path's labels equal the exact path's, without and
     with the CRF."""
-    scores = {exact: multi_scale_scores(forward, image, exact=exact) for exact in (True, False)}
+    scores = {exact: multi_scale_scores(forward, image, exact=exact, normalisation=normalisation)
+              for exact in (True, False)}
     np.testing.assert_allclose(scores[False], scores[True], rtol=0, atol=1e-3)
     probs = {exact: probabilities(s) for exact, s in scores.items()}
     return [np.mean(labels_from_probabilities(probs[True], image, crf=crf)
@@ -171,6 +174,25 @@ def test_device_path_agrees_on_golden(name):
 @pytest.mark.parametrize("size,seed", SYNTHETIC)
 def test_device_path_agrees_on_synthetic(size, seed):
     assert min(agreement(pooling_forward(seed), synthetic_image(size, seed))) >= MIN_AGREEMENT
+
+
+def test_imagenet_normalised_input_is_rgb_over_255_minus_mean_over_std():
+    """resnet101's test input (SPEC 11.6): the zoomed RGB image / 255, minus mean, / std."""
+    image = synthetic_image((59, 97), 5)
+    zoomed = scipy_zoom_to(image.astype(np.float32), (65, 65), order=1)
+    mean, std = (np.asarray(v, np.float32) for v in IMAGENET)
+    expected = ((zoomed / np.float32(255) - mean) / std).transpose(2, 0, 1)
+    np.testing.assert_array_equal(network_input(image, 65, IMAGENET), expected)
+    seen = {}
+    multi_scale_scores(lambda batch: seen.setdefault(batch.shape[-1], batch)[:, :1].repeat(
+        1, NUM_CLASSES, 1, 1), image, (65,), exact=False, normalisation=IMAGENET)
+    np.testing.assert_allclose(seen[65][0].numpy(), expected, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("size,seed", SYNTHETIC[:2])
+def test_device_path_agrees_with_imagenet_normalisation(size, seed):
+    assert min(agreement(pooling_forward(seed), synthetic_image(size, seed), IMAGENET)) \
+        >= MIN_AGREEMENT
 
 
 def test_palette_png_round_trip(tmp_path):

@@ -14,11 +14,12 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from lib.cli import CONFIG_HELP, run_main  # noqa: E402
+from lib.cli import CONFIG_HELP, config_keys_epilog, run_main  # noqa: E402
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog=config_keys_epilog(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--res_path", help="folder of prediction PNGs (default: from the config)")
     parser.add_argument("--gt_path", help="folder of ground-truth PNGs "

@@ -37,6 +37,11 @@ def main(argv=None):
     from lib.seeds.export import export_seeds
 
     args = build_parser().parse_args(argv)
+    if args.cues and not args.tags:
+        from lib.errors import UserError
+
+        raise UserError("--cues needs --tags FILE: the image-level tags file (im_tags.pkl or "
+                        "a .json) that gives each image's classes")
     names = export_seeds(args.seeds, args.out_list, seed_prefix=args.seed_prefix,
                          names=read_names(args.list) if args.list else None,
                          cues_path=args.cues, tags_path=args.tags, cue_size=args.cue_size)

@@ -12,13 +12,14 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from lib.cli import CONFIG_HELP, run_main  # noqa: E402
+from lib.cli import CONFIG_HELP, config_keys_epilog, run_main  # noqa: E402
 
 DEFAULT_THRESHOLDS = "0.05:0.95:0.05"
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog=config_keys_epilog(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--maps", help="class-map folder (default: the results folder + _maps)")
     parser.add_argument("--res_path", help="seed folder whose _maps folder to read")

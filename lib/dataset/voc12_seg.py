@@ -18,10 +18,11 @@ from torch.utils.data import Dataset
 
 from lib.dataset.check import check_files
 from lib.dataset.distort import random_distort
+from lib.dataset.strong import invalid_ground_truth
 from lib.dataset.voc12_sgan import repeat_names
 from lib.errors import UserError, first_few
 from lib.image import normalise_image, read_image, read_label_png, read_prediction_png
-from lib.voc import BGR_MEAN, IGNORE, NUM_CLASSES, UNLABELED
+from lib.voc import BGR_MEAN, IGNORE, UNLABELED
 
 LABEL_STRIDE = 8  # label41 = label[::8, ::8]: the pixels Caffe's Interp (shrink_factor 8) samples
 SHOWN = 3         # files named in a check's error
@@ -37,10 +38,8 @@ def invalid_values(label, strong):
     """The sorted values of ``label`` outside its range: seeds 0..21 (21 unlabeled), ground
     truth 0..20 and 255 (ignore)."""
     if strong:
-        bad = (label >= NUM_CLASSES) & (label != IGNORE)
-    else:
-        bad = label > UNLABELED
-    return np.unique(label[bad]).tolist()
+        return invalid_ground_truth(label)
+    return np.unique(label[label > UNLABELED]).tolist()
 
 
 class VOC12SegDataset(Dataset):

@@ -1,7 +1,7 @@
 """VOC2012 + saliency + initial seeds: the SGAN training and inference datasets.
 
-SPEC section 2. Items hold only per-image arrays (the h x h saliency mask, never the N x N
-attention masks, which the model builds on its device).
+SPEC section 2 (and 12, semi-supervised). Items hold only per-image arrays (the h x h
+saliency mask, never the N x N attention masks, which the model builds on its device).
 """
 import math
 import os
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from lib.dataset.strong import read_ground_truth
 from lib.dataset.tags import load_tags
 from lib.image import (
     feature_size,
@@ -106,7 +107,12 @@ class _VOC12SalBase(VOC12Images):
 class VOC12ClsSalDataset(_VOC12SalBase):
     """Training samples (SPEC section 2): dicts of name, image, label, sal, seed, size.
 
-    With ``max_iters`` the name list is repeated to cover at least that many samples.
+    ``seed`` is the seed branch's target. Weakly supervised (``strong_names`` None) it comes
+    from the initial seed ``ini_seed/<seed_subdir>/NAME.png``. Semi-supervised (SPEC 12:
+    ``strong_names`` a collection) names in it take their ground truth
+    ``<gt_dir>/NAME.png`` instead, through the same resizing, flip and mapping (class c ->
+    c - 1; background and 255 -> the ignore index), and the other names have no target (all
+    ignore). With ``max_iters`` the name list is repeated to cover at least that many samples.
     Flips are drawn from ``(flip_seed, index)`` so they do not depend on workers or order.
     With ``normalise`` false the image stays uint8 BGR S x S x 3 (resized and flipped), a
     quarter of the bytes, for :func:`normalise_on_device` to finish on the model's device.
@@ -114,9 +120,12 @@ class VOC12ClsSalDataset(_VOC12SalBase):
 
     def __init__(self, voc12_root, cue_file, max_iters=None, new_size=321, mirror=True,
                  mean=BGR_MEAN, std=None, sal_subdir="sal_snet", seed_subdir="base_30_bg",
-                 sal_thresh=SAL_THRESH, flip_seed=7, normalise=True):
+                 sal_thresh=SAL_THRESH, flip_seed=7, normalise=True, strong_names=None,
+                 gt_dir="SegmentationClassAug"):
         super().__init__(voc12_root, cue_file, new_size, mean, std, sal_subdir, sal_thresh)
         self.seed_dir = os.path.join(voc12_root, "ini_seed", seed_subdir)
+        self.gt_dir = os.path.join(voc12_root, gt_dir)
+        self.strong_names = None if strong_names is None else frozenset(strong_names)
         self.normalise = normalise
         self.mirror = mirror
         self.flip_seed = flip_seed
@@ -125,25 +134,41 @@ class VOC12ClsSalDataset(_VOC12SalBase):
     def seed_path(self, name):
         return os.path.join(self.seed_dir, name + ".png")
 
+    def gt_path(self, name):
+        return os.path.join(self.gt_dir, name + ".png")
+
+    def target_source(self, name):
+        """The full-size map the seed target of ``name`` comes from, or None for no target."""
+        if self.strong_names is None:
+            return read_grey(self.seed_path(name))
+        if name in self.strong_names:
+            return read_ground_truth(self.gt_path(name))
+        return None
+
     def __len__(self):
         return len(self.samples)
 
     def __getitem__(self, index):
         name = self.samples[index]
         image, sal, _, size = self._load_resized(name)
-        seed = zoom_to(read_grey(self.seed_path(name)), (self.new_size, self.new_size), 0)
+        h = self.feat_size
+        seed = self.target_source(name)
+        if seed is not None:
+            seed = zoom_to(seed, (self.new_size, self.new_size), 0)
         if self.normalise:
             image = normalise_image(image, self.mean, self.std)
         if self.mirror and is_flipped(self.flip_seed, index):
             image = image[:, :, ::-1] if self.normalise else image[:, ::-1]
-            sal, seed = sal[:, ::-1], seed[:, ::-1]
-        h = self.feat_size
+            sal = sal[:, ::-1]
+            seed = None if seed is None else seed[:, ::-1]
+        target = (np.full((h, h), SEED_IGNORE, dtype=np.int64) if seed is None
+                  else seed_target(np.ascontiguousarray(seed), h))
         return {
             "name": name,
             "image": torch.from_numpy(np.ascontiguousarray(image)),
             "label": torch.from_numpy(multi_hot(self.tags[name])),
             "sal": torch.from_numpy(saliency_mask(np.ascontiguousarray(sal), h, self.sal_thresh)),
-            "seed": torch.from_numpy(seed_target(np.ascontiguousarray(seed), h)),
+            "seed": torch.from_numpy(target),
             "size": torch.tensor(size, dtype=torch.int64),
         }
 

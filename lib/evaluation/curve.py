@@ -24,11 +24,11 @@ def run(cfg, thresholds, maps=None, res_path=None, gt_path=None, num_classes=Non
     points = sweep_thresholds(maps, gt_path, parse_thresholds(thresholds),
                               ignore_conflict=cfg.ignore_conflict, names=names, workers=workers)
     print(f"class maps: {maps}\nground truth: {gt_path}")
-    print(format_curve(points))
+    print(format_curve(points, cfg.cam_thresh))
     if plot_path:
         from lib.pictures.curve import curve_plot_png
 
-        write_output(plot_path, curve_plot_png(points))
+        write_output(plot_path, curve_plot_png(points, cfg.cam_thresh))
     if json_path:
         write_output(json_path, curve_json_bytes(points))
     return points

@@ -49,6 +49,12 @@ def evaluation_names(res_path, gt_path, list_path=None, tags_file=None, strict=T
     if list_path or tags_file:
         names = expected_names(list_path, tags_file)
         absent = missing_files(res_path, names)
+        if absent and len(absent) == len(names):
+            source = list_path or tags_file
+            raise UserError(f"no predictions in {res_path} for the {len(names)} names of "
+                            f"{source}" + ("" if os.path.isdir(res_path) else
+                                           " (no such folder)")
+                            + ": is it the folder inference wrote?")
         if absent and strict:
             raise UserError(f"{len(absent)} of {len(names)} predictions missing in {res_path}: "
                             f"{first_few(absent)} (--no-strict evaluates those there are)")
@@ -159,6 +165,9 @@ def format_table(result):
     lines += [f"mIoU: {_percent(result['mIoU']).strip()}",
               f"mp:   {_percent(result['mp']).strip()}",
               f"mr:   {_percent(result['mr']).strip()}"]
+    if any(math.isnan(v) for v in result["iou"][:k]):
+        lines.append("n/a: a class in neither ground truth nor prediction; mIoU leaves it out, "
+                     "mp and mr count its precision and recall as 0 (the published convention)")
     return "\n".join(lines)
 
 

@@ -7,7 +7,15 @@ classes) and ``dataset_root``/SegmentationClass for segmentation (21 classes, SP
 of infer_cam, or the labels of infer_seg for the config's split), and with a config the names
 are its tags file's (seeds) or its split's (segmentation).
 """
-from lib.config import dataset_path, result_dir, segmentation_dir, split_list_path
+import os
+
+from lib.config import (
+    check_dataset_paths,
+    dataset_path,
+    result_dir,
+    segmentation_dir,
+    split_list_path,
+)
 from lib.errors import UserError
 from lib.evaluation.folder import (
     evaluate_folder,
@@ -23,14 +31,26 @@ SEGMENTATION_GT = "SegmentationClass/"  # SPEC section 7: segmentation results a
 
 def evaluation_paths(cfg, res_path=None, gt_path=None, num_classes=None, from_file=False):
     """(res_path, gt_path, num_classes) as given, the gaps filled from the config.
-    ``from_file``: the config came from a file (else it is the defaults alone)."""
+    ``from_file``: the config came from a file (else it is the defaults alone). A default
+    ground-truth folder that does not exist is a one-line error that says it is a default."""
     if res_path is None and not from_file:
         raise UserError("give --res_path (or --cfg_file to use its res_path)")
     num_classes = num_classes or cfg.num_classes
     if res_path is None:
         res_path = result_dir(cfg) if num_classes == SEED_CLASSES else segmentation_dir(cfg)
-    default_gt = cfg.gt_path if num_classes == SEED_CLASSES else SEGMENTATION_GT
-    return res_path, gt_path or dataset_path(cfg, default_gt), num_classes
+    if gt_path is None:
+        seeds = num_classes == SEED_CLASSES
+        gt_path = dataset_path(cfg, cfg.gt_path if seeds else SEGMENTATION_GT)
+        if not os.path.isdir(gt_path):
+            if from_file:
+                check_dataset_paths(cfg)  # names dataset_root when it is the cause
+            rule = "dataset_root/gt_path" if seeds else "dataset_root/SegmentationClass"
+            source = ("of --cfg_file" if from_file else
+                      "of the default config (no --cfg_file)")
+            raise UserError(f"ground-truth folder not found: {gt_path}, the default ({rule} "
+                            f"{source}): give --gt_path DIR"
+                            + ("" if from_file else ", or --cfg_file with its dataset_root"))
+    return res_path, gt_path, num_classes
 
 
 def run(cfg, res_path=None, gt_path=None, num_classes=None, list_path=None, strict=True,
@@ -42,6 +62,8 @@ def run(cfg, res_path=None, gt_path=None, num_classes=None, list_path=None, stri
     seeds_of_config = from_file and num_classes == SEED_CLASSES
     if from_file and num_classes != SEED_CLASSES and list_path is None:
         list_path = split_list_path(cfg)
+    if seeds_of_config and list_path is None:
+        check_dataset_paths(cfg, "cue_file")  # the names are the tags file's
     names, unscored = evaluation_names(
         res_path, gt_path, list_path,
         dataset_path(cfg, cfg.cue_file) if seeds_of_config else None, strict)
@@ -49,6 +71,7 @@ def run(cfg, res_path=None, gt_path=None, num_classes=None, list_path=None, stri
     print(f"predictions: {res_path}\nground truth: {gt_path}\n"
           f"ground-truth files not scored: {unscored} of {unscored + len(names)}")
     print(format_table(result))
+    print("(the table in percent; --json writes fractions in 0..1)")
     if json_path:
         write_output(json_path, result_json_bytes(result))
     return result

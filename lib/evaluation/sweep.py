@@ -36,7 +36,11 @@ def parse_thresholds(specs):
                     if step <= 0:
                         raise ValueError
                     count = math.floor((stop - start) / step + 1e-9) + 1
-                    values += [round(start + k * step, 10) for k in range(max(count, 0))]
+                    if count < 1:
+                        raise UserError(f"threshold range '{part}' is empty: start:stop:step "
+                                        f"counts up from start to stop (stop included), and "
+                                        f"{start:g} is above {stop:g}")
+                    values += [round(start + k * step, 10) for k in range(count)]
                 else:
                     values.append(float(part))
             except ValueError:
@@ -130,13 +134,17 @@ def sweep_thresholds(maps_dir, gt_dir, thresholds, ignore_conflict=False, names=
     return points
 
 
-def format_curve(points):
-    """A table of threshold, precision, recall and mIoU in percent; the best mIoU marked."""
+def format_curve(points, configured=None):
+    """A table of threshold, precision, recall and mIoU in percent; the best mIoU and the
+    ``configured`` threshold (the config's cam_thresh) marked."""
     best = max(range(len(points)), key=lambda i: np.nan_to_num(points[i]["mIoU"], nan=-1))
     lines = ["cam_thresh  precision  recall    mIoU"]
     for i, p in enumerate(points):
+        marks = (["best mIoU"] if i == best else []) + (
+            ["configured cam_thresh"] if configured is not None
+            and abs(p["cam_thresh"] - configured) < 1e-9 else [])
         lines.append(f"{p['cam_thresh']:10.3f}  {100 * p['mp']:9.2f}  {100 * p['mr']:6.2f}  "
-                     f"{100 * p['mIoU']:6.2f}" + ("  <- best mIoU" if i == best else ""))
+                     f"{100 * p['mIoU']:6.2f}" + (f"  <- {', '.join(marks)}" if marks else ""))
     return "\n".join(lines)
 
 

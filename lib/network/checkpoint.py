@@ -7,7 +7,7 @@ import os
 
 import torch
 
-from lib.errors import UserError
+from lib.errors import UserError, first_few
 from lib.files import atomic_write_bytes
 
 
@@ -36,8 +36,9 @@ def read_state_dict(path):
     return state
 
 
-def fit_state_dict(module, state, path, strict_unexpected):
-    """Load ``state`` into ``module``; report missing, unexpected and mis-shaped keys."""
+def fit_state_dict(module, state, path, strict_unexpected, hint=None):
+    """Load ``state`` into ``module``; report missing, unexpected and mis-shaped keys in one
+    line (the first few of each, and ``hint``: what likely makes the file not fit)."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -51,13 +52,14 @@ def fit_state_dict(module, state, path, strict_unexpected):
                 shapes.append(f"{k} {tuple(value.shape)} vs model {tuple(own[k].shape)}")
     problems = []
     if missing:
-        problems.append(f"missing keys: {', '.join(missing)}")
+        problems.append(f"{len(missing)} missing keys: {first_few(missing, 3)}")
     if unexpected and strict_unexpected:
-        problems.append(f"unexpected keys: {', '.join(unexpected)}")
+        problems.append(f"{len(unexpected)} unexpected keys: {first_few(unexpected, 3)}")
     if shapes:
-        problems.append(f"shape differences: {'; '.join(shapes)}")
+        problems.append(f"{len(shapes)} shape differences: {first_few(shapes, 2)}")
     if problems:
-        raise CheckpointError(f"{path} does not fit the model: " + " | ".join(problems))
+        raise CheckpointError(f"{path} does not fit the model: " + " | ".join(problems)
+                              + (f" | {hint}" if hint else ""))
     module.load_state_dict({k: state[k] for k in own})
 
 
@@ -68,16 +70,17 @@ def load_backbone(model, path):
     fit_state_dict(model.backbone, state, path, strict_unexpected=False)
 
 
-def load_checkpoint(model, path):
+def load_checkpoint(model, path, hint=None):
     """Load a trained model's checkpoint (SGAN, classifier, DeepLab), also with a ``module.``
-    prefix or, for a model with a ``backbone``, un-prefixed backbone keys (published SGAN)."""
+    prefix or, for a model with a ``backbone``, un-prefixed backbone keys (published SGAN).
+    ``hint`` ends the error line of a file that does not fit."""
     state = read_state_dict(path)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     backbone = getattr(model, "backbone", None)
     if backbone is not None:
         backbone_keys = set(backbone.state_dict())
         state = {("backbone." + k if k in backbone_keys else k): v for k, v in state.items()}
-    fit_state_dict(model, state, path, strict_unexpected=True)
+    fit_state_dict(model, state, path, strict_unexpected=True, hint=hint)
 
 
 def save_state_dict(state, path):

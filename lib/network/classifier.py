@@ -38,6 +38,10 @@ class VGG16Classifier(nn.Module):
         return self.forward_cam(image).mean(dim=(2, 3))
 
 
+# The config keys that choose the classifier's network (as SGAN_KEYS for SGAN).
+CLASSIFIER_KEYS = ("backbone", "conv5_dilation", "width_mult")
+
+
 def classifier_from_config(cfg):
     """The baseline classifier a configuration describes."""
     return VGG16Classifier(cfg.backbone, conv5_dilation=cfg.conv5_dilation,

@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lib.errors import UserError, one_line
+from lib.network.backbone import he_init_
 from lib.network.backbone.vgg16 import CONV_NAMES, VGG16
 from lib.network.checkpoint import CheckpointError, fit_state_dict, read_state_dict, save_state_dict
 from lib.network.convert_vgg import torchvision_to_caffe
@@ -51,27 +52,34 @@ FC6_TAP_STEP = 3
 class DeepLabV2(nn.Module):
     """DeepLab-v2, ``backbone`` "vgg16" or "resnet101"; ``forward(image)`` -> z (N x C x h x w)."""
 
-    def __init__(self, backbone="vgg16", num_classes=NUM_CLASSES):
+    def __init__(self, backbone="vgg16", num_classes=NUM_CLASSES, width_mult=1.0, init="pytorch"):
         super().__init__()
         if backbone not in BACKBONES:
             raise UserError(f"unknown DeepLab backbone '{backbone}' (expected one of "
                             f"{', '.join(BACKBONES)})")
         self.backbone_name = backbone
         if backbone == "vgg16":
-            self._build_vgg16(num_classes)
+            self._build_vgg16(num_classes, width_mult)
             self.new_layers = tuple(f"fc8_{i}" for i in BRANCHES)
+        elif width_mult != 1:
+            raise UserError(f"config key 'width_mult' narrows the vgg16 backbone only, got "
+                            f"{width_mult} with resnet101")
         else:
             self._build_resnet101(num_classes)
             self.new_layers = ("aspp",)
+        if init == "kaiming":
+            he_init_(self)
         for name in self.new_layers:
             for module in getattr(self, name).modules():
                 if isinstance(module, nn.Conv2d):
                     nn.init.normal_(module.weight, 0.0, NEW_LAYER_STD)
                     nn.init.zeros_(module.bias)
 
-    def _build_vgg16(self, num_classes):
-        """SPEC 11.1: the 13 convs (conv5 dilated), Caffe's pools, four fc6-fc7-fc8 branches."""
-        trunk = VGG16(conv5_dilation=VGG_CONV5_DILATION)
+    def _build_vgg16(self, num_classes, width_mult):
+        """SPEC 11.1: the 13 convs (conv5 dilated), Caffe's pools, four fc6-fc7-fc8 branches.
+        ``width_mult`` < 1 narrows every layer (a CPU demo aid; the published network is 1)."""
+        trunk = VGG16(conv5_dilation=VGG_CONV5_DILATION, width_mult=width_mult)
+        fc_channels = max(16, int(round(VGG_FC_CHANNELS * width_mult)))
         for name in CONV_NAMES:
             self.add_module(name, getattr(trunk, name))
         for name in ("pool1", "pool2", "pool3"):
@@ -80,12 +88,12 @@ class DeepLabV2(nn.Module):
         self.pool5 = nn.MaxPool2d(3, stride=1, padding=1)
         self.pool5a = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=True)
         for i, rate in zip(BRANCHES, ASPP_RATES):
-            self.add_module(f"fc6_{i}", nn.Conv2d(trunk.out_channels, VGG_FC_CHANNELS, 3,
+            self.add_module(f"fc6_{i}", nn.Conv2d(trunk.out_channels, fc_channels, 3,
                                                   padding=rate, dilation=rate))
         for i in BRANCHES:
-            self.add_module(f"fc7_{i}", nn.Conv2d(VGG_FC_CHANNELS, VGG_FC_CHANNELS, 1))
+            self.add_module(f"fc7_{i}", nn.Conv2d(fc_channels, fc_channels, 1))
         for i in BRANCHES:
-            self.add_module(f"fc8_{i}", nn.Conv2d(VGG_FC_CHANNELS, num_classes, 1))
+            self.add_module(f"fc8_{i}", nn.Conv2d(fc_channels, num_classes, 1))
         self.dropout = nn.Dropout(DROPOUT)
 
     def _build_resnet101(self, num_classes):
@@ -236,3 +244,8 @@ def make_initial_weights(backbone, source, out_path):
     except CheckpointError as exc:
         raise CheckpointError(f"{source}: {exc}") from None
     save_state_dict(state, out_path)
+
+
+def deeplab_from_config(cfg):
+    """The DeepLabV2 a configuration describes (``seg_backbone``, ``width_mult``, ``init``)."""
+    return DeepLabV2(cfg.seg_backbone, width_mult=cfg.width_mult, init=cfg.init)

@@ -113,6 +113,10 @@ class SGAN(nn.Module):
         return conv, seg, cam
 
 
+# The config keys that choose SGAN's network: a checkpoint's run records them (lib/training).
+SGAN_KEYS = ("backbone", "use_sal", "conv5_dilation", "width_mult")
+
+
 def sgan_from_config(cfg):
     """The SGAN a configuration describes (paper defaults unless the config says otherwise)."""
     return SGAN(cfg.backbone, use_sal=cfg.use_sal, conv5_dilation=cfg.conv5_dilation,

@@ -8,21 +8,27 @@ skips the images whose files exist (unless ``overwrite``). The two stages differ
 network (a :class:`SeedModel`) and their output settings.
 """
 import functools
+import time
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from lib.config import check_dataset_paths, checkpoint_path
+from lib.config import check_dataset_paths
 from lib.dataset.check import check_files
 from lib.dataset.voc12_sgan import VOC12SalInferDataset
 from lib.image import normalise_on_device
-from lib.network.checkpoint import load_checkpoint
-from lib.records import names_to_write, prepare_output_folder, weights_identity
+from lib.records import (
+    names_to_write,
+    outputs_summary,
+    prepare_output_folder,
+    weights_identity,
+)
 from lib.seeds.writer import ImageJob, write_image_outputs
 from lib.training.distributed import all_reduce_sum, barrier, launch
-from lib.training.runtime import amp_dtype, autocast, process_logger, usable_workers
+from lib.training.run_folder import load_trained_network
+from lib.training.runtime import amp_dtype, autocast, loader_workers, process_logger, usable_workers
 from lib.workers import WorkerQueue
 
 # Config keys that change any stage's class maps, hence its seeds (the folder's record).
@@ -37,6 +43,7 @@ class SeedModel:
     name = "seeds"
     attends_to_saliency = True  # reads the attention mask of sal_subdir (SPEC 2 step 6)
     record_keys = CLASS_MAP_KEYS  # config keys that change this network's class maps
+    network_keys = ()  # config keys that choose the network: a checkpoint's run has its own
     retry_hint = "or write elsewhere"  # how to choose another output folder
 
     def network(self, cfg):
@@ -44,10 +51,9 @@ class SeedModel:
         raise NotImplementedError
 
     def build(self, cfg):
-        """(model with its weights loaded, the weights file); raise before anything is written."""
-        model, weights = self.network(cfg), checkpoint_path(cfg)
-        load_checkpoint(model, weights)
-        return model, weights
+        """The network of the chosen checkpoint, loaded (lib.training.run_folder's
+        TrainedNetwork); raise before anything is written."""
+        return load_trained_network(cfg, self.network_keys, self.network)
 
     def class_maps(self, model, image, sal, cfg):
         """float32 (batch, 20, h, w) class maps M of normalised images and saliency masks."""
@@ -91,7 +97,8 @@ class _Inference:
 def _infer(ctx, cfg, seed_model, settings, log_file):
     check_dataset_paths(cfg, "cue_file")
     device = ctx.device
-    model, weights = seed_model.build(cfg)  # check the inputs before writing anything
+    trained = seed_model.build(cfg)  # check the inputs before writing anything
+    model, weights, cfg = trained.model, trained.weights, trained.cfg
     dataset = inference_dataset(cfg, seed_model.attends_to_saliency)
     check_files(dataset.names, dataset.image_path, dataset.map_paths())
     out_dir = settings.seed_dir
@@ -100,6 +107,8 @@ def _infer(ctx, cfg, seed_model, settings, log_file):
     prepare_output_folder(ctx, out_dir, record, cfg.overwrite, seed_model.retry_hint,
                           lambda: [settings.remove(name) for name in dataset.names])
     logger = process_logger(f"sgan.{seed_model.name}", log_file, ctx.is_main)
+    if trained.adopted:
+        logger.info("the network as its run trained it: %s", ", ".join(trained.adopted))
     total = len(dataset)
     dataset.names = names_to_write(dataset.names, ctx, settings.done, cfg.overwrite)
     todo = int(all_reduce_sum(torch.tensor([len(dataset.names)]), ctx))
@@ -110,20 +119,31 @@ def _infer(ctx, cfg, seed_model, settings, log_file):
     logger.info("%s seeds for %d images on %d x %s from %s into %s; %d already there%s",
                 settings.seed_mode, todo, ctx.world_size, device, weights, out_dir, total - todo,
                 "" if cfg.overwrite else " (overwrite=true to redo them)")
-    loader = DataLoader(dataset, batch_size=cfg.test_batch_size, num_workers=cfg.num_worker,
+    loader = DataLoader(dataset, batch_size=cfg.test_batch_size,
+                        num_workers=loader_workers(cfg, ctx, logger),
                         pin_memory=device.type == "cuda")
-    with WorkerQueue(functools.partial(write_image_outputs, settings), workers) as writer, \
-            torch.no_grad():
-        model.to(device, memory_format=memory_format).eval()  # after the writer forked
-        for batch in tqdm(loader, desc=seed_model.name, dynamic_ncols=True,
-                          disable=not ctx.is_main):
-            image = normalise_on_device(batch["image"].to(device, non_blocking=True),
-                                        cfg.mean, cfg.std, cfg.channels_last)
-            with autocast(dtype, device):
-                maps = seed_model.class_maps(model, image, batch["sal"].to(device), cfg)
-            maps = maps.float().cpu().numpy()
-            for j, name in enumerate(batch["name"]):
-                writer.submit(ImageJob(name, maps[j], tags_of(batch["label"][j]),
-                                       batch["bg"][j].numpy(), tuple(batch["size"][j].tolist()),
-                                       dataset.image_path(name)))
+    started = time.monotonic()
+    try:
+        with WorkerQueue(functools.partial(write_image_outputs, settings), workers) as writer, \
+                torch.no_grad():
+            model.to(device, memory_format=memory_format).eval()  # after the writer forked
+            for batch in tqdm(loader, desc=seed_model.name, dynamic_ncols=True,
+                              disable=not ctx.is_main):
+                image = normalise_on_device(batch["image"].to(device, non_blocking=True),
+                                            cfg.mean, cfg.std, cfg.channels_last)
+                with autocast(dtype, device):
+                    maps = seed_model.class_maps(model, image, batch["sal"].to(device), cfg)
+                maps = maps.float().cpu().numpy()
+                for j, name in enumerate(batch["name"]):
+                    writer.submit(ImageJob(name, maps[j], tags_of(batch["label"][j]),
+                                           batch["bg"][j].numpy(),
+                                           tuple(batch["size"][j].tolist()),
+                                           dataset.image_path(name)))
+    except (Exception, KeyboardInterrupt) as exc:
+        written = sum(map(settings.done, dataset.names))
+        logger.info("%s", outputs_summary(written, total - todo, len(dataset.names) - written,
+                                          time.monotonic() - started, settings.folders(), exc))
+        raise
     barrier(ctx)
+    logger.info("%s", outputs_summary(todo, total - todo, 0, time.monotonic() - started,
+                                      settings.folders()))

@@ -50,6 +50,11 @@ class OutputSettings:
         return {"seed_mode": self.seed_mode, "cam_thresh": self.cam_thresh,
                 "ignore_conflict": self.ignore_conflict}
 
+    def folders(self):
+        """The folders this run writes: the seeds', and those of the extras it was asked for."""
+        return [self.seed_dir, *([class_maps_dir(self.seed_dir)] if self.save_class_maps else []),
+                *([pictures_dir(self.seed_dir)] if self.save_pictures else [])]
+
     def output_paths(self, name):
         """Every file this image gets."""
         paths = [self.seed_path(name)]

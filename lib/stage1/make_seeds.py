@@ -11,7 +11,7 @@ files, reruns skip finished images.
 import os
 
 from lib.config import model_dir
-from lib.network.classifier import classifier_from_config
+from lib.network.classifier import CLASSIFIER_KEYS, classifier_from_config
 from lib.seeds.inference import CLASS_MAP_KEYS, SeedModel, infer_seeds
 from lib.seeds.writer import OutputSettings
 
@@ -28,6 +28,7 @@ class ClassifierSeeds(SeedModel):
     name = "make_seeds"
     attends_to_saliency = False  # no attention: only the background saliency is read
     record_keys = tuple(k for k in CLASS_MAP_KEYS if k not in ("sal_subdir", "sal_thresh"))
+    network_keys = CLASSIFIER_KEYS
     retry_hint = "or write elsewhere with another seed_subdir or seed_out_path"
 
     def network(self, cfg):

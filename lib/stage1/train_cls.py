@@ -31,6 +31,7 @@ class ClassifierTraining(TrainingTask):
     """The baseline: backbone + classification branch, image tags only."""
 
     name = "train_cls"
+    outputs = (VGG_INIT_NAME,)
 
     def network(self, cfg):
         return classifier_from_config(cfg)

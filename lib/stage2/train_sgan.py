@@ -1,10 +1,13 @@
-"""Train SGAN (SPEC section 4) with the shared loop of lib/training/loop.py."""
+"""Train SGAN (SPEC section 4; semi-supervised with ``strong_list``, SPEC 12) with the shared
+loop of lib/training/loop.py."""
 import os
 
 import torch
 
-from lib.config import model_dir
+from lib.config import dataset_path, model_dir
 from lib.dataset.check import check_files
+from lib.dataset.strong import check_ground_truth, strong_names, strong_note
+from lib.dataset.tags import load_tags
 from lib.dataset.voc12_sgan import VOC12ClsSalDataset
 from lib.losses import sgan_loss
 from lib.network.sgan import sgan_from_config
@@ -15,7 +18,7 @@ from lib.voc import SEED_IGNORE
 
 
 class SGANTraining(TrainingTask):
-    """SGAN: tags supervise the CAM branch, initial seeds the seed branch."""
+    """SGAN: tags supervise the CAM branch, initial seeds (or ground truth) the seed branch."""
 
     name = "train"
     term_names = ("loss", "cls", "seed")
@@ -24,12 +27,24 @@ class SGANTraining(TrainingTask):
         return sgan_from_config(cfg)
 
     def build_dataset(self, cfg):
+        """Weakly supervised: the initial seeds; with ``strong_list`` (SPEC 12) the ground truth
+        of its names and no seed target for the others (no initial seed is read)."""
+        names = sorted(load_tags(dataset_path(cfg, cfg.cue_file)))
+        strong = strong_names(cfg, names)
         dataset = VOC12ClsSalDataset(
             cfg.dataset_root, cfg.cue_file, sal_subdir=cfg.sal_subdir,
-            seed_subdir=cfg.seed_subdir, sal_thresh=cfg.sal_thresh, **self.sample_options(cfg))
-        check_files(dataset.names, dataset.image_path,
-                    {"saliency map": dataset.sal_path, "seed map": dataset.seed_path})
+            seed_subdir=cfg.seed_subdir, sal_thresh=cfg.sal_thresh, strong_names=strong,
+            gt_dir=cfg.gt_path, **self.sample_options(cfg))
+        maps = {"saliency map": dataset.sal_path}
+        if strong is None:
+            maps["seed map"] = dataset.seed_path
+        check_files(dataset.names, dataset.image_path, maps)
+        if strong:
+            check_ground_truth(strong, dataset.image_path, dataset.gt_path)
         return dataset
+
+    def dataset_note(self, dataset):
+        return strong_note(dataset.strong_names)
 
     def has_unused_parameters(self, cfg):
         return not cfg.use_sal  # without saliency the seed branch gets no gradient

@@ -1,6 +1,7 @@
 """Stage-3 inference: labels of a split by the trained segmentation network (SPEC 11.5).
 
-Per image: the three test scales through the network on the device, zoomed back and summed
+Per image: the three test scales, normalised as the backbone's weights expect
+(lib.stage3.normalisation), through the network on the device, zoomed back and summed
 there (lib.stage3.predict), then, in worker processes, softmax with the 1e-5 floor, the
 full-size dense CRF (``seg_crf``), the argmax (restricted to the tags with
 ``restrict_to_tags``) and a palette PNG ``<res_path>/<cfg_name>_<split>/NAME.png``. Several
@@ -9,6 +10,7 @@ records what made it and a rerun continues where it stopped (lib.records).
 """
 import functools
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,23 +18,30 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from lib.config import ConfigError, checkpoint_path, dataset_path, segmentation_dir, split_list_path
+from lib.config import ConfigError, dataset_path, segmentation_dir, split_list_path
 from lib.dataset.check import check_files
 from lib.dataset.tags import load_tags
 from lib.errors import UserError, first_few
 from lib.files import read_names
 from lib.image import is_complete_file, read_image, write_palette_png
-from lib.network.checkpoint import load_checkpoint
-from lib.network.deeplab import DeepLabV2
-from lib.records import names_to_write, prepare_output_folder, weights_identity
-from lib.stage3.predict import labels_from_probabilities, multi_scale_scores, probabilities
+from lib.network.deeplab import deeplab_from_config
+from lib.records import names_to_write, outputs_summary, prepare_output_folder, weights_identity
+from lib.stage3.normalisation import inference_normalisation
+from lib.stage3.predict import (
+    PUBLISHED_TEST_INPUT,
+    labels_from_probabilities,
+    multi_scale_scores,
+    probabilities,
+)
 from lib.training.distributed import all_reduce_sum, barrier, launch
-from lib.training.runtime import amp_dtype, autocast, process_logger, usable_workers
+from lib.training.run_folder import load_trained_network
+from lib.training.runtime import amp_dtype, autocast, loader_workers, process_logger, usable_workers
 from lib.workers import WorkerQueue
 
 # Config keys that change the labels (the folder's record, with the weights' identity).
-PREDICTION_KEYS = ("dataset_root", "split", "seg_backbone", "mean", "std", "test_scales",
-                   "seg_crf", "restrict_to_tags", "amp")
+PREDICTION_KEYS = ("dataset_root", "split", "seg_backbone", "width_mult", "mean", "std",
+                   "test_scales", "seg_crf", "restrict_to_tags", "amp")
+NETWORK_KEYS = ("seg_backbone", "width_mult")  # the keys that choose the network (a run records them)
 
 
 def split_names(cfg):
@@ -100,8 +109,9 @@ def run(cfg):
 def _infer(ctx, cfg):
     names = split_names(cfg)
     tags = image_tags(cfg, names)
-    model, weights = DeepLabV2(cfg.seg_backbone), checkpoint_path(cfg)
-    load_checkpoint(model, weights)  # check the inputs before writing anything
+    trained = load_trained_network(cfg, NETWORK_KEYS, deeplab_from_config)
+    model, weights, cfg = trained.model, trained.weights, trained.cfg  # before writing anything
+    normalisation = inference_normalisation(cfg)
     images = Images(cfg.dataset_root, names)
     check_files(names, images.path, {})
     folder = segmentation_dir(cfg)
@@ -118,6 +128,8 @@ def _infer(ctx, cfg):
                                   cfg.overwrite)
     todo = int(all_reduce_sum(torch.tensor([len(images.names)]), ctx))
     logger = process_logger("sgan.infer_seg", folder.rstrip("/") + ".log", ctx.is_main)
+    if trained.adopted:
+        logger.info("the network as its run trained it: %s", ", ".join(trained.adopted))
     logger.info("labels of %d images of split '%s' on %d x %s from %s into %s; %d already there",
                 todo, cfg.split, ctx.world_size, ctx.device, weights, folder, len(names) - todo)
     device, dtype = ctx.device, amp_dtype(cfg.amp, ctx.device)
@@ -128,23 +140,27 @@ def _infer(ctx, cfg):
             return model(batch.contiguous(memory_format=memory_format)).float()
 
     workers = usable_workers(cfg.crf_workers, ctx) if cfg.seg_crf and images.names else 0
+    started = time.monotonic()
     with WorkerQueue(functools.partial(write_labels, cfg.seg_crf), workers) as writer, \
             torch.no_grad():
         model.to(device, memory_format=memory_format).eval()  # after the workers forked
-        submit_images(forward, images, writer, cfg.test_scales, device, out_path, tags,
-                      cfg.num_worker, progress=ctx.is_main)
+        submit_images(forward, images, writer, cfg.test_scales, device, out_path, normalisation,
+                      tags, loader_workers(cfg, ctx, logger), progress=ctx.is_main)
     barrier(ctx)
+    logger.info("%s", outputs_summary(todo, len(names) - todo, 0, time.monotonic() - started,
+                                      [folder]))
 
 
-def submit_images(forward, images, writer, scales, device, out_path, tags=None,
-                  loader_workers=0, progress=False):
-    """The network's part of every image of ``images`` (an Images, decoded by
-    ``loader_workers`` processes): the multi-scale scores with the zooms on ``device``; the
-    rest goes to ``writer`` (a WorkerQueue of :func:`write_labels`) as a LabelJob. ``tags``:
-    {name: classes} or None; ``out_path(name)``: the PNG to write."""
-    loader = DataLoader(images, batch_size=None, num_workers=loader_workers)
+def submit_images(forward, images, writer, scales, device, out_path,
+                  normalisation=PUBLISHED_TEST_INPUT, tags=None, workers=0, progress=False):
+    """The network's part of every image of ``images`` (an Images, decoded by ``workers``
+    loader processes): the multi-scale scores of the input normalised by ``normalisation``,
+    zoomed on ``device``; the rest goes to ``writer`` (a WorkerQueue of :func:`write_labels`)
+    as a LabelJob. ``tags``: {name: classes} or None; ``out_path(name)``: the PNG to write."""
+    loader = DataLoader(images, batch_size=None, num_workers=workers)
     for name, image_rgb in tqdm(loader, desc="infer_seg", dynamic_ncols=True,
                                 disable=not progress):
-        scores = multi_scale_scores(forward, image_rgb.numpy(), scales, device, exact=False)
+        scores = multi_scale_scores(forward, image_rgb.numpy(), scales, device, exact=False,
+                                    normalisation=normalisation)
         writer.submit(LabelJob(name, scores, images.path(name),
                                None if tags is None else tags[name], out_path(name)))

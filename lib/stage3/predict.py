@@ -1,6 +1,8 @@
 """Per-image inference of stage 3: the published ``test_ms.py --smooth --multi_scale`` (SPEC 11.5).
 
-The image (RGB uint8, H x W) is zoomed to S x S for each test scale, fed to the network, and
+The image (RGB uint8, H x W) is zoomed to S x S for each test scale, normalised as the
+backbone's weights expect (``normalisation`` = (mean, std): the published test mean for
+vgg16, ImageNet's mean and std for resnet101; lib.stage3.normalisation), fed to the network, and
 the 21 logit maps are zoomed back to H x W and summed; softmax, a floor of 1e-5, then the
 full-size dense CRF on the RGB image (or not), and the argmax. Zooms are scipy.ndimage.zoom
 order 1 in float32, as published, including its constant-mode edge: where the last output
@@ -22,51 +24,62 @@ from lib.voc import NUM_CLASSES, NUM_FG_CLASSES
 
 TEST_SCALES = (288, 385, 481)  # int(0.75 * 385), 385, int(1.25 * 385)
 TEST_MEAN_BGR = (104.0, 117.0, 123.0)  # test_ms.py's mean (training uses lib.voc.BGR_MEAN)
+PUBLISHED_TEST_INPUT = (TEST_MEAN_BGR, None)  # (mean, std): test_ms.py's BGR minus its mean
 CRF_SCALE, CRF_ITERATIONS = 1.0, 10  # the full-size test CRF
 TAG_BONUS = 1.0  # restrict_to_tags: added to background and the image's tags before the argmax
 
 
-def network_input(image_rgb, side):
+def network_input(image_rgb, side, normalisation=PUBLISHED_TEST_INPUT):
     """float32 3 x side x side network input: the float32 image zoomed to side x side (order 1,
-    aspect ignored), RGB -> BGR, minus the test mean, CHW."""
+    aspect ignored), then, with ``normalisation`` = (mean, std), RGB -> BGR minus the mean
+    (std None, the published test) or RGB / 255, minus the mean, / std (in float32); CHW."""
     zoomed = scipy_zoom_to(image_rgb.astype(np.float32), (side, side), order=1)
-    bgr = zoomed[:, :, ::-1] - np.asarray(TEST_MEAN_BGR, dtype=np.float32)
-    return np.ascontiguousarray(bgr.transpose(2, 0, 1), dtype=np.float32)
+    mean, std = (None if v is None else np.asarray(v, dtype=np.float32) for v in normalisation)
+    if std is None:
+        normalised = zoomed[:, :, ::-1] - mean
+    else:
+        normalised = (zoomed / np.float32(255) - mean) / std
+    return np.ascontiguousarray(normalised.transpose(2, 0, 1), dtype=np.float32)
 
 
-def multi_scale_scores(forward, image_rgb, scales=TEST_SCALES, device="cpu", exact=True):
+def multi_scale_scores(forward, image_rgb, scales=TEST_SCALES, device="cpu", exact=True,
+                       normalisation=PUBLISHED_TEST_INPUT):
     """float32 21 x H x W: the sum over ``scales`` of the logits zoomed back to the image size.
 
     ``forward`` maps a float32 1 x 3 x S x S tensor on ``device`` to 1 x 21 x s x s logits
-    (the network in eval mode). ``exact`` zooms with scipy as published; otherwise with torch
+    (the network in eval mode), its input normalised by ``normalisation`` (see
+    :func:`network_input`). ``exact`` zooms with scipy as published; otherwise with torch
     on ``device`` (see the module docstring).
     """
     with torch.no_grad():
         if exact:
-            return _exact_scores(forward, image_rgb, scales, device)
-        return _device_scores(forward, image_rgb, scales, device)
+            return _exact_scores(forward, image_rgb, scales, device, normalisation)
+        return _device_scores(forward, image_rgb, scales, device, normalisation)
 
 
-def _exact_scores(forward, image_rgb, scales, device):
+def _exact_scores(forward, image_rgb, scales, device, normalisation):
     """:func:`multi_scale_scores` with scipy's zooms, summed in float32 in the scales' order."""
     height, width = image_rgb.shape[:2]
     total = np.zeros((height, width, NUM_CLASSES), np.float32)
     for side in scales:
-        batch = torch.from_numpy(network_input(image_rgb, side))[None].to(device)
+        batch = torch.from_numpy(network_input(image_rgb, side, normalisation))[None].to(device)
         logits = forward(batch)[0].float().cpu().numpy().transpose(1, 2, 0)  # s x s x 21
         total += scipy_zoom_to(logits, (height, width), order=1)
     return np.ascontiguousarray(total.transpose(2, 0, 1))
 
 
-def _device_scores(forward, image_rgb, scales, device):
+def _device_scores(forward, image_rgb, scales, device, normalisation):
     """:func:`multi_scale_scores` with torch's bilinear zooms on ``device``."""
     height, width = image_rgb.shape[:2]
     image = torch.from_numpy(np.ascontiguousarray(image_rgb)).to(device)
     image = image.permute(2, 0, 1)[None].float()  # 1 x 3 x H x W, RGB
-    mean = torch.tensor(TEST_MEAN_BGR, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    mean, std = (None if v is None else
+                 torch.tensor(v, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+                 for v in normalisation)
     total = torch.zeros((1, NUM_CLASSES, height, width), dtype=torch.float32, device=device)
     for side in scales:
-        batch = zoom_on_device(image, (side, side)).flip(1) - mean
+        zoomed = zoom_on_device(image, (side, side))
+        batch = zoomed.flip(1) - mean if std is None else (zoomed / 255 - mean) / std
         total += zoom_on_device(forward(batch).float(), (height, width))
     return total[0].cpu().numpy()
 
@@ -117,7 +130,8 @@ def labels_from_probabilities(probs, image_rgb, crf=True, tags=None):
 
 
 def predict_labels(forward, image_rgb, scales=TEST_SCALES, device="cpu", exact=True,
-                   crf=True, tags=None):
+                   crf=True, tags=None, normalisation=PUBLISHED_TEST_INPUT):
     """uint8 H x W labels of one RGB image: SPEC 11.5 steps 1-3."""
-    probs = probabilities(multi_scale_scores(forward, image_rgb, scales, device, exact))
+    probs = probabilities(multi_scale_scores(forward, image_rgb, scales, device, exact,
+                                             normalisation))
     return labels_from_probabilities(probs, image_rgb, crf=crf, tags=tags)

@@ -11,33 +11,17 @@ import os
 import torch
 
 from lib.config import ConfigError, dataset_path, model_dir
+from lib.dataset.strong import strong_names, strong_note
 from lib.dataset.tags import load_tags
-from lib.dataset.voc12_seg import VOC12SegDataset, caffe_mean, check_seg_files
-from lib.errors import UserError, first_few
-from lib.files import read_names
+from lib.dataset.voc12_seg import VOC12SegDataset, check_seg_files
 from lib.losses import seg_loss
 from lib.losses.batch_crf import BatchCRF
-from lib.network.deeplab import DeepLabV2, load_initial_weights
+from lib.network.deeplab import deeplab_from_config, load_initial_weights
 from lib.optim import build_caffe_sgd, step_lr
+from lib.stage3.normalisation import check_input_scale, training_normalisation
 from lib.training.distributed import all_reduce_sum
 from lib.training.loop import TrainingTask, train
 from lib.training.runtime import autocast, usable_workers
-
-
-def strong_names(cfg, names):
-    """The names of ``strong_list`` (SPEC 12): their labels are the ground truth. Every one
-    must be a training name."""
-    if not cfg.strong_list:
-        return ()
-    path = dataset_path(cfg, cfg.strong_list)
-    if not os.path.isfile(path):
-        raise ConfigError(f"config key 'strong_list': list file not found: {path}")
-    strong = sorted(set(read_names(path)))
-    unknown = sorted(set(strong) - set(names))
-    if unknown:
-        raise UserError(f"{len(unknown)} names of strong_list {path} are not in {cfg.cue_file}: "
-                        f"{first_few(unknown)}")
-    return strong
 
 
 class SegTraining(TrainingTask):
@@ -51,15 +35,13 @@ class SegTraining(TrainingTask):
         self.crf = None
 
     def network(self, cfg):
-        return DeepLabV2(cfg.seg_backbone)
+        return deeplab_from_config(cfg)
 
-    def build_model(self, cfg, pretrain):
-        model = self.network(cfg)
-        if pretrain:
-            load_initial_weights(model, pretrain)
-        return model
+    def load_pretrained(self, model, path):
+        load_initial_weights(model, path)
 
     def build_dataset(self, cfg):
+        check_input_scale(cfg)  # before anything is written
         if not os.path.isdir(cfg.seed_dir):
             raise ConfigError(f"config key 'seed_dir': folder not found: {cfg.seed_dir} (the "
                               f"seeds infer_cam writes)")
@@ -67,15 +49,18 @@ class SegTraining(TrainingTask):
         dataset = VOC12SegDataset(
             cfg.dataset_root, names, cfg.seed_dir, resize=cfg.seg_resize,
             crop_size=cfg.crop_size, mirror=True, distort=cfg.distort, mean=cfg.mean,
-            strong_names=strong_names(cfg, names), gt_dir=cfg.gt_path,
+            strong_names=strong_names(cfg, names) or (), gt_dir=cfg.gt_path,
             max_iters=cfg.max_iter * cfg.batch_size, random_seed=cfg.random_seed,
             normalise=False)  # uint8 images, normalised on the device
         check_seg_files(dataset)
         return dataset
 
+    def dataset_note(self, dataset):
+        return strong_note(dataset.strong_names or None)
+
     def normalisation(self, cfg):
-        """Caffe subtracts its float32 mean (lib.dataset.voc12_seg.caffe_mean)."""
-        return caffe_mean(cfg.mean), cfg.std
+        """The backbone's input: Caffe's mean for vgg16, ImageNet's mean and std for resnet101."""
+        return training_normalisation(cfg)
 
     def build_optimizer(self, model, cfg):
         return build_caffe_sgd(model, cfg.lr, cfg.weight_decay)

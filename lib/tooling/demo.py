@@ -1,130 +1,146 @@
-"""The end-to-end demo: synthetic data -> SGAN training -> seeds -> evaluation -> figure.
+"""The end-to-end demo on synthetic VOC-format data, sized for a CPU: the paper's whole claim.
 
-Runs the same code path as on VOC (the paper's keys, train_sgan / infer_cam / the evaluator)
-on the repository's synthetic VOC-format data, sized for a CPU.
+1. Data: the synthetic generator's images; ImageSets/Segmentation/train.txt are the training
+   images (their tags are the stage-2 cue file), val.txt is held out for the end.
+2. Stage 2: SGAN trained on the training images; its class maps swept over cam_thresh on the
+   training images' ground truth, the best seed mIoU kept; its seeds at that threshold.
+3. Stage 3: the segmentation network trained twice on the training images, once on the
+   initial seeds and once on SGAN's seeds, each scored on the held-out val images (21-class
+   mIoU, as the paper reports).
+Every step is the code path used on VOC (train_sgan, infer_cam, the threshold sweep,
+train_seg, infer_seg, the evaluator); a step whose outputs exist for the same settings is not
+run again, so a rerun is fast.
 """
 import os
 
-import numpy as np
-import torch
-
 from lib.config import (
-    AFTER_TRAINING_KEYS,
     SCHEMA,
+    after_training_keys,
     checkpoint_path,
     dataset_path,
+    derived_config,
     load_config,
     model_dir,
     result_dir,
+    split_list_path,
 )
+from lib.dataset.tags import load_tags, save_tags
 from lib.evaluation.folder import evaluate_folder
-from lib.files import atomic_write_bytes, file_names
-from lib.image import read_grey, read_image, read_label_png
-from lib.network.checkpoint import load_checkpoint
-from lib.network.sgan import sgan_from_config
-from lib.pictures.panels import Panel, heatmap, save_seed_grid
-from lib.seeds.crf import class_probabilities
-from lib.seeds.inference import inference_dataset
+from lib.evaluation.sweep import parse_thresholds, sweep_thresholds
+from lib.files import atomic_write_bytes, read_names
+from lib.seeds.class_maps import class_maps_dir
 from lib.stage2 import infer_cam, train_sgan
-from lib.stage2.infer_cam import class_maps
+from lib.stage3 import infer_seg, train_seg
+from lib.tooling.demo_report import (
+    draw_seed_figure,
+    draw_segmentation_figure,
+    seed_table,
+    segmentation_table,
+)
 from lib.tooling.synthetic import generate_dataset
 from lib.training.runtime import resolve_device, setup_logger
+from lib.voc import NUM_CLASSES, SEED_CLASSES
 
-FIGURE_COLUMNS = ("image", "saliency", "initial seeds", "class map (M)", "SGAN seeds",
-                  "ground truth")
+THRESHOLDS = "0.05:0.95:0.05"
+SEGMENTATION_GT = "SegmentationClass"
 
 
-def _same_training(cfg):
+def trained_with(cfg):
     """True if the final checkpoint exists and was trained with this configuration (keys
     that only matter after training may differ)."""
     saved = os.path.join(model_dir(cfg), "config.yml")
     if not (os.path.exists(checkpoint_path(cfg)) and os.path.exists(saved)):
         return False
     trained = load_config(saved)
-    return all(trained[k] == cfg[k] for k in SCHEMA if k not in AFTER_TRAINING_KEYS)
+    return all(trained[k] == cfg[k] for k in SCHEMA if k not in after_training_keys(cfg))
 
 
-def comparison_table(initial, sgan):
-    """Initial seeds vs SGAN seeds: precision, recall, IoU per class and the means, in percent."""
-    names = initial["class_names"][:initial["mean_classes"]]
-    width = max(len(n) for n in names)
-    head = f"{'':<{width}}  {'initial seeds':^23}  {'SGAN seeds':^23}"
-    sub = f"{'class':<{width}}  " + "  ".join(["  prec  recall    IoU"] * 2)
-    lines = [head, sub]
-
-    def cells(result, c):
-        return "  ".join("   n/a" if np.isnan(result[key][c]) else f"{100 * result[key][c]:6.2f}"
-                         for key in ("precision", "recall", "iou"))
-
-    for c, name in enumerate(names):
-        lines.append(f"{name:<{width}}  {cells(initial, c)}  {cells(sgan, c)}")
-    lines.append("-" * len(sub))
-    for label, key in (("mean precision (mp)", "mp"), ("mean recall (mr)", "mr"),
-                       ("mIoU", "mIoU")):
-        lines.append(f"{label:<22}{100 * initial[key]:8.2f}  ->  {100 * sgan[key]:6.2f}"
-                     f"   ({100 * (sgan[key] - initial[key]):+.2f})")
-    return "\n".join(lines)
+def train_once(cfg, step, logger):
+    """Run the training ``step`` unless ``cfg`` was trained already."""
+    if trained_with(cfg):
+        logger.info("found %s trained with this config; delete it to train again",
+                    checkpoint_path(cfg))
+    else:
+        step.run(cfg)
 
 
-def draw_figure(cfg, names, path, device):
-    """Rows of image | saliency | initial seeds | class map | SGAN seeds | ground truth."""
-    model = sgan_from_config(cfg)
-    load_checkpoint(model, checkpoint_path(cfg))
-    model.to(device).eval()
-    dataset = inference_dataset(cfg, names=names, normalise=True)
-    root = cfg.dataset_root
-    rows = []
-    for item in dataset:
-        name = item["name"]
-        image = read_image(dataset.image_path(name))[:, :, ::-1].copy()
-        with torch.no_grad():
-            maps = class_maps(model, item["image"][None].to(device), item["sal"][None].to(device),
-                              cfg.combine_seedseg)[0].cpu().numpy()
-        tags = np.flatnonzero(item["label"].numpy()) + 1
-        strongest = class_probabilities(maps, tags, maps.shape[1:]).max(axis=0)
-        rows.append([
-            Panel("rgb", image),
-            Panel("gray", read_grey(dataset.sal_path(name))),
-            Panel("labels", read_label_png(os.path.join(root, "ini_seed", cfg.seed_subdir,
-                                                        name + ".png"))),
-            Panel("rgb", heatmap(strongest, image, vmin=0.0, vmax=1.0)),
-            Panel("labels", read_label_png(os.path.join(result_dir(cfg), name + ".png"))),
-            Panel("labels", read_label_png(os.path.join(dataset_path(cfg, cfg.gt_path),
-                                                        name + ".png"))),
-        ])
-    save_seed_grid(rows, path, column_titles=FIGURE_COLUMNS)
-
-
-def run(cfg, num_images=200, min_size=64, max_size=128, data_seed=0, figure=None,
-        figure_rows=6):
-    """Generate data if absent, train (unless already trained with this config), infer
-    seeds, evaluate initial and SGAN seeds, print the comparison, draw the figure.
-
-    Returns {"initial": result, "sgan": result} (results of lib.evaluation.folder.evaluate_folder).
-    """
-    logger = setup_logger("sgan.demo")
-    tags_file = dataset_path(cfg, cfg.cue_file)
+def prepare_data(cfg, num_images, min_size, max_size, data_seed, logger):
+    """Generate the synthetic tree if absent; write the training images' tags (cue_file)."""
+    tags_file = os.path.join(cfg.dataset_root, "im_tags.pkl")
     if not os.path.exists(tags_file):
         logger.info("generating %d synthetic images in %s", num_images, cfg.dataset_root)
         generate_dataset(cfg.dataset_root, num_images=num_images, min_size=min_size,
                          max_size=max_size, seed=data_seed, sal_subdir=cfg.sal_subdir,
                          seed_subdir=cfg.seed_subdir)
-    if _same_training(cfg):
-        logger.info("found %s trained with this config; delete it to train again",
-                    checkpoint_path(cfg))
-    else:
-        train_sgan.run(cfg)
-    seeds = infer_cam.run(cfg)
+    train = read_names(split_list_path(derived_config(cfg, split="train")))
+    tags = load_tags(tags_file)
+    save_tags({name: tags[name] for name in train}, dataset_path(cfg, cfg.cue_file))
+    return sorted(train)
+
+
+def sgan_seeds(cfg, train_names, logger):
+    """Stage 2: SGAN's seeds of the training images at the cam_thresh of the best seed mIoU
+    on them; returns (the config of those seeds, the sweep)."""
+    train_once(cfg, train_sgan, logger)
+    swept = derived_config(cfg, test_cfg=f"{cfg.test_cfg}_{cfg.cam_thresh:g}",
+                           save_class_maps=True)
+    maps = class_maps_dir(infer_cam.run(swept))
+    points = sweep_thresholds(maps, dataset_path(cfg, cfg.gt_path), parse_thresholds([THRESHOLDS]),
+                              names=train_names, progress=False)
+    best = max(points, key=lambda p: p["mIoU"])["cam_thresh"]
+    logger.info("cam_thresh %g: the best seed mIoU on the training images (%.2f)", best,
+                100 * max(p["mIoU"] for p in points))
+    chosen = derived_config(cfg, cam_thresh=best, test_cfg=f"{cfg.test_cfg}_{best:g}")
+    infer_cam.run(chosen)
+    return chosen, points
+
+
+def segmentation_run(cfg, seg_cfg, name, seed_dir, logger):
+    """Stage 3 on ``seed_dir``: train, label the held-out split, score it (21 classes)."""
+    run_cfg = derived_config(seg_cfg, cfg_name=f"{seg_cfg.cfg_name}_{name}", seed_dir=seed_dir,
+                             dataset_root=cfg.dataset_root, cue_file=cfg.cue_file,
+                             save_model_path=cfg.save_model_path, res_path=cfg.res_path,
+                             device=cfg.device)
+    train_once(run_cfg, train_seg, logger)
+    labels = infer_seg.run(run_cfg)
+    names = read_names(split_list_path(run_cfg))
+    gt = os.path.join(cfg.dataset_root, SEGMENTATION_GT)
+    return run_cfg, evaluate_folder(labels, gt, NUM_CLASSES, names=names, progress=False)
+
+
+def run(cfg, seg_cfg, num_images=200, min_size=64, max_size=128, data_seed=0,
+        seed_figure=None, segmentation_figure=None, figure_rows=6):
+    """The whole demo; prints and writes the two tables, draws the figures. Returns
+    {"seeds": {"initial", "sgan"}, "segmentation": {"initial", "sgan"}, "cam_thresh"}."""
+    logger = setup_logger("sgan.demo")
+    train_names = prepare_data(cfg, num_images, min_size, max_size, data_seed, logger)
+    chosen, _ = sgan_seeds(cfg, train_names, logger)
 
     gt = dataset_path(cfg, cfg.gt_path)
     initial_dir = os.path.join(cfg.dataset_root, "ini_seed", cfg.seed_subdir)
-    results = {"initial": evaluate_folder(initial_dir, gt, cfg.num_classes, progress=False),
-               "sgan": evaluate_folder(seeds, gt, cfg.num_classes, progress=False)}
-    table = comparison_table(results["initial"], results["sgan"])
-    print(table)
-    atomic_write_bytes(os.path.join(model_dir(cfg), "demo_results.txt"), (table + "\n").encode())
-    if figure:
-        names = file_names(seeds)
-        draw_figure(cfg, names[:figure_rows], figure, resolve_device(cfg.device))
-        logger.info("figure written to %s", figure)
-    return results
+    sgan_dir = result_dir(chosen)
+    seeds = {key: evaluate_folder(folder, gt, SEED_CLASSES, names=train_names, progress=False)
+             for key, folder in (("initial", initial_dir), ("sgan", sgan_dir))}
+    runs = {key: segmentation_run(cfg, seg_cfg, key, folder, logger)
+            for key, folder in (("initial", initial_dir), ("sgan", sgan_dir))}
+    segmentation = {key: result for key, (_, result) in runs.items()}
+
+    report = (f"Seeds of the {len(train_names)} training images (SGAN at cam_thresh "
+              f"{chosen.cam_thresh:g}, chosen on them)\n"
+              f"{seed_table(seeds['initial'], seeds['sgan'])}\n\n"
+              f"Segmentation of the {segmentation['initial']['num_images']} held-out val "
+              f"images: DeepLab-v2 trained on each kind of seeds (IoU %)\n"
+              f"{segmentation_table(segmentation['initial'], segmentation['sgan'])}")
+    print(report)
+    atomic_write_bytes(os.path.join(model_dir(cfg), "demo_results.txt"), (report + "\n").encode())
+    if seed_figure:
+        draw_seed_figure(chosen, initial_dir, train_names[:figure_rows], seed_figure,
+                         resolve_device(cfg.device))
+        logger.info("seed figure written to %s", seed_figure)
+    if segmentation_figure:
+        val = read_names(split_list_path(runs["initial"][0]))[:figure_rows]
+        draw_segmentation_figure(runs["initial"][0], runs["sgan"][0],
+                                 os.path.join(cfg.dataset_root, SEGMENTATION_GT), val,
+                                 segmentation_figure)
+        logger.info("segmentation figure written to %s", segmentation_figure)
+    return {"seeds": seeds, "segmentation": segmentation, "cam_thresh": chosen.cam_thresh}

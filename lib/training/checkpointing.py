@@ -4,20 +4,20 @@ Every ``step_size`` iterations and at the end, rank 0 writes ``model_iter_<N>.pt
 state dict, SPEC section 8) and ``train_state.pth``: model, optimizer, iteration, every
 process's RNG states and the configuration. ``resume`` continues from a train state only
 under the configuration it was trained with: keys that change what training computes (batch,
-schedule, data, seed, precision ...) must be the saved ones; keys of AFTER_TRAINING_KEYS and
-RUN_TIME_KEYS may differ, and the differences are logged.
+schedule, data, seed, precision ...) must be the saved ones; keys of AFTER_TRAINING_KEYS (less
+``gt_path`` with ``strong_list``, lib.config.after_training_keys) and RUN_TIME_KEYS may
+differ, and the differences are logged.
 """
 import os
 
 import torch
 import torch.distributed as dist
 
-from lib.config import AFTER_TRAINING_KEYS, RUN_TIME_KEYS, SCHEMA, model_dir
+from lib.config import RUN_TIME_KEYS, SCHEMA, after_training_keys, model_dir
 from lib.errors import UserError
 from lib.network.checkpoint import load_file, save_state_dict
 from lib.training.distributed import barrier
-
-TRAIN_STATE = "train_state.pth"
+from lib.training.run_folder import TRAIN_STATE
 
 
 def resume_path(cfg):
@@ -44,8 +44,12 @@ def load_train_state(path, cfg):
     state = load_file(path)
     if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
         raise UserError(f"config key 'resume': {path} is not a train state (no configuration)")
+    if int(state.get("iteration", 0)) > cfg.max_iter:
+        raise UserError(f"config key 'max_iter' is {cfg.max_iter}, below iteration "
+                        f"{state['iteration']} of the train state {path}: nothing to resume")
     changes = changed_keys(state["config"], cfg)
-    refused = [c for c in changes if c[0] not in AFTER_TRAINING_KEYS | RUN_TIME_KEYS]
+    free = after_training_keys(cfg) | RUN_TIME_KEYS
+    refused = [c for c in changes if c[0] not in free]
     if refused:
         key, saved, now = refused[0]
         more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""

@@ -15,7 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from lib.errors import UserError
-from lib.training.runtime import resolve_device
+from lib.training.runtime import check_device, resolve_device
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,7 @@ def requested_processes(cfg):
 
 def launch(worker, cfg):
     """Run ``worker(ctx, cfg)`` in every process of the job; return its result on one process."""
+    check_device(cfg.device)
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
         ctx = _join_group(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
                           int(os.environ.get("LOCAL_RANK", 0)), cfg.device)

@@ -4,14 +4,17 @@ One loop for one process, torchrun or self-spawned processes. The global batch i
 ``batch_size`` whatever the number of processes: each process takes its share of every
 global batch, and a task's loss is that share's part of the global batch's loss, so
 DistributedDataParallel's gradient average (times the number of processes) equals the
-gradient of the whole batch's loss. Checkpoints every ``step_size`` iterations and at the
-end, and resuming from them: lib/training/checkpointing.py. A run stops with one line, its
-last checkpoint intact, if the loss is NaN or infinite, if fp16's gradient scaler skips too
-many steps in a row, or if the loader ends before ``max_iter``.
+gradient of the whole batch's loss (what the log shows). Checkpoints every ``step_size``
+iterations and at the end, and resuming from them: lib/training/checkpointing.py; the run's
+folder, which a new run takes only from no other run: lib/training/run_folder.py. A run
+stops with one line, its last checkpoint intact, if the loss is NaN or infinite, if fp16's
+gradient scaler skips too many steps in a row, or if the loader ends before ``max_iter``;
+its log ends with how it ended.
 A task's loader may ship uint8 images; they are normalised on the device (prepare_batch).
 """
 import math
 import os
+from dataclasses import dataclass
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -19,15 +22,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from lib import signal_point
-from lib.config import check_dataset_paths, model_dir, pretrain_path, save_config
+from lib.config import check_dataset_paths, model_dir, pretrain_path
 from lib.dataset.sampler import GlobalBatchSampler
 from lib.errors import UserError
 from lib.image import normalise_on_device
 from lib.network.checkpoint import load_backbone
 from lib.optim import build_optimizer, poly_lr, set_lr
 from lib.training.checkpointing import load_train_state, restore, resume_path, save_checkpoint
-from lib.training.distributed import launch
-from lib.training.runtime import amp_dtype, process_logger
+from lib.training.distributed import barrier, launch
+from lib.training.run_folder import LOG_NAME, claim_for_new_run, ending_line, write_record_once
+from lib.training.runtime import amp_dtype, loader_workers, process_logger
 
 MAX_SKIPPED_STEPS = 100  # fp16: training stops after this many skipped steps in a row
 
@@ -38,16 +42,21 @@ class TrainingTask:
     name = "train"
     term_names = ("loss",)
     pretrain_key = "pretrain"  # the config key of the weights a fresh run starts from
+    outputs = ()  # files besides checkpoints the run writes in its folder (overwrite removes)
 
     def network(self, cfg):
         """The network the configuration describes, initialised (not yet loaded)."""
         raise NotImplementedError
 
+    def load_pretrained(self, model, path):
+        """Load the weights a fresh run starts from: a backbone (``vgg_init.pth``)."""
+        load_backbone(model, path)
+
     def build_model(self, cfg, pretrain):
-        """The network with its backbone loaded from ``pretrain`` (a path, or None)."""
+        """The network, loaded from ``pretrain`` (a path, or None: its own initialisation)."""
         model = self.network(cfg)
         if pretrain:
-            load_backbone(model, pretrain)
+            self.load_pretrained(model, pretrain)
         return model
 
     def build_dataset(self, cfg):
@@ -62,6 +71,10 @@ class TrainingTask:
         return {"max_iters": cfg.max_iter * cfg.batch_size, "new_size": cfg.resize,
                 "mirror": True, "mean": cfg.mean, "std": cfg.std, "flip_seed": cfg.random_seed,
                 "normalise": False}
+
+    def dataset_note(self, dataset):
+        """Extra text for the log line that starts training, after the number of images."""
+        return ""
 
     def normalisation(self, cfg):
         """(mean, std) of the device-side normalisation of uint8 images (lib.image)."""
@@ -98,12 +111,13 @@ class TrainingTask:
         """Called on every process after the last iteration."""
 
 
-def build_train_loader(dataset, cfg, ctx, start_batch=0):
-    """This process's loader: its share of every global batch, from ``start_batch`` on."""
+def build_train_loader(dataset, cfg, ctx, start_batch=0, workers=0):
+    """This process's loader: its share of every global batch, from ``start_batch`` on, read by
+    ``workers`` processes."""
     sampler = GlobalBatchSampler(len(dataset), cfg.batch_size, cfg.random_seed, ctx.rank,
                                  ctx.world_size, start_batch)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_worker,
-                      pin_memory=ctx.device.type == "cuda", persistent_workers=cfg.num_worker > 0,
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
+                      pin_memory=ctx.device.type == "cuda", persistent_workers=workers > 0,
                       generator=torch.Generator().manual_seed(cfg.random_seed))
 
 
@@ -203,28 +217,55 @@ def _train(ctx, cfg, task):
     state_file = resume_path(cfg)
     state, changes = load_train_state(state_file, cfg) if state_file else (None, [])
     pretrain = None if state_file else pretrain_path(cfg, task.pretrain_key)
-    dataset = task.build_dataset(cfg)
+    stale = [] if state_file else claim_for_new_run(cfg, task.outputs)
     out_dir = model_dir(cfg)
-    config_file = os.path.join(out_dir, "config.yml")
+    if state is not None and int(state["iteration"]) >= cfg.max_iter:
+        run_dir = os.path.dirname(state_file)  # its log, not a new folder's
+        process_logger(f"sgan.{task.name}", os.path.join(run_dir, LOG_NAME), ctx.is_main).info(
+            "nothing to do: the run in %s is at iteration %d, max_iter is %d", run_dir,
+            state["iteration"], cfg.max_iter)
+        return
+    dataset = task.build_dataset(cfg)
+    barrier(ctx)  # every process has checked the folder before it changes
     if ctx.is_main:
+        for path in stale:  # overwrite=true: the run this one replaces
+            os.unlink(path)
         os.makedirs(out_dir, exist_ok=True)
-        if not (state_file and os.path.exists(config_file)):  # a resumed run keeps its record
-            save_config(cfg, config_file)
-    logger = process_logger(f"sgan.{task.name}", os.path.join(out_dir, "train.log"), ctx.is_main)
-    device = ctx.device
+    logger = process_logger(f"sgan.{task.name}", os.path.join(out_dir, LOG_NAME), ctx.is_main)
+    if stale:
+        logger.info("overwrite=true: removed the run that was in %s", out_dir)
+    try:
+        _run(ctx, cfg, task, dataset, logger, _Start(state_file, state, changes, pretrain))
+    except (Exception, KeyboardInterrupt) as exc:
+        logger.info("%s", ending_line(exc))
+        raise
 
+
+@dataclass
+class _Start:
+    """Where a run starts: a train state to resume (its file, content and the run-time keys
+    that changed) or the pretrained weights of a fresh run."""
+
+    state_file: str
+    state: dict
+    changes: list
+    pretrain: str
+
+
+def _run(ctx, cfg, task, dataset, logger, begin):
+    out_dir, device = model_dir(cfg), ctx.device
     torch.manual_seed(cfg.random_seed)  # the same initial weights on every process
-    model = task.build_model(cfg, pretrain)
+    model = task.build_model(cfg, begin.pretrain)
     memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
     model.to(device, memory_format=memory_format).train()
     optimizer = task.build_optimizer(model, cfg)
     torch.manual_seed(cfg.random_seed + ctx.rank)  # dropout streams differ between processes
     start = 0
-    if state_file:
-        start = restore(state, model, optimizer, ctx, logger)
-        del state
-        logger.info("resumed from %s at iteration %d%s", state_file, start,
-                    "; changed: " + ", ".join(changes) if changes else "")
+    if begin.state_file:
+        start = restore(begin.state, model, optimizer, ctx, logger)
+        begin.state = None
+        logger.info("resumed from %s at iteration %d%s", begin.state_file, start,
+                    "; changed: " + ", ".join(begin.changes) if begin.changes else "")
     net = model
     if ctx.distributed:
         net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
@@ -236,11 +277,11 @@ def _train(ctx, cfg, task):
     skipped = SkippedSteps(scaler, MAX_SKIPPED_STEPS)
     normalisation = task.normalisation(cfg)
 
-    loader = build_train_loader(dataset, cfg, ctx, start)
-    logger.info("training %s on %d x %s: %d images, iterations %d..%d of global batch %d, "
+    loader = build_train_loader(dataset, cfg, ctx, start, loader_workers(cfg, ctx, logger))
+    logger.info("training %s on %d x %s: %d images%s, iterations %d..%d of global batch %d, "
                 "weights from %s", cfg.cfg_name, ctx.world_size, device,
-                len(loader.dataset.names), start + 1, cfg.max_iter, cfg.batch_size,
-                state_file or pretrain or "scratch")
+                len(loader.dataset.names), task.dataset_note(dataset), start + 1, cfg.max_iter,
+                cfg.batch_size, begin.state_file or begin.pretrain or "scratch")
     step = start
     with tqdm(total=cfg.max_iter, initial=start, desc=task.name, dynamic_ncols=True,
               disable=not ctx.is_main) as progress:
@@ -254,8 +295,8 @@ def _train(ctx, cfg, task):
                                                cfg, ctx, dtype)
                 skipped.record(stepped)
             except TrainingStopped as exc:
-                raise UserError(f"{exc} at iteration {step}; stopped, the last checkpoint in "
-                                f"{out_dir} is intact") from None
+                raise UserError(f"{exc} at iteration {step}; the last checkpoint in {out_dir} "
+                                f"is intact") from None
 
             progress.update(1)
             progress.set_postfix({k: f"{v:.4f}" for k, v in terms.items()}, lr=f"{lr:.2e}")
@@ -264,6 +305,8 @@ def _train(ctx, cfg, task):
                             " ".join(f"{k} {v:.4f}" for k, v in terms.items()),
                             task.status(model), lr, skipped.summary())
             if step % cfg.step_size == 0 or step == cfg.max_iter:
+                if ctx.is_main:  # the run's record, true from its first checkpoint on
+                    write_record_once(cfg)
                 logger.info("saved %s", save_checkpoint(model, optimizer, step, cfg, ctx))
             signal_point.reach("iteration")
     if step < cfg.max_iter:
@@ -271,3 +314,4 @@ def _train(ctx, cfg, task):
                         f"(max_iter): {len(dataset)} samples, fewer than max_iter x batch_size; "
                         f"the last checkpoint in {out_dir} is intact")
     task.finish(model, cfg, ctx, logger)
+    logger.info("finished: iteration %d of %d, checkpoints in %s", step, cfg.max_iter, out_dir)

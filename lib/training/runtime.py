@@ -6,12 +6,27 @@ import sys
 import torch
 from tqdm import tqdm
 
+from lib.config import ConfigError
+
 
 def resolve_device(name="auto"):
     """``auto`` -> CUDA when available, else CPU; anything else is passed to torch.device."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def check_device(name):
+    """ConfigError in one line if config key ``device`` asks for a CUDA device torch cannot
+    see (the key's spelling is checked by lib.config)."""
+    if not name.startswith("cuda"):
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(name.partition(":")[2] or 0)
+    if index >= count:
+        seen = f"{count} CUDA devices (cuda:0..cuda:{count - 1})" if count else "no CUDA device"
+        raise ConfigError(f"config key 'device' is '{name}' but torch sees {seen} here: use "
+                          f"device=cpu, or auto (CUDA when there is one)")
 
 
 class _TqdmHandler(logging.Handler):
@@ -74,3 +89,13 @@ def usable_workers(requested, ctx):
     """``requested`` worker processes, at most this process's share of the cores (the job's
     processes share them)."""
     return max(0, min(requested, available_cores() // ctx.world_size))
+
+
+def loader_workers(cfg, ctx, logger):
+    """``num_worker`` loader processes, at most this process's share of the cores (more only
+    compete for them); says so once in the log when it caps the key."""
+    workers = usable_workers(cfg.num_worker, ctx)
+    if workers < cfg.num_worker:
+        logger.info("num_worker %d -> %d: %d cores for %d process(es) of this job",
+                    cfg.num_worker, workers, available_cores(), ctx.world_size)
+    return workers

@@ -64,7 +64,7 @@ def batch_bytes(batch):
 
 
 def _loader_row(dataset, cfg, options, device):
-    loader = build_train_loader(dataset, cfg, DistContext(0, 1, device))
+    loader = build_train_loader(dataset, cfg, DistContext(0, 1, device), workers=options.workers)
     batches = iter(loader)
     first = next(batches)  # starts the workers
     start = time.perf_counter()

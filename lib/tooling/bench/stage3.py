@@ -160,8 +160,7 @@ def repository_inference(forward, images, device, out_dir, workers, loader_worke
     processes (0: in this process)."""
     with WorkerQueue(functools.partial(write_labels, True), workers) as writer, torch.no_grad():
         submit_images(forward, images, writer, TEST_SCALES, device,
-                      lambda name: os.path.join(out_dir, name + ".png"),
-                      loader_workers=loader_workers)
+                      lambda name: os.path.join(out_dir, name + ".png"), workers=loader_workers)
 
 
 def label_agreement(names, folders):

@@ -1,0 +1,151 @@
+"""A training run's folder (``<save_model_path>/<cfg_name>``): which run it holds, when a new
+run may use it, and which network its checkpoints hold.
+
+The folder's ``config.yml`` is the run's record: written just before the run's first
+checkpoint (so it never describes weights it did not train), kept by a resumed run. Its
+network keys (width, dilation, backbone ...) are how inference rebuilds the network of a
+checkpoint of that folder; ``model_iter_<N>.pth`` itself stays the plain, published state
+dict (SPEC 8). A checkpoint without a record (a published one) is built from the config.
+"""
+import os
+import re
+from dataclasses import dataclass
+
+import yaml
+
+from lib.config import (
+    Config,
+    ConfigError,
+    checkpoint_path,
+    load_config,
+    model_dir,
+    save_config,
+)
+from lib.errors import UserError, first_few, one_line
+from lib.network.checkpoint import load_checkpoint
+
+RECORD_NAME = "config.yml"
+LOG_NAME = "train.log"
+TRAIN_STATE = "train_state.pth"
+_CHECKPOINT = re.compile(r"model_iter_(\d+)\.pth")
+
+
+def checkpoint_files(folder):
+    """The ``model_iter_<N>.pth`` names in ``folder``, by iteration ([] if no folder)."""
+    if not os.path.isdir(folder):
+        return []
+    found = [(int(m.group(1)), name) for name in os.listdir(folder)
+             if (m := _CHECKPOINT.fullmatch(name))]
+    return [name for _, name in sorted(found)]
+
+
+def run_files(folder):
+    """The files that show ``folder`` holds a run: its checkpoints and train state."""
+    state = [TRAIN_STATE] if os.path.isfile(os.path.join(folder, TRAIN_STATE)) else []
+    return checkpoint_files(folder) + state
+
+
+def claim_for_new_run(cfg, outputs=()):
+    """Refuse, in one line, a new (not resumed) run into a folder that holds another run,
+    unless ``overwrite``; then return the files to delete before training: the old run's
+    checkpoints, train state, record, log and the task's ``outputs`` (file names)."""
+    folder = model_dir(cfg)
+    held = run_files(folder)
+    if held and not cfg.overwrite:
+        raise UserError(f"{folder} holds another run ({first_few(held, 3)}): resume=true "
+                        f"continues it, overwrite=true replaces it, or train under another "
+                        f"cfg_name")
+    names = [*held, RECORD_NAME, LOG_NAME, *outputs] if held else []
+    return [os.path.join(folder, n) for n in names if os.path.isfile(os.path.join(folder, n))]
+
+
+def write_record_once(cfg):
+    """Write the run's record unless the folder has one (a resumed run keeps its own)."""
+    path = os.path.join(model_dir(cfg), RECORD_NAME)
+    if not os.path.isfile(path):
+        save_config(cfg, path)
+
+
+def ending_line(exc):
+    """How a run ended, for the last line of its log: "interrupted" or "stopped: why"."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    why = one_line(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {one_line(exc)}"
+    return f"stopped: {why}"
+
+
+def find_checkpoint(cfg):
+    """The checkpoint the config chooses (``checkpoint``, else ``model_iter_<max_iter>.pth``
+    of ``save_model_path``/``cfg_name``); a one-line error naming those keys and the
+    checkpoints that do exist."""
+    path = checkpoint_path(cfg)
+    if os.path.isfile(path):
+        return path
+    if cfg.checkpoint:
+        raise ConfigError(f"config key 'checkpoint': weights file not found: {path}")
+    folder = model_dir(cfg)
+    present = checkpoint_files(folder)
+    if present:
+        there = f"{folder} holds {first_few(present)}: set max_iter to one of their numbers"
+    elif os.path.isdir(folder):
+        there = f"{folder} holds no model_iter_*.pth"
+    else:
+        there = f"no folder {folder} (no run trained under this cfg_name and save_model_path)"
+    raise ConfigError(f"weights file not found: {path} (checkpoint unset: model_iter_<max_iter>"
+                      f".pth of save_model_path/cfg_name, max_iter={cfg.max_iter}); {there}, "
+                      f"or give checkpoint=PATH")
+
+
+def trained_values(weights, keys):
+    """{key: value} of ``keys`` from the record beside ``weights``, or None without one."""
+    path = os.path.join(os.path.dirname(weights), RECORD_NAME)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            record = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"cannot read the run's record {path}: {exc}") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{path} is not a run's record (a mapping of config keys)")
+    try:
+        trained = load_config(None, {k: record[k] for k in keys if k in record})
+    except ConfigError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    return {key: trained[key] for key in keys}
+
+
+@dataclass
+class TrainedNetwork:
+    """A network with the checkpoint's weights, the config it was built with (the network
+    keys of the checkpoint's run) and the keys taken from that run (``key value`` texts)."""
+
+    model: object
+    weights: str
+    cfg: Config
+    adopted: list
+
+
+def load_trained_network(cfg, keys, build):
+    """Build ``build(cfg)`` with the network ``keys`` of the run that trained the chosen
+    checkpoint and load it. A key the config sets (file or override) to another value than
+    the run's is a one-line error naming both; a key left out takes the run's value."""
+    weights = find_checkpoint(cfg)
+    trained = trained_values(weights, keys)
+    adopted = []
+    if trained is not None:
+        differ = [key for key in keys if trained[key] != cfg[key]]
+        asked = [key for key in differ if key in cfg.get("given_keys", ())]
+        if asked:
+            key, more = asked[0], (f" ({', '.join(asked[1:])} too)" if asked[1:] else "")
+            record = os.path.join(os.path.dirname(weights), RECORD_NAME)
+            raise ConfigError(f"config key '{key}' is {cfg[key]!r} but {weights} was trained "
+                              f"with {trained[key]!r}{more} ({record}): leave the key out or "
+                              f"set {key}={trained[key]}")
+        adopted = [f"{key} {trained[key]!r}" for key in differ]
+        cfg = Config({**cfg, **trained})
+    model = build(cfg)
+    built = ", ".join(f"{key}={cfg[key]}" for key in keys)
+    load_checkpoint(model, weights, hint=f"the config builds {built}: a checkpoint trained "
+                                         f"with another value of one of them does not fit")
+    return TrainedNetwork(model, weights, cfg, adopted)
