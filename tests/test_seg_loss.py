@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from conftest import DATA, REPO
+from lib.crf.batch import BatchCRF
 from lib.losses import seg_loss
-from lib.losses.batch_crf import BatchCRF
 
 GOLDEN = np.load(os.path.join(DATA, "stage3", "seg_loss.npz"))
 
@@ -156,7 +156,7 @@ def test_bad_inputs_are_rejected_with_a_clear_value_error():
 FAULTS_OF_CRFS = """
 import resource, sys
 import numpy as np
-from lib.batch_crf_worker import image_marginals, keep_freed_memory
+from lib.crf.batch import image_marginals, keep_freed_memory
 if sys.argv[1] == "keep":
     keep_freed_memory()
 rng = np.random.default_rng(0)

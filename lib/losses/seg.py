@@ -14,7 +14,7 @@ renormalisation of Q are float64, as its NumPy result array was.
 import numpy as np
 import torch
 
-from lib.losses.batch_crf import BatchCRF
+from lib.crf.batch import BatchCRF
 from lib.voc import NUM_CLASSES, UNLABELED
 
 # The published layers' one floor ``min_prob``: the softmax smoothing, the in-place clamp of p,

@@ -11,11 +11,11 @@ import os
 import torch
 
 from lib.config import ConfigError, dataset_path, model_dir
+from lib.crf.batch import BatchCRF
 from lib.dataset.strong import strong_names, strong_note
 from lib.dataset.tags import load_tags
 from lib.dataset.voc12_seg import VOC12SegDataset, check_seg_files
 from lib.losses import seg_loss
-from lib.losses.batch_crf import BatchCRF
 from lib.network.deeplab import deeplab_from_config, load_initial_weights
 from lib.optim import build_caffe_sgd, step_lr
 from lib.stage3.normalisation import check_input_scale, training_normalisation

@@ -4,7 +4,7 @@ W = ``crf_workers`` (default: the cores this process may use). Issue 14's goal: 
 and the inference at least 0.8 x W times the serial figure with W workers.
 - seg_crf: the dense CRFs of one training batch (``crf_batch`` images at the label side, 41 x 41
   for S = 321, the image41 of VOC12SegDataset) serially, as the published CRF layer runs them,
-  and in W worker processes (lib.losses.batch_crf.BatchCRF), alternately; the marginals must be
+  and in W worker processes (lib.crf.batch.BatchCRF), alternately; the marginals must be
   equal.
 - seg_infer: images/s end to end (decode, three scales, zooms, softmax, full-size CRF, PNG): the
   published test_ms.py's way (one image at a time, scipy zooms, the CRF in this process)
@@ -24,8 +24,8 @@ import time
 import numpy as np
 import torch
 
+from lib.crf.batch import BatchCRF
 from lib.image import read_label_png, write_palette_png
-from lib.losses.batch_crf import BatchCRF
 from lib.losses.seg import CRF_ITERATIONS, CRF_SCALE, smoothed_probabilities
 from lib.network.deeplab import DeepLabV2
 from lib.stage3.infer_seg import Images, submit_images, write_labels
