@@ -10,11 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from lib.config import ConfigError, dataset_path
+from lib.config import ConfigError
 from lib.dataset.check import SHOWN, check_files
 from lib.errors import UserError, first_few
 from lib.files import read_names
 from lib.image import read_label_png
+from lib.paths import dataset_path
 from lib.voc import IGNORE, NUM_CLASSES
 
 

@@ -1,9 +1,9 @@
 """The threshold-curve step of ``tools/threshold_curve.py``: seed scores against cam_thresh
 from the class maps infer_cam saved (``save_class_maps=true``), as a table, JSON and a plot."""
-from lib.config import dataset_path, result_dir
 from lib.errors import UserError
 from lib.evaluation.sweep import curve_json_bytes, format_curve, parse_thresholds, sweep_thresholds
 from lib.files import read_names, write_output
+from lib.paths import dataset_path, result_dir
 from lib.seeds.class_maps import class_maps_dir
 from lib.voc import SEED_CLASSES
 

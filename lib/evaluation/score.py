@@ -9,13 +9,6 @@ are its tags file's (seeds) or its split's (segmentation).
 """
 import os
 
-from lib.config import (
-    check_dataset_paths,
-    dataset_path,
-    result_dir,
-    segmentation_dir,
-    split_list_path,
-)
 from lib.errors import UserError
 from lib.evaluation.folder import (
     evaluate_folder,
@@ -24,6 +17,13 @@ from lib.evaluation.folder import (
     result_json_bytes,
 )
 from lib.files import write_output
+from lib.paths import (
+    check_dataset_paths,
+    dataset_path,
+    result_dir,
+    segmentation_dir,
+    split_list_path,
+)
 from lib.voc import SEED_CLASSES
 
 SEGMENTATION_GT = "SegmentationClass/"  # SPEC section 7: segmentation results are scored here

@@ -15,10 +15,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from lib.config import check_dataset_paths
 from lib.dataset.check import check_files
 from lib.dataset.voc12_sgan import VOC12SalInferDataset
 from lib.image import normalise_on_device
+from lib.paths import check_dataset_paths
 from lib.records import (
     names_to_write,
     outputs_summary,

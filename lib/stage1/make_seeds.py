@@ -10,8 +10,8 @@ files, reruns skip finished images.
 """
 import os
 
-from lib.config import model_dir
 from lib.network.classifier import CLASSIFIER_KEYS, classifier_from_config
+from lib.paths import model_dir
 from lib.seeds.inference import CLASS_MAP_KEYS, SeedModel, infer_seeds
 from lib.seeds.writer import OutputSettings
 

@@ -8,12 +8,12 @@ the multi-label soft margin loss alone, in the shared loop of lib/training/loop.
 """
 import os
 
-from lib.config import model_dir
 from lib.dataset.check import check_files
 from lib.dataset.voc12_cls import VOC12ClsDataset
 from lib.losses import classification_loss
 from lib.network.checkpoint import save_state_dict
 from lib.network.classifier import classifier_from_config
+from lib.paths import model_dir
 from lib.training.distributed import all_reduce_sum
 from lib.training.loop import TrainingTask, train
 from lib.training.runtime import autocast

@@ -1,7 +1,7 @@
 """Seed inference with a trained SGAN: class maps -> seed PNGs (SPEC section 5, or 6 with a
 CRF), through the shared seed-inference path of lib/seeds/inference.py."""
-from lib.config import result_dir
 from lib.network.sgan import SGAN_KEYS, sgan_from_config
+from lib.paths import result_dir
 from lib.seeds.crf import crf_settings
 from lib.seeds.inference import CLASS_MAP_KEYS, SeedModel, infer_seeds
 from lib.seeds.writer import OutputSettings

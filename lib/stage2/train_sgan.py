@@ -4,13 +4,13 @@ import os
 
 import torch
 
-from lib.config import dataset_path, model_dir
 from lib.dataset.check import check_files
 from lib.dataset.strong import check_ground_truth, strong_names, strong_note
 from lib.dataset.tags import load_tags
 from lib.dataset.voc12_sgan import VOC12ClsSalDataset
 from lib.losses import sgan_loss
 from lib.network.sgan import sgan_from_config
+from lib.paths import dataset_path, model_dir
 from lib.training.distributed import all_reduce_sum
 from lib.training.loop import TrainingTask, train
 from lib.training.runtime import autocast

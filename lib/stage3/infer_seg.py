@@ -18,13 +18,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from lib.config import ConfigError, dataset_path, segmentation_dir, split_list_path
+from lib.config import ConfigError
 from lib.dataset.check import check_files
 from lib.dataset.tags import load_tags
 from lib.errors import UserError, first_few
 from lib.files import read_names
 from lib.image import is_complete_file, read_image, write_palette_png
 from lib.network.deeplab import deeplab_from_config
+from lib.paths import dataset_path, segmentation_dir, split_list_path
 from lib.records import names_to_write, outputs_summary, prepare_output_folder, weights_identity
 from lib.stage3.normalisation import inference_normalisation
 from lib.stage3.predict import (

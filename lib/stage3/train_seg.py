@@ -10,7 +10,7 @@ import os
 
 import torch
 
-from lib.config import ConfigError, dataset_path, model_dir
+from lib.config import ConfigError
 from lib.crf.batch import BatchCRF
 from lib.dataset.strong import strong_names, strong_note
 from lib.dataset.tags import load_tags
@@ -18,6 +18,7 @@ from lib.dataset.voc12_seg import VOC12SegDataset, check_seg_files
 from lib.losses import seg_loss
 from lib.network.deeplab import deeplab_from_config, load_initial_weights
 from lib.optim import build_caffe_sgd, step_lr
+from lib.paths import dataset_path, model_dir
 from lib.stage3.normalisation import check_input_scale, training_normalisation
 from lib.training.distributed import all_reduce_sum
 from lib.training.loop import TrainingTask, train

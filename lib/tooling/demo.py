@@ -13,21 +13,12 @@ run again, so a rerun is fast.
 """
 import os
 
-from lib.config import (
-    SCHEMA,
-    after_training_keys,
-    checkpoint_path,
-    dataset_path,
-    derived_config,
-    load_config,
-    model_dir,
-    result_dir,
-    split_list_path,
-)
+from lib.config import SCHEMA, after_training_keys, derived_config, load_config
 from lib.dataset.tags import load_tags, save_tags
 from lib.evaluation.folder import evaluate_folder
 from lib.evaluation.sweep import parse_thresholds, sweep_thresholds
 from lib.files import atomic_write_bytes, read_names
+from lib.paths import checkpoint_path, dataset_path, model_dir, result_dir, split_list_path
 from lib.seeds.class_maps import class_maps_dir
 from lib.stage2 import infer_cam, train_sgan
 from lib.stage3 import infer_seg, train_seg

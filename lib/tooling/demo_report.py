@@ -5,10 +5,10 @@ import os
 import numpy as np
 import torch
 
-from lib.config import checkpoint_path, dataset_path, result_dir, segmentation_dir
 from lib.image import read_grey, read_image, read_label_png
 from lib.network.checkpoint import load_checkpoint
 from lib.network.sgan import sgan_from_config
+from lib.paths import checkpoint_path, dataset_path, result_dir, segmentation_dir
 from lib.pictures.panels import Panel, heatmap, save_seed_grid
 from lib.seeds.crf import class_probabilities
 from lib.seeds.inference import inference_dataset, tags_of

@@ -13,9 +13,10 @@ import os
 import torch
 import torch.distributed as dist
 
-from lib.config import RUN_TIME_KEYS, SCHEMA, after_training_keys, model_dir
+from lib.config import RUN_TIME_KEYS, SCHEMA, after_training_keys
 from lib.errors import UserError
 from lib.network.checkpoint import load_file, save_state_dict
+from lib.paths import model_dir
 from lib.training.distributed import barrier
 from lib.training.run_folder import TRAIN_STATE
 

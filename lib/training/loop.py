@@ -22,12 +22,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from lib import signal_point
-from lib.config import check_dataset_paths, model_dir, pretrain_path
 from lib.dataset.sampler import GlobalBatchSampler
 from lib.errors import UserError
 from lib.image import normalise_on_device
 from lib.network.checkpoint import load_backbone
 from lib.optim import build_optimizer, poly_lr, set_lr
+from lib.paths import check_dataset_paths, model_dir, pretrain_path
 from lib.training.checkpointing import load_train_state, restore, resume_path, save_checkpoint
 from lib.training.distributed import barrier, launch
 from lib.training.run_folder import LOG_NAME, claim_for_new_run, ending_line, write_record_once

@@ -13,16 +13,10 @@ from dataclasses import dataclass
 
 import yaml
 
-from lib.config import (
-    Config,
-    ConfigError,
-    checkpoint_path,
-    load_config,
-    model_dir,
-    save_config,
-)
+from lib.config import Config, ConfigError, load_config, save_config
 from lib.errors import UserError, first_few, one_line
 from lib.network.checkpoint import load_checkpoint
+from lib.paths import checkpoint_path, model_dir
 
 RECORD_NAME = "config.yml"
 LOG_NAME = "train.log"
