@@ -15,7 +15,7 @@ import os
 
 import yaml
 
-from lib.errors import UserError
+from lib.errors import UserError, one_line
 from lib.files import atomic_write_bytes, file_names
 from lib.training.distributed import barrier, shard
 
@@ -36,23 +36,31 @@ def record_path(folder):
     return os.path.join(folder, RECORD_NAME)
 
 
-def read_record(folder):
-    """The record of ``folder`` (a dict), or None if it has none; UserError if unreadable."""
-    path = record_path(folder)
+def read_yaml_mapping(path, what, hint=""):
+    """The mapping the YAML file ``path`` holds (``what`` it should be), or None if there is no
+    such file; a one-line UserError (ending with ``hint``) if it is unreadable or no mapping."""
     if not os.path.isfile(path):
         return None
     try:
         with open(path) as f:
-            record = yaml.safe_load(f)
+            mapping = yaml.safe_load(f)
     except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"cannot read {path}: {exc}; overwrite=true rebuilds the folder") from None
-    if not isinstance(record, dict):
-        raise UserError(f"{path} is not a record of settings; overwrite=true rebuilds the folder")
-    return record
+        raise UserError(f"cannot read {what} {path}: {one_line(exc)}{hint}") from None
+    if not isinstance(mapping, dict):
+        raise UserError(f"{path} is not {what} (a mapping of keys to values){hint}")
+    return mapping
+
+
+def read_record(folder):
+    """The record of ``folder`` (a dict), or None if it has none; UserError if unreadable."""
+    return read_yaml_mapping(record_path(folder), "a record of settings",
+                             "; overwrite=true rebuilds the folder")
 
 
 def _show(value):
-    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
+    """A value as YAML on one line (``0.25``, ``[1, 2]``, ``null``)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=1000)
+    return text.strip().removesuffix("...").strip()
 
 
 def record_differences(saved, wanted):

@@ -11,12 +11,11 @@ import os
 import re
 from dataclasses import dataclass
 
-import yaml
-
 from lib.config import Config, ConfigError, load_config, save_config
 from lib.errors import UserError, first_few, one_line
 from lib.network.checkpoint import load_checkpoint
 from lib.paths import checkpoint_path, model_dir
+from lib.records import read_yaml_mapping
 
 RECORD_NAME = "config.yml"
 LOG_NAME = "train.log"
@@ -93,15 +92,9 @@ def find_checkpoint(cfg):
 def trained_values(weights, keys):
     """{key: value} of ``keys`` from the record beside ``weights``, or None without one."""
     path = os.path.join(os.path.dirname(weights), RECORD_NAME)
-    if not os.path.isfile(path):
+    record = read_yaml_mapping(path, "the run's record")
+    if record is None:
         return None
-    try:
-        with open(path) as f:
-            record = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"cannot read the run's record {path}: {exc}") from None
-    if not isinstance(record, dict):
-        raise UserError(f"{path} is not a run's record (a mapping of config keys)")
     try:
         trained = load_config(None, {k: record[k] for k in keys if k in record})
     except ConfigError as exc:
