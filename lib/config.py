@@ -247,6 +247,7 @@ def derived_config(cfg, **values):
     """A validated copy of ``cfg`` with ``values`` replaced (same file of origin)."""
     derived = load_config(None, {**{key: cfg[key] for key in SCHEMA}, **values})
     derived["cfg_file"] = cfg.get("cfg_file")
+    derived["given_keys"] = sorted(set(cfg.get("given_keys", ())) | set(values))
     return derived
 
 

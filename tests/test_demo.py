@@ -42,3 +42,8 @@ def test_demo_runs_end_to_end_and_reuses_its_training(tmp_path):
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("trained with this config") == 3  # SGAN and both networks
     assert again.stdout == first.stdout
+    retrain = subprocess.run(cmd + ["max_iter=3"], cwd=REPO, capture_output=True, text=True)
+    assert retrain.returncode == 0, retrain.stderr
+    # SGAN retrains, so do the network on its new seeds; the one on the initial seeds does not
+    assert retrain.stderr.count("trained with this config") == 1
+    assert "seg_demo_initial/model_iter_2.pth trained with this config" in retrain.stderr

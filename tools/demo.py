@@ -33,7 +33,7 @@ def main(argv=None):
                         help="where to draw the seed figure ('' for none)")
     parser.add_argument("--segmentation_figure", default="images/demo_segmentation.png",
                         help="where to draw the segmentation figure ('' for none)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # key=value before or after --seg_set
     demo.run(config_from_args(args), load_config(args.seg_cfg_file, args.seg_set),
              num_images=args.num_images, min_size=args.min_size, max_size=args.max_size,
              data_seed=args.data_seed, seed_figure=args.seed_figure or None,

@@ -13,12 +13,13 @@ run again, so a rerun is fast.
 """
 import os
 
-from lib.config import SCHEMA, after_training_keys, derived_config, load_config
+from lib.config import derived_config, load_config
 from lib.dataset.tags import load_tags, save_tags
 from lib.evaluation.folder import evaluate_folder
 from lib.evaluation.sweep import parse_thresholds, sweep_thresholds
 from lib.files import atomic_write_bytes, read_names
 from lib.paths import checkpoint_path, dataset_path, model_dir, result_dir, split_list_path
+from lib.records import record_path
 from lib.seeds.class_maps import class_maps_dir
 from lib.stage2 import infer_cam, train_sgan
 from lib.stage3 import infer_seg, train_seg
@@ -29,6 +30,7 @@ from lib.tooling.demo_report import (
     segmentation_table,
 )
 from lib.tooling.synthetic import generate_dataset
+from lib.training.checkpointing import training_changes
 from lib.training.runtime import resolve_device, setup_logger
 from lib.voc import NUM_CLASSES, SEED_CLASSES
 
@@ -36,23 +38,30 @@ THRESHOLDS = "0.05:0.95:0.05"
 SEGMENTATION_GT = "SegmentationClass"
 
 
-def trained_with(cfg):
-    """True if the final checkpoint exists and was trained with this configuration (keys
-    that only matter after training may differ)."""
+def trained_with(cfg, inputs=()):
+    """True if the final checkpoint exists, was trained with this configuration (the keys
+    resume would accept may differ: lib.training.checkpointing.training_changes) and is newer
+    than each of ``inputs`` (files whose change means new training data)."""
     saved = os.path.join(model_dir(cfg), "config.yml")
-    if not (os.path.exists(checkpoint_path(cfg)) and os.path.exists(saved)):
+    weights = checkpoint_path(cfg)
+    if not (os.path.exists(weights) and os.path.exists(saved)):
         return False
-    trained = load_config(saved)
-    return all(trained[k] == cfg[k] for k in SCHEMA if k not in after_training_keys(cfg))
+    if any(os.path.getmtime(path) > os.path.getmtime(weights) for path in inputs
+           if os.path.exists(path)):
+        return False
+    return not training_changes(load_config(saved), cfg)
 
 
-def train_once(cfg, step, logger):
-    """Run the training ``step`` unless ``cfg`` was trained already."""
-    if trained_with(cfg):
+def train_once(cfg, step, logger, inputs=()):
+    """Run the training ``step`` unless ``cfg`` was trained already on ``inputs``; a run of
+    other settings in the demo's own run folder is replaced (overwrite). Returns True if it
+    trained: the outputs of the previous weights are then rebuilt, not continued."""
+    if trained_with(cfg, inputs):
         logger.info("found %s trained with this config; delete it to train again",
                     checkpoint_path(cfg))
-    else:
-        step.run(cfg)
+        return False
+    step.run(derived_config(cfg, overwrite=True))
+    return True
 
 
 def prepare_data(cfg, num_images, min_size, max_size, data_seed, logger):
@@ -72,9 +81,9 @@ def prepare_data(cfg, num_images, min_size, max_size, data_seed, logger):
 def sgan_seeds(cfg, train_names, logger):
     """Stage 2: SGAN's seeds of the training images at the cam_thresh of the best seed mIoU
     on them; returns (the config of those seeds, the sweep)."""
-    train_once(cfg, train_sgan, logger)
+    overwrite = train_once(cfg, train_sgan, logger) or cfg.overwrite
     swept = derived_config(cfg, test_cfg=f"{cfg.test_cfg}_{cfg.cam_thresh:g}",
-                           save_class_maps=True)
+                           save_class_maps=True, overwrite=overwrite)
     maps = class_maps_dir(infer_cam.run(swept))
     points = sweep_thresholds(maps, dataset_path(cfg, cfg.gt_path), parse_thresholds([THRESHOLDS]),
                               names=train_names, progress=False)
@@ -82,6 +91,8 @@ def sgan_seeds(cfg, train_names, logger):
     logger.info("cam_thresh %g: the best seed mIoU on the training images (%.2f)", best,
                 100 * max(p["mIoU"] for p in points))
     chosen = derived_config(cfg, cam_thresh=best, test_cfg=f"{cfg.test_cfg}_{best:g}")
+    if overwrite and result_dir(chosen) != result_dir(swept):  # else just rebuilt by the sweep
+        chosen = derived_config(chosen, overwrite=True)
     infer_cam.run(chosen)
     return chosen, points
 
@@ -92,8 +103,8 @@ def segmentation_run(cfg, seg_cfg, name, seed_dir, logger):
                              dataset_root=cfg.dataset_root, cue_file=cfg.cue_file,
                              save_model_path=cfg.save_model_path, res_path=cfg.res_path,
                              device=cfg.device)
-    train_once(run_cfg, train_seg, logger)
-    labels = infer_seg.run(run_cfg)
+    trained = train_once(run_cfg, train_seg, logger, inputs=[record_path(seed_dir)])
+    labels = infer_seg.run(derived_config(run_cfg, overwrite=trained or run_cfg.overwrite))
     names = read_names(split_list_path(run_cfg))
     gt = os.path.join(cfg.dataset_root, SEGMENTATION_GT)
     return run_cfg, evaluate_folder(labels, gt, NUM_CLASSES, names=names, progress=False)

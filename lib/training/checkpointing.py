@@ -39,6 +39,13 @@ def changed_keys(saved, cfg):
             if saved.get(key, default) != cfg[key]]
 
 
+def training_changes(saved, cfg):
+    """The changes of :func:`changed_keys` that change what training computes: all but the
+    keys of after_training_keys and RUN_TIME_KEYS."""
+    free = after_training_keys(cfg) | RUN_TIME_KEYS
+    return [change for change in changed_keys(saved, cfg) if change[0] not in free]
+
+
 def load_train_state(path, cfg):
     """The train state at ``path`` and the run-time keys that changed since it was saved
     (``key old -> new`` texts); a UserError naming the first key that changes training."""
@@ -48,17 +55,15 @@ def load_train_state(path, cfg):
     if int(state.get("iteration", 0)) > cfg.max_iter:
         raise UserError(f"config key 'max_iter' is {cfg.max_iter}, below iteration "
                         f"{state['iteration']} of the train state {path}: nothing to resume")
-    changes = changed_keys(state["config"], cfg)
-    free = after_training_keys(cfg) | RUN_TIME_KEYS
-    refused = [c for c in changes if c[0] not in free]
+    refused = training_changes(state["config"], cfg)
     if refused:
         key, saved, now = refused[0]
         more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
         raise UserError(f"config key '{key}' is {now!r} but the run in {path} was trained with "
                         f"{saved!r}{more}: put it back to resume, or start a new run under "
                         f"another cfg_name")
-    return state, [f"{key} {saved!r} -> {now!r}" for key, saved, now in changes
-                   if key != "resume"]
+    return state, [f"{key} {saved!r} -> {now!r}"
+                   for key, saved, now in changed_keys(state["config"], cfg) if key != "resume"]
 
 
 def _rng_state(ctx):
