@@ -37,6 +37,7 @@ def test_demo_runs_end_to_end_and_reuses_its_training(tmp_path):
         picture = cv2.imread(str(figure))
         assert picture is not None and picture.shape[1] > picture.shape[0] * 0.5
     assert "Segmentation of" in (tmp_path / "m" / "sgan_demo" / "demo_results.txt").read_text()
+    assert not list((tmp_path / "m").glob("*.console.txt"))  # side by side, finished cleanly
 
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr

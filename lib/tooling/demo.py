@@ -5,8 +5,8 @@
 2. Stage 2: SGAN trained on the training images; its class maps swept over cam_thresh on the
    training images' ground truth, the best seed mIoU kept; its seeds at that threshold.
 3. Stage 3: the segmentation network trained twice on the training images, once on the
-   initial seeds and once on SGAN's seeds, each scored on the held-out val images (21-class
-   mIoU, as the paper reports).
+   initial seeds and once on SGAN's seeds (side by side, lib.tooling.side_by_side), each
+   scored on the held-out val images (21-class mIoU, as the paper reports).
 Every step is the code path used on VOC (train_sgan, infer_cam, the threshold sweep,
 train_seg, infer_seg, the evaluator); a step whose outputs exist for the same settings is not
 run again, so a rerun is fast.
@@ -29,6 +29,7 @@ from lib.tooling.demo_report import (
     seed_table,
     segmentation_table,
 )
+from lib.tooling.side_by_side import train_side_by_side
 from lib.tooling.synthetic import generate_dataset
 from lib.training.checkpointing import training_changes
 from lib.training.runtime import resolve_device, setup_logger
@@ -52,16 +53,23 @@ def trained_with(cfg, inputs=()):
     return not training_changes(load_config(saved), cfg)
 
 
-def train_once(cfg, step, logger, inputs=()):
-    """Run the training ``step`` unless ``cfg`` was trained already on ``inputs``; a run of
-    other settings in the demo's own run folder is replaced (overwrite). Returns True if it
-    trained: the outputs of the previous weights are then rebuilt, not continued."""
-    if trained_with(cfg, inputs):
-        logger.info("found %s trained with this config; delete it to train again",
-                    checkpoint_path(cfg))
-        return False
-    step.run(derived_config(cfg, overwrite=True))
-    return True
+def train_missing(step, jobs, logger):
+    """Train each config of ``jobs`` [(cfg, inputs)] with the training ``step`` unless it was
+    trained already on ``inputs``; a run of other settings in the demo's own run folder is
+    replaced (overwrite). Several trainings run side by side. Returns the configs' names that
+    were trained: the outputs of their previous weights are rebuilt, not continued."""
+    todo = []
+    for cfg, inputs in jobs:
+        if trained_with(cfg, inputs):
+            logger.info("found %s trained with this config; delete it to train again",
+                        checkpoint_path(cfg))
+        else:
+            todo.append(derived_config(cfg, overwrite=True))
+    if len(todo) == 1:
+        step.run(todo[0])
+    elif todo:
+        train_side_by_side(step.__name__, todo, logger)
+    return {cfg.cfg_name for cfg in todo}
 
 
 def prepare_data(cfg, num_images, min_size, max_size, data_seed, logger):
@@ -81,7 +89,7 @@ def prepare_data(cfg, num_images, min_size, max_size, data_seed, logger):
 def sgan_seeds(cfg, train_names, logger):
     """Stage 2: SGAN's seeds of the training images at the cam_thresh of the best seed mIoU
     on them; returns (the config of those seeds, the sweep)."""
-    overwrite = train_once(cfg, train_sgan, logger) or cfg.overwrite
+    overwrite = bool(train_missing(train_sgan, [(cfg, ())], logger)) or cfg.overwrite
     swept = derived_config(cfg, test_cfg=f"{cfg.test_cfg}_{cfg.cam_thresh:g}",
                            save_class_maps=True, overwrite=overwrite)
     maps = class_maps_dir(infer_cam.run(swept))
@@ -97,17 +105,21 @@ def sgan_seeds(cfg, train_names, logger):
     return chosen, points
 
 
-def segmentation_run(cfg, seg_cfg, name, seed_dir, logger):
-    """Stage 3 on ``seed_dir``: train, label the held-out split, score it (21 classes)."""
-    run_cfg = derived_config(seg_cfg, cfg_name=f"{seg_cfg.cfg_name}_{name}", seed_dir=seed_dir,
-                             dataset_root=cfg.dataset_root, cue_file=cfg.cue_file,
-                             save_model_path=cfg.save_model_path, res_path=cfg.res_path,
-                             device=cfg.device)
-    trained = train_once(run_cfg, train_seg, logger, inputs=[record_path(seed_dir)])
-    labels = infer_seg.run(derived_config(run_cfg, overwrite=trained or run_cfg.overwrite))
+def segmentation_config(cfg, seg_cfg, name, seed_dir):
+    """Stage 3's config for the run ``name`` on ``seed_dir``, in the demo's data and folders."""
+    return derived_config(seg_cfg, cfg_name=f"{seg_cfg.cfg_name}_{name}", seed_dir=seed_dir,
+                          dataset_root=cfg.dataset_root, cue_file=cfg.cue_file,
+                          save_model_path=cfg.save_model_path, res_path=cfg.res_path,
+                          device=cfg.device)
+
+
+def label_and_score(run_cfg, retrained):
+    """Label the held-out split with the trained network (anew if it was ``retrained``) and
+    score it (21 classes)."""
+    labels = infer_seg.run(derived_config(run_cfg, overwrite=retrained or run_cfg.overwrite))
     names = read_names(split_list_path(run_cfg))
-    gt = os.path.join(cfg.dataset_root, SEGMENTATION_GT)
-    return run_cfg, evaluate_folder(labels, gt, NUM_CLASSES, names=names, progress=False)
+    gt = os.path.join(run_cfg.dataset_root, SEGMENTATION_GT)
+    return evaluate_folder(labels, gt, NUM_CLASSES, names=names, progress=False)
 
 
 def run(cfg, seg_cfg, num_images=200, min_size=64, max_size=128, data_seed=0,
@@ -119,13 +131,16 @@ def run(cfg, seg_cfg, num_images=200, min_size=64, max_size=128, data_seed=0,
     chosen, _ = sgan_seeds(cfg, train_names, logger)
 
     gt = dataset_path(cfg, cfg.gt_path)
-    initial_dir = os.path.join(cfg.dataset_root, "ini_seed", cfg.seed_subdir)
-    sgan_dir = result_dir(chosen)
+    seed_dirs = {"initial": os.path.join(cfg.dataset_root, "ini_seed", cfg.seed_subdir),
+                 "sgan": result_dir(chosen)}
     seeds = {key: evaluate_folder(folder, gt, SEED_CLASSES, names=train_names, progress=False)
-             for key, folder in (("initial", initial_dir), ("sgan", sgan_dir))}
-    runs = {key: segmentation_run(cfg, seg_cfg, key, folder, logger)
-            for key, folder in (("initial", initial_dir), ("sgan", sgan_dir))}
-    segmentation = {key: result for key, (_, result) in runs.items()}
+             for key, folder in seed_dirs.items()}
+    runs = {key: segmentation_config(cfg, seg_cfg, key, folder)
+            for key, folder in seed_dirs.items()}
+    trained = train_missing(train_seg, [(runs[key], [record_path(seed_dirs[key])])
+                                        for key in runs], logger)  # newer seeds: train again
+    segmentation = {key: label_and_score(run_cfg, run_cfg.cfg_name in trained)
+                    for key, run_cfg in runs.items()}
 
     report = (f"Seeds of the {len(train_names)} training images (SGAN at cam_thresh "
               f"{chosen.cam_thresh:g}, chosen on them)\n"
@@ -136,12 +151,12 @@ def run(cfg, seg_cfg, num_images=200, min_size=64, max_size=128, data_seed=0,
     print(report)
     atomic_write_bytes(os.path.join(model_dir(cfg), "demo_results.txt"), (report + "\n").encode())
     if seed_figure:
-        draw_seed_figure(chosen, initial_dir, train_names[:figure_rows], seed_figure,
+        draw_seed_figure(chosen, seed_dirs["initial"], train_names[:figure_rows], seed_figure,
                          resolve_device(cfg.device))
         logger.info("seed figure written to %s", seed_figure)
     if segmentation_figure:
-        val = read_names(split_list_path(runs["initial"][0]))[:figure_rows]
-        draw_segmentation_figure(runs["initial"][0], runs["sgan"][0],
+        val = read_names(split_list_path(runs["initial"]))[:figure_rows]
+        draw_segmentation_figure(runs["initial"], runs["sgan"],
                                  os.path.join(cfg.dataset_root, SEGMENTATION_GT), val,
                                  segmentation_figure)
         logger.info("segmentation figure written to %s", segmentation_figure)
