@@ -32,6 +32,7 @@ from lib.tooling.demo_report import (
 from lib.tooling.side_by_side import train_side_by_side
 from lib.tooling.synthetic import generate_dataset
 from lib.training.checkpointing import training_changes
+from lib.training.run_folder import run_record_path
 from lib.training.runtime import resolve_device, setup_logger
 from lib.voc import NUM_CLASSES, SEED_CLASSES
 
@@ -43,7 +44,7 @@ def trained_with(cfg, inputs=()):
     """True if the final checkpoint exists, was trained with this configuration (the keys
     resume would accept may differ: lib.training.checkpointing.training_changes) and is newer
     than each of ``inputs`` (files whose change means new training data)."""
-    saved = os.path.join(model_dir(cfg), "config.yml")
+    saved = run_record_path(cfg)
     weights = checkpoint_path(cfg)
     if not (os.path.exists(weights) and os.path.exists(saved)):
         return False

@@ -52,9 +52,14 @@ def claim_for_new_run(cfg, outputs=()):
     return [os.path.join(folder, n) for n in names if os.path.isfile(os.path.join(folder, n))]
 
 
+def run_record_path(cfg):
+    """The run's record: the configuration ``model_dir(cfg)`` was trained with."""
+    return os.path.join(model_dir(cfg), RECORD_NAME)
+
+
 def write_record_once(cfg):
     """Write the run's record unless the folder has one (a resumed run keeps its own)."""
-    path = os.path.join(model_dir(cfg), RECORD_NAME)
+    path = run_record_path(cfg)
     if not os.path.isfile(path):
         save_config(cfg, path)
 
