@@ -12,6 +12,9 @@ import importlib
 import multiprocessing
 import os
 
+import torch
+
+from lib.cli import run_main
 from lib.errors import UserError
 from lib.paths import model_dir
 from lib.training.runtime import available_cores
@@ -25,10 +28,6 @@ def console_path(cfg):
 def _train_alone(step_module, cfg, threads):
     """A spawned process's whole work: ``threads`` threads, ``step_module.run(cfg)``, its
     console output to console_path(cfg); a user's error or Ctrl-C ends it as in a script."""
-    import torch
-
-    from lib.cli import run_main
-
     def train(argv):
         importlib.import_module(step_module).run(cfg)  # exit 0, whatever run returns
 
