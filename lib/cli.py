@@ -13,7 +13,7 @@ from lib.errors import UserError
 PACKAGES = {
     "torch": "torch", "torchvision": "torchvision", "numpy": "numpy", "scipy": "scipy",
     "cv2": "opencv-python-headless", "yaml": "pyyaml", "PIL": "pillow", "tqdm": "tqdm",
-    "pydensecrf": "pydensecrf2", "matplotlib": "matplotlib",
+    "pydensecrf": "pydensecrf2", "matplotlib": "matplotlib", "pycocotools": "pycocotools",
 }
 CONFIG_HELP = ("config overrides, typed by YAML rules (e.g. max_iter=100); every key, its type "
                "and default: README.md, section Configuration, or lib/config.py")
@@ -65,6 +65,17 @@ def run_step(module, description, argv=None):
         step.run(config_from_args(config_parser(description).parse_args(argv)))
 
     run_main(main, argv)
+
+
+def parse_classes(text):
+    """``--classes "1,5,12"`` -> [1, 5, 12]; anything else is a one-line user error."""
+    try:
+        classes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--classes must be a comma-separated list of class ids, got {text!r}") from None
+    if not classes:
+        raise UserError("--classes must name at least one class id")
+    return classes
 
 
 def error_line(exc):

@@ -85,6 +85,11 @@ def read_names(list_path):
     return names
 
 
+def write_names(list_path, names):
+    """Write a list file of image names, one a line (what :func:`read_names` reads), atomically."""
+    atomic_write_bytes(list_path, "".join(f"{name}\n" for name in names).encode())
+
+
 def write_output(path, data):
     """:func:`atomic_write_bytes` for a file the user named: an OS error is one line, and the
     path is printed."""

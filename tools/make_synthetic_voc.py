@@ -8,19 +8,8 @@ import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from lib.cli import run_main  # noqa: E402
+from lib.cli import parse_classes, run_main  # noqa: E402
 from lib.errors import UserError  # noqa: E402
-
-
-def parse_classes(text):
-    """``"1,5,12"`` -> [1, 5, 12]; anything else is a one-line user error."""
-    try:
-        classes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UserError(f"--classes must be a comma-separated list of class ids, got {text!r}") from None
-    if not classes:
-        raise UserError("--classes must name at least one class id")
-    return classes
 
 
 def main(argv=None):

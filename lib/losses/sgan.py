@@ -1,5 +1,6 @@
-"""Stage 1 and 2 losses (SPEC section 4): multi-label soft margin on the class scores, and
-SGAN's cross-entropy on the initial seeds."""
+"""Stage 1 and 2 losses (SPEC section 4): multi-label soft margin on the class scores (or, for
+COCO, the balanced sigmoid cross-entropy of recipe 14.2), and SGAN's cross-entropy on the
+initial seeds."""
 import torch
 import torch.nn.functional as F
 
@@ -11,6 +12,24 @@ def classification_loss(score, label, num_samples=None):
     default this batch's; a process holding part of a global batch passes the global size)."""
     num_samples = score.shape[0] if num_samples is None else num_samples
     return F.multilabel_soft_margin_loss(score.float(), label, reduction="sum") / num_samples
+
+
+def balanced_bce(score, label, num_samples=None):
+    """Balanced sigmoid cross-entropy (recipe 14.2), the classification loss for COCO.
+
+    For each image, with P its present classes (label 1) and N its absent ones (label 0):
+    mean over P of softplus(-s) + mean over N of softplus(s), so that the few present classes
+    weigh as much as the many absent ones. An image without present classes contributes the
+    second term only, one without absent classes the first term only. A mean over
+    ``num_samples`` images (by default this batch's; a process holding part of a global batch
+    passes the global size). ``score`` and ``label`` are N x C; returns a scalar.
+    """
+    num_samples = score.shape[0] if num_samples is None else num_samples
+    score = score.float()
+    present, absent = label.float(), 1.0 - label.float()
+    positive = (F.softplus(-score) * present).sum(1) / present.sum(1).clamp(min=1.0)
+    negative = (F.softplus(score) * absent).sum(1) / absent.sum(1).clamp(min=1.0)
+    return (positive + negative).sum() / num_samples
 
 
 def sgan_loss(score, seg, label, seed, seed_loss_ratio, use_seed_loss=True, num_samples=None,

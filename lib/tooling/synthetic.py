@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from lib.dataset.tags import save_tags
-from lib.files import atomic_write_bytes
+from lib.files import write_names
 from lib.image import write_jpg, write_palette_png, write_png
 from lib.tooling.synthetic_scene import generate_sample
 from lib.voc import IGNORE, NUM_FG_CLASSES
@@ -17,16 +17,14 @@ from lib.voc import IGNORE, NUM_FG_CLASSES
 NAME_PREFIX = "2099_"
 
 
-def _write_list(path, names):
-    atomic_write_bytes(path, "".join(f"{n}\n" for n in names).encode())
-
-
 def _check_subdir(value, option):
     if not value or os.path.isabs(value) or ".." in value.replace("\\", "/").split("/"):
         raise ValueError(f"{option} must be a relative folder name, got {value!r}")
 
 
-def _check_arguments(num_images, min_size, max_size, classes, sal_subdir, seed_subdir):
+def check_arguments(num_images, min_size, max_size, classes, sal_subdir, seed_subdir,
+                    num_classes=NUM_FG_CLASSES):
+    """ValueError unless the generator's arguments make sense (``classes`` in 1..num_classes)."""
     if num_images < 1:
         raise ValueError(f"num_images must be at least 1, got {num_images}")
     if min_size < 24:
@@ -36,9 +34,9 @@ def _check_arguments(num_images, min_size, max_size, classes, sal_subdir, seed_s
                          "so that images can be non-square")
     if not classes:
         raise ValueError("classes must name at least one class")
-    bad = [c for c in classes if not 1 <= c <= NUM_FG_CLASSES]
+    bad = [c for c in classes if not 1 <= c <= num_classes]
     if bad:
-        raise ValueError(f"classes must be in 1..{NUM_FG_CLASSES}, got {bad}")
+        raise ValueError(f"classes must be in 1..{num_classes}, got {bad}")
     if len(set(classes)) != len(classes):
         raise ValueError(f"classes must not repeat, got {list(classes)}")
     _check_subdir(sal_subdir, "sal_subdir")
@@ -77,7 +75,7 @@ def generate_dataset(root, num_images=40, min_size=64, max_size=128, seed=0, cla
     bad arguments. Every file is written atomically.
     """
     classes = list(range(1, NUM_FG_CLASSES + 1)) if classes is None else [int(c) for c in classes]
-    _check_arguments(num_images, min_size, max_size, classes, sal_subdir, seed_subdir)
+    check_arguments(num_images, min_size, max_size, classes, sal_subdir, seed_subdir)
     root = os.fspath(root)
     folders = {
         "image": os.path.join(root, "JPEGImages"),
@@ -104,7 +102,7 @@ def generate_dataset(root, num_images=40, min_size=64, max_size=128, seed=0, cla
     save_tags(tags, os.path.join(root, "im_tags.json"))
     lists = os.path.join(root, "ImageSets", "Segmentation")
     train, val = split_train_val(names)
-    _write_list(os.path.join(lists, "train_aug.txt"), names)
-    _write_list(os.path.join(lists, "train.txt"), train)
-    _write_list(os.path.join(lists, "val.txt"), val)
+    write_names(os.path.join(lists, "train_aug.txt"), names)
+    write_names(os.path.join(lists, "train.txt"), train)
+    write_names(os.path.join(lists, "val.txt"), val)
     return sorted(names)

@@ -1,8 +1,8 @@
 """One synthetic VOC-like scene: image, saliency, CAM-like initial seeds and ground truth.
 
-Every class 1..20 has fixed appearance statistics (colour, texture, shape, aspect ratio and
-the position of its "discriminative part"), so a small CNN can learn it from a few dozen
-images. Each image holds 1-3 objects on a cluttered grey-ish background and comes with:
+Every class 1..C (C = 20 for VOC, 80 for COCO) has fixed appearance statistics (colour,
+texture, shape, aspect ratio and the position of its "discriminative part"), so a small CNN
+can learn it from a few dozen images. Each image holds 1-3 objects on a cluttered grey-ish background and comes with:
 ground truth (label indices with a 255 band on object borders), a noisy, blurred saliency
 map, and CAM-like initial seeds: a compact blob covering 10-25 % of each object around its
 discriminative part, strictly inside the object, i.e. precise but of low recall.
@@ -27,19 +27,19 @@ _MIN_VISIBLE_OF_IMAGE = 0.035   # ... and at least this share of the image
 _PLACEMENT_TRIES = 40
 
 
-def class_style(cls):
-    """Fixed appearance statistics of class ``cls`` (1..20), independent of any seed.
+def class_style(cls, num_classes=NUM_FG_CLASSES):
+    """Fixed appearance statistics of class ``cls`` (1..num_classes), independent of any seed.
 
     Hues are spread evenly over the colour circle; neighbouring hues get different textures
     and shapes, so no two classes look alike. The "part" is where a CAM would fire: a point
     in the object's own frame (units of its half-axes).
     """
-    if not 1 <= cls <= NUM_FG_CLASSES:
-        raise ValueError(f"class must be in 1..{NUM_FG_CLASSES}, got {cls}")
+    if not 1 <= cls <= num_classes:
+        raise ValueError(f"class must be in 1..{num_classes}, got {cls}")
     k = cls - 1
     part_angle = 2.39996 * k  # golden angle: parts spread around the object
     return {
-        "hue": 9.0 * k,                              # OpenCV hue, 0..180
+        "hue": 180.0 / num_classes * k,              # OpenCV hue, 0..180
         "sat": 215.0 if k % 3 else 245.0,
         "val": 225.0 if k % 2 else 170.0,
         "texture": TEXTURES[k % 4],
@@ -94,9 +94,10 @@ def _render_background(rng, height, width):
     return image
 
 
-def _object_geometry(rng, cls, height, width, area_fraction):
-    """Draw one object's pose: centre, half-axes and rotation, sized to ``area_fraction``."""
-    style = class_style(cls)
+def _object_geometry(rng, cls, height, width, area_fraction, num_classes):
+    """Draw one object's pose: centre, half-axes and rotation, sized to ``area_fraction``;
+    its class's style goes with it."""
+    style = class_style(cls, num_classes)
     aspect = style["aspect"] * rng.uniform(0.85, 1.15)
     area = area_fraction * height * width
     half_x = math.sqrt(area * aspect / _UNIT_AREA[style["shape"]])
@@ -109,8 +110,8 @@ def _object_geometry(rng, cls, height, width, area_fraction):
         low, high = 0.8 * extent, side - 0.8 * extent
         centre.append(rng.uniform(low, high) if low < high else side / 2.0 + rng.uniform(-2, 2))
     blob_radii = 1.0 + rng.uniform(-0.22, 0.22, size=int(rng.integers(8, 13)))
-    return {"cls": cls, "centre": tuple(centre), "half": (half_x, half_y), "rotation": rotation,
-            "area": area, "blob_radii": blob_radii}
+    return {"cls": cls, "style": style, "centre": tuple(centre), "half": (half_x, half_y),
+            "rotation": rotation, "area": area, "blob_radii": blob_radii}
 
 
 def _local_coords(geometry, height, width):
@@ -133,7 +134,7 @@ def _to_image_point(geometry, u, v):
 
 def _object_mask(geometry, height, width):
     """The object's full (unoccluded) binary mask, uint8 0/1."""
-    shape = class_style(geometry["cls"])["shape"]
+    shape = geometry["style"]["shape"]
     mask = np.zeros((height, width), np.uint8)
     if shape == "ellipse":
         centre = tuple(int(round(c)) for c in geometry["centre"])
@@ -155,7 +156,7 @@ def _object_mask(geometry, height, width):
 
 def _object_appearance(rng, geometry, height, width):
     """The object's BGR colour at every pixel: jittered class colour times its texture."""
-    style = class_style(geometry["cls"])
+    style = geometry["style"]
     colour = _hsv_to_bgr(style["hue"] + rng.uniform(-3, 3), style["sat"] + rng.uniform(-20, 20),
                          style["val"] + rng.uniform(-20, 20))
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -180,7 +181,7 @@ def _object_appearance(rng, geometry, height, width):
     return brightness[..., None] * colour[None, None, :].astype(np.float32)
 
 
-def _layout(rng, height, width, classes):
+def _layout(rng, height, width, classes, num_classes):
     """Place 1-3 objects so that each keeps a reasonable visible area.
 
     Returns the geometries and full masks (back to front) and the label map of visible
@@ -195,7 +196,8 @@ def _layout(rng, height, width, classes):
     labels = np.zeros((height, width), np.uint8)
     for cls in chosen:
         for _ in range(_PLACEMENT_TRIES):
-            geometry = _object_geometry(rng, int(cls), height, width, rng.uniform(0.10, high))
+            geometry = _object_geometry(rng, int(cls), height, width, rng.uniform(0.10, high),
+                                        num_classes)
             mask = _object_mask(geometry, height, width)
             trial = np.where(mask > 0, np.uint8(cls), labels)
             trial_masks = masks + [mask]
@@ -208,7 +210,7 @@ def _layout(rng, height, width, classes):
                 labels = trial
                 break
     if not placed:  # a guaranteed fallback: one centred object
-        geometry = _object_geometry(rng, int(chosen[0]), height, width, 0.25)
+        geometry = _object_geometry(rng, int(chosen[0]), height, width, 0.25, num_classes)
         geometry["centre"] = (width / 2.0, height / 2.0)
         masks = [_object_mask(geometry, height, width)]
         placed = [geometry]
@@ -236,7 +238,7 @@ def _seed_blob(rng, geometry, visible):
     ys, xs = np.nonzero(interior)
     if len(ys) == 0:
         return np.zeros_like(visible, dtype=bool)
-    part_x, part_y = _to_image_point(geometry, *class_style(geometry["cls"])["part"])
+    part_x, part_y = _to_image_point(geometry, *geometry["style"]["part"])
     jitter = 0.15 * min(geometry["half"])
     part_x += rng.uniform(-jitter, jitter)
     part_y += rng.uniform(-jitter, jitter)
@@ -280,9 +282,12 @@ def _ground_truth(labels):
     return np.where(border, np.uint8(IGNORE), labels)
 
 
-def generate_sample(rng, height, width, classes):
-    """One synthetic sample: BGR image, saliency, initial seeds and ground truth (all uint8)."""
-    geometries, masks, labels = _layout(rng, height, width, classes)
+def generate_sample(rng, height, width, classes, num_classes=NUM_FG_CLASSES):
+    """One synthetic sample: BGR image, saliency, initial seeds and ground truth (all uint8),
+    and "objects": (class, full uint8 0/1 mask) of each object, back to front, so that painting
+    them in order gives the ground truth without its ignore band. ``classes`` are in
+    1..``num_classes``, the classes whose styles are spread over the colour circle."""
+    geometries, masks, labels = _layout(rng, height, width, classes, num_classes)
     image = _render_background(rng, height, width)
     owners = _owners(masks, height, width)
     seeds = np.zeros((height, width), np.uint8)
@@ -295,4 +300,5 @@ def generate_sample(rng, height, width, classes):
     image += rng.normal(0.0, 3.0, size=image.shape).astype(np.float32)
     image = np.clip(np.round(image), 0, 255).astype(np.uint8)
     return {"image": image, "sal": _saliency(rng, labels, height, width), "seed": seeds,
-            "gt": _ground_truth(labels)}
+            "gt": _ground_truth(labels),
+            "objects": [(g["cls"], m) for g, m in zip(geometries, masks)]}
