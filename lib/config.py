@@ -114,6 +114,9 @@ SCHEMA = {
     "restrict_to_tags": (bool, False),
     "split": (str, "val"),
     "strong_list": ((str, None), None),
+    "val_every": (int, 0),  # score the network on val_list every N iterations (0 = never)
+    "val_list": ((str, None), None),  # default: the list of split
+    "val_max_images": (int, 0),  # score only the list's first N images (0 = all)
 }
 
 # Keys read only after training (seed making and evaluation) or that do not change the
@@ -125,6 +128,7 @@ AFTER_TRAINING_KEYS = frozenset({
     "overwrite", "display_step", "num_worker", "fg_thresh", "seed_out_path", "seed_mode",
     "crf_alpha_low", "crf_alpha_high", "crf_scale", "crf_iterations", "crf_workers",
     "save_class_maps", "save_pictures", "test_scales", "seg_crf", "restrict_to_tags", "split",
+    "val_every", "val_list", "val_max_images",
 })
 
 
@@ -291,6 +295,8 @@ def _check_ranges(cfg):
          "label[::8] side"),
         ("seg_resize", cfg.seg_resize >= cfg.crop_size, "must be >= crop_size"),
         ("lr_step", cfg.lr_step >= 1, "must be >= 1"),
+        ("val_every", cfg.val_every >= 0, "must be >= 0 (0 = no validation)"),
+        ("val_max_images", cfg.val_max_images >= 0, "must be >= 0 (0 = the whole list)"),
         ("lr_gamma", 0 < cfg.lr_gamma <= 1, "must be in (0, 1]"),
         ("test_scales", min(cfg.test_scales) >= 8, "must be sides >= 8"),
         ("device", re.fullmatch(DEVICE_PATTERN, cfg.device), "must be auto, cpu, cuda or cuda:N"),

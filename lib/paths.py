@@ -7,7 +7,7 @@ from lib.config import ConfigError
 # The one rule for relative paths: keys that name a file or folder of the dataset are relative
 # to ``dataset_root``; every other path (dataset_root itself, pretrain, checkpoint,
 # save_model_path, res_path, seed_out_path, resume ...) is relative to the working folder.
-DATASET_KEYS = ("cue_file", "gt_path", "strong_list")
+DATASET_KEYS = ("cue_file", "gt_path", "strong_list", "val_list")
 
 
 def dataset_path(cfg, path):

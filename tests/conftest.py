@@ -15,3 +15,10 @@ def synth_voc(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth_voc")
     generate_dataset(str(root), num_images=12, min_size=33, max_size=97, seed=3)
     return str(root)
+
+
+def listed_run_files(run_dir):
+    """The sorted file names of a training run's folder, less TensorBoard's event files (their
+    names hold the host and time; tests that need them read them)."""
+    from lib.training.metrics import EVENTS_PREFIX
+    return sorted(n for n in os.listdir(run_dir) if not n.startswith(EVENTS_PREFIX))

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, listed_run_files
 from lib.config import load_config
 from lib.dataset.check import check_files
 from lib.errors import UserError
@@ -242,8 +242,8 @@ def test_ctrl_c_ends_training_with_one_line_and_exit_130(voc, tmp_path):
     assert job.returncode == 130, job.stderr
     assert job.stderr.strip().splitlines()[-1] == "interrupted" and "Traceback" not in job.stderr
     run_dir = tmp_path / "sgan_vgg16_321x321_snet"
-    assert sorted(os.listdir(run_dir)) == ["config.yml", "model_iter_2.pth", "train.log",
-                                           "train_state.pth"]  # nothing half-written
+    assert listed_run_files(run_dir) == ["config.yml", "metrics.csv", "model_iter_2.pth",
+                                         "train.log", "train_state.pth"]  # nothing half-written
     assert load_file(str(run_dir / "train_state.pth"))["iteration"] == 2
     assert (run_dir / "train.log").read_text().splitlines()[-1].endswith(" interrupted")
     train_sgan.run(load_config(PAPER, [*overrides, "resume=true"]))

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, listed_run_files
 from lib.config import load_config
 from lib.training.run_folder import load_trained_network
 
@@ -122,7 +122,7 @@ def test_overwrite_replaces_the_run_and_a_failed_run_records_only_its_checkpoint
     failed = run_tool("stage2/train_sgan.py", *cmd, "max_iter=3", "overwrite=true",
                       "init=kaiming", "lr=1e12", "step_size=3")
     assert failed.returncode == 2 and "loss is" in failed.stderr
-    assert sorted(os.listdir(folder)) == ["train.log"]
+    assert listed_run_files(folder) == ["metrics.csv", "train.log"]
     log = (folder / "train.log").read_text().splitlines()
     assert "overwrite=true: removed the run" in log[0]
     assert log[-1].split(" ", 2)[2].startswith("stopped: loss is")

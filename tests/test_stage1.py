@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, listed_run_files
 from lib.config import ConfigError, load_config
 from lib.dataset.tags import load_tags
 from lib.dataset.voc12_cls import VOC12ClsDataset
@@ -124,8 +124,9 @@ def test_stage1_from_public_inputs_to_sgan_training(tmp_path):
                       "step_size=2", "batch_size=3", "display_step=2")
     assert result.returncode == 0, result.stderr
     run_dir = models / "tiny_cls"
-    assert sorted(os.listdir(run_dir)) == ["config.yml", "model_iter_2.pth", "model_iter_4.pth",
-                                           "train.log", "train_state.pth", "vgg_init.pth"]
+    assert listed_run_files(run_dir) == ["config.yml", "metrics.csv", "model_iter_2.pth",
+                                         "model_iter_4.pth", "train.log", "train_state.pth",
+                                         "vgg_init.pth"]
     assert "iter 4/4 loss" in (run_dir / "train.log").read_text()
     last = read_state_dict(str(run_dir / "model_iter_4.pth"))
     assert set(last) == set(VGG16Classifier(width_mult=0.125).state_dict())

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, listed_run_files
 from lib.config import load_config
 from lib.dataset.voc12_sgan import VOC12ClsSalDataset
 from lib.errors import UserError
@@ -80,8 +80,8 @@ def test_train_cli_writes_checkpoints_log_and_config(synth_voc, tmp_path):
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     run_dir = out / "tiny"
-    assert sorted(os.listdir(run_dir)) == ["config.yml", "model_iter_2.pth", "model_iter_4.pth",
-                                           "train.log", "train_state.pth"]
+    assert listed_run_files(run_dir) == ["config.yml", "metrics.csv", "model_iter_2.pth",
+                                         "model_iter_4.pth", "train.log", "train_state.pth"]
     saved = load_config(str(run_dir / "config.yml"))
     assert saved.max_iter == 4 and saved.dataset_root == synth_voc
     log = (run_dir / "train.log").read_text()
@@ -135,8 +135,8 @@ def test_resume_refuses_a_changed_training_key_and_keeps_the_record(synth_voc, t
         message = str(err.value)
         assert f"'{key}'" in message and repr(value) in message and repr(saved) in message
         assert "\n" not in message and "cfg_name" in message
-    assert sorted(os.listdir(run_dir)) == ["config.yml", "model_iter_2.pth", "train.log",
-                                           "train_state.pth"]
+    assert listed_run_files(run_dir) == ["config.yml", "metrics.csv", "model_iter_2.pth",
+                                         "train.log", "train_state.pth"]
 
     # run-time keys and keys read after training may change; the record keeps the run's own
     train_sgan.run(_train_cfg(synth_voc, tmp_path, max_iter=3, step_size=1, resume=True,

@@ -20,6 +20,7 @@ from lib.network.deeplab import deeplab_from_config, load_initial_weights
 from lib.optim import build_caffe_sgd, step_lr
 from lib.paths import dataset_path, model_dir
 from lib.stage3.normalisation import check_input_scale, training_normalisation
+from lib.stage3.validation import VAL_COLUMN, Validation
 from lib.training.distributed import all_reduce_sum
 from lib.training.loop import TrainingTask, train
 from lib.training.runtime import autocast, usable_workers
@@ -34,6 +35,7 @@ class SegTraining(TrainingTask):
 
     def __init__(self):
         self.crf = None
+        self.validation = None
 
     def network(self, cfg):
         return deeplab_from_config(cfg)
@@ -54,6 +56,7 @@ class SegTraining(TrainingTask):
             max_iters=cfg.max_iter * cfg.batch_size, random_seed=cfg.random_seed,
             normalise=False)  # uint8 images, normalised on the device
         check_seg_files(dataset)
+        self.validation = Validation(cfg) if cfg.val_every else None
         return dataset
 
     def dataset_note(self, dataset):
@@ -77,6 +80,19 @@ class SegTraining(TrainingTask):
         if self.crf is not None:
             self.crf.close(terminate=failed)
             self.crf = None
+
+    def validates(self, cfg):
+        return cfg.val_every > 0
+
+    def validate(self, model, cfg, ctx, logger, iteration):
+        """``val_mIoU`` after ``iteration`` when validation is due (lib.stage3.validation)."""
+        if self.validation is None or not self.validation.due(iteration):
+            return {}
+        miou = self.validation.miou(model, ctx)
+        logger.info("iter %d/%d val mIoU %.2f on %d images (side %d, no CRF)", iteration,
+                    cfg.max_iter, 100 * miou, len(self.validation.names),
+                    self.validation.side)
+        return {VAL_COLUMN: miou}
 
     def loss(self, net, batch, cfg, ctx, dtype):
         with autocast(dtype, batch["image"].device):

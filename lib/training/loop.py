@@ -14,6 +14,7 @@ A task's loader may ship uint8 images; they are normalised on the device (prepar
 """
 import math
 import os
+import time
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +31,7 @@ from lib.optim import build_optimizer, poly_lr, set_lr
 from lib.paths import check_dataset_paths, model_dir, pretrain_path
 from lib.training.checkpointing import load_train_state, restore, resume_path, save_checkpoint
 from lib.training.distributed import barrier, launch
+from lib.training.metrics import RunMetrics, Throughput, metric_columns
 from lib.training.run_folder import LOG_NAME, claim_for_new_run, ending_line, write_record_once
 from lib.training.runtime import amp_dtype, loader_workers, process_logger
 
@@ -106,6 +108,16 @@ class TrainingTask:
     def status(self, model):
         """Extra text for the log line."""
         return ""
+
+    def validates(self, cfg):
+        """True if the run scores the network on held-out images while it trains."""
+        return False
+
+    def validate(self, model, cfg, ctx, logger, iteration):
+        """{column: value} of the scores after ``iteration`` ({} when it is not the time),
+        on every process; the model is in train mode again afterwards and the random streams
+        of training are untouched."""
+        return {}
 
     def finish(self, model, cfg, ctx, logger):
         """Called on every process after the last iteration."""
@@ -283,8 +295,11 @@ def _run(ctx, cfg, task, dataset, logger, begin):
                 len(loader.dataset.names), task.dataset_note(dataset), start + 1, cfg.max_iter,
                 cfg.batch_size, begin.state_file or begin.pretrain or "scratch")
     step = start
-    with tqdm(total=cfg.max_iter, initial=start, desc=task.name, dynamic_ncols=True,
-              disable=not ctx.is_main) as progress:
+    metrics = RunMetrics(out_dir, metric_columns(task.term_names, task.validates(cfg)), start,
+                         ctx.is_main, logger)
+    throughput = Throughput(device, time.monotonic)
+    with metrics, tqdm(total=cfg.max_iter, initial=start, desc=task.name, dynamic_ncols=True,
+                       disable=not ctx.is_main) as progress:
         for iteration, batch in zip(range(start, cfg.max_iter), loader):
             lr = task.learning_rate(cfg, iteration)
             set_lr(optimizer, lr)
@@ -298,12 +313,20 @@ def _run(ctx, cfg, task, dataset, logger, begin):
                 raise UserError(f"{exc} at iteration {step}; the last checkpoint in {out_dir} "
                                 f"is intact") from None
 
+            throughput.count()
             progress.update(1)
             progress.set_postfix({k: f"{v:.4f}" for k, v in terms.items()}, lr=f"{lr:.2e}")
+            row = {}
             if step % cfg.display_step == 0 or step == cfg.max_iter:
                 logger.info("iter %d/%d %s%s lr %.3e%s", step, cfg.max_iter,
                             " ".join(f"{k} {v:.4f}" for k, v in terms.items()),
                             task.status(model), lr, skipped.summary())
+                row = {"lr": lr, **terms, **throughput.reading(cfg.batch_size)}
+            scores = task.validate(model, cfg, ctx, logger, step)
+            if scores:
+                throughput.restart()  # validation time is not training time
+            if row or scores:
+                metrics.write(step, {**row, **scores})
             if step % cfg.step_size == 0 or step == cfg.max_iter:
                 if ctx.is_main:  # the run's record, true from its first checkpoint on
                     write_record_once(cfg)

@@ -16,6 +16,7 @@ from lib.errors import UserError, first_few, one_line
 from lib.network.checkpoint import load_checkpoint
 from lib.paths import checkpoint_path, model_dir
 from lib.records import read_yaml_mapping
+from lib.training.metrics import metric_files
 
 RECORD_NAME = "config.yml"
 LOG_NAME = "train.log"
@@ -48,7 +49,7 @@ def claim_for_new_run(cfg, outputs=()):
         raise UserError(f"{folder} holds another run ({first_few(held, 3)}): resume=true "
                         f"continues it, overwrite=true replaces it, or train under another "
                         f"cfg_name")
-    names = [*held, RECORD_NAME, LOG_NAME, *outputs] if held else []
+    names = [*held, RECORD_NAME, LOG_NAME, *metric_files(folder), *outputs] if held else []
     return [os.path.join(folder, n) for n in names if os.path.isfile(os.path.join(folder, n))]
 
 

@@ -1,0 +1,90 @@
+"""Validation while stage 3 trains (``val_every``): a broken run shows itself in minutes.
+
+Every ``val_every`` iterations and after the last one, the network in eval mode labels the
+images of ``val_list`` (default: the list of ``split``; its first ``val_max_images`` if set)
+at one scale, the middle of ``test_scales``, without the CRF (the argmax of the summed
+scores), and the labels are scored against the segmentation ground truth: the mIoU over the
+classes 0..20 of the evaluator's segmentation mode. Each process labels its share of the
+names and the confusion matrices are summed over processes, so every process gets the same
+score. Validation draws no random numbers (it runs under ``torch.random.fork_rng``), so a run
+with it trains exactly the weights of a run without it.
+"""
+import os
+
+import torch
+
+from lib.config import ConfigError
+from lib.evaluation.metrics import ConfusionMatrix
+from lib.evaluation.score import SEGMENTATION_GT
+from lib.files import read_names
+from lib.image import read_image, read_label_png
+from lib.paths import dataset_path, split_list_path
+from lib.stage3.normalisation import inference_normalisation
+from lib.stage3.predict import multi_scale_scores
+from lib.training.distributed import all_reduce_sum, shard
+from lib.voc import NUM_CLASSES
+
+VAL_COLUMN = "val_mIoU"
+
+
+def validation_list(cfg):
+    """The list file of the validation images: ``val_list`` (dataset-relative), else the
+    list of ``split``."""
+    return dataset_path(cfg, cfg.val_list) if cfg.val_list else split_list_path(cfg)
+
+
+def validation_names(cfg):
+    """The names validation scores: the list's, its first ``val_max_images`` if set."""
+    path = validation_list(cfg)
+    key = "val_list" if cfg.val_list else "split"
+    if not os.path.isfile(path):
+        raise ConfigError(f"config key '{key}': list file not found: {path} (the images "
+                          f"val_every scores)")
+    names = read_names(path)
+    return names[:cfg.val_max_images] if cfg.val_max_images else names
+
+
+def validation_side(cfg):
+    """The one input side of validation: the middle of ``test_scales`` (385 published)."""
+    return sorted(cfg.test_scales)[len(cfg.test_scales) // 2]
+
+
+class Validation:
+    """The images, ground truth and input of validation, checked when training starts."""
+
+    def __init__(self, cfg):
+        self.every, self.last = cfg.val_every, cfg.max_iter
+        self.names = validation_names(cfg)
+        self.image_dir = os.path.join(cfg.dataset_root, "JPEGImages")
+        self.gt_dir = dataset_path(cfg, SEGMENTATION_GT)
+        missing = [n for n in self.names
+                   if not os.path.isfile(os.path.join(self.gt_dir, n + ".png"))]
+        if missing:
+            raise ConfigError(f"val_every: {len(missing)} validation images have no ground "
+                              f"truth in {self.gt_dir}, e.g. {missing[0]} (set val_list to "
+                              f"images that have, or val_every=0)")
+        self.side = validation_side(cfg)
+        self.normalisation = inference_normalisation(cfg)
+
+    def due(self, iteration):
+        """Whether validation runs after ``iteration``."""
+        return iteration % self.every == 0 or iteration == self.last
+
+    def miou(self, model, ctx):
+        """The mIoU (0..1) of ``model`` on the validation images; ``model`` is left in train
+        mode and the random streams as they were."""
+        confusion = ConfusionMatrix(NUM_CLASSES)
+        devices = [ctx.device] if ctx.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            model.eval()
+            try:
+                for name in shard(self.names, ctx):
+                    image_rgb = read_image(os.path.join(self.image_dir, name + ".jpg"))[:, :, ::-1]
+                    scores = multi_scale_scores(model, image_rgb, [self.side], ctx.device,
+                                                exact=False, normalisation=self.normalisation)
+                    gt = read_label_png(os.path.join(self.gt_dir, name + ".png"))
+                    confusion.update(gt, scores.argmax(axis=0))
+            finally:
+                model.train()
+        counts = all_reduce_sum(torch.from_numpy(confusion.matrix).to(ctx.device), ctx)
+        return ConfusionMatrix(NUM_CLASSES).merge(counts.cpu().numpy()).scores()["mIoU"]
