@@ -91,6 +91,11 @@ class TrainingTask:
     def start(self, cfg, ctx):
         """Called on every process before the first iteration (e.g. to start worker pools)."""
 
+    def report(self, logger):
+        """Log what the task found or chose before the first iteration (its data, its worker
+        processes), after the line that starts training (only the main process's logger
+        writes)."""
+
     def stop(self, failed):
         """Called on every process when training ends, also after an error (``failed``)."""
 
@@ -282,6 +287,7 @@ def _run(ctx, cfg, task, dataset, logger, begin):
                 "weights from %s", cfg.cfg_name, ctx.world_size, device,
                 len(loader.dataset.names), task.dataset_note(dataset), start + 1, cfg.max_iter,
                 cfg.batch_size, begin.state_file or begin.pretrain or "scratch")
+    task.report(logger)
     step = start
     with tqdm(total=cfg.max_iter, initial=start, desc=task.name, dynamic_ncols=True,
               disable=not ctx.is_main) as progress:
