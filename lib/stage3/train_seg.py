@@ -4,8 +4,9 @@ DeepLab-v2 from ``seg_pretrain``, the names of ``cue_file`` with their seeds fro
 (names of ``strong_list`` with their ground truth, SPEC 12), Caffe's distortions and crops,
 the balanced seed loss plus the constrain loss through the training-time dense CRF (the CRFs
 of a batch in ``crf_workers`` processes, equal to the serial ones; lib.crf.workers), Caffe's
-SGD with the step schedule. Checkpoints ``<save_model_path>/<cfg_name>/model_iter_<N>.pth``;
-resume as stage 2.
+SGD with the step schedule. Before training, the log shows the seeds' class mix and warns of
+initial seeds or seeds with almost no class (lib.dataset.seed_check). Checkpoints
+``<save_model_path>/<cfg_name>/model_iter_<N>.pth``; resume as stage 2.
 """
 import os
 
@@ -14,6 +15,7 @@ import torch
 from lib.config import ConfigError
 from lib.crf.batch import BatchCRF
 from lib.crf.workers import CRFBatch, crf_choice
+from lib.dataset.seed_check import seed_notes
 from lib.dataset.strong import strong_names, strong_note
 from lib.dataset.tags import load_tags
 from lib.dataset.voc12_seg import LABEL_STRIDE, VOC12SegDataset, check_seg_files
@@ -39,6 +41,7 @@ class SegTraining(TrainingTask):
     def __init__(self):
         self.crf = None
         self.crf_line = ""  # where the CRFs run, and why (start)
+        self.notes = []  # (logging level, line) of the seeds (build_dataset)
 
     def network(self, cfg):
         return deeplab_from_config(cfg)
@@ -59,6 +62,7 @@ class SegTraining(TrainingTask):
             max_iters=cfg.max_iter * cfg.batch_size, random_seed=cfg.random_seed,
             normalise=False)  # uint8 images, normalised on the device
         check_seg_files(dataset)
+        self.notes = seed_notes(dataset)
         return dataset
 
     def dataset_note(self, dataset):
@@ -80,6 +84,8 @@ class SegTraining(TrainingTask):
         self.crf_line = line
 
     def report(self, logger):
+        for level, line in self.notes:
+            logger.log(level, "%s", line)
         logger.info("%s", self.crf_line)
 
     def stop(self, failed):
