@@ -13,16 +13,16 @@ from lib.config import AUTO
 from lib.training.runtime import available_cores, usable_workers
 
 # The CRF work handed over at once, in pixels x labels x mean-field iterations, below which
-# ``auto`` runs the CRFs in this process. Measured with BatchCRF on the 2-core reference CPU,
-# its cores shared with other jobs (best of many alternating calls, serial and 2 workers):
-# the CRF costs 28-48 ns per unit in this process (the quick bench's 15 x 9 x 9 x 21 x 10 =
-# 0.26 M units: 7 ms); handing a batch to 2 workers and back costs 0.25-0.45 ms at best, far
-# more with a cold worker or busy cores (the quick bench once: 97 ms against 4 ms serially).
-# Below 1 M units (about 30 ms here) 2 workers saved a few ms per batch at best and lost as
-# often (15 x 9 x 9: 0.9-1.6x over runs; 15 x 17 x 17, 0.9 M: 0.8-1.3x), which a pool's start
-# (0.4 s and 39 MB a worker) and a demo's two trainings side by side do not repay; from
-# 1.4 M (4 x 41 x 41) they won 1.6-2.7x, and 1.78x at the published 5.3 M (15 x 41 x 41) on
-# idle cores.
+# ``auto`` runs the CRFs in this process. Measured with BatchCRF on the bench's training batches
+# (tools/bench.py --stages seg_crf at several sizes; best of many alternating calls) on the
+# 2-core reference CPU: the CRF costs 16-18 ns per unit in this process (15 x 9 x 9 x 21 x 10 =
+# 0.26 M units: 4.4 ms; the published 15 x 41 x 41, 5.3 M: 83-134 ms); handing a batch to 2
+# workers and back costs 0.25-0.45 ms at best, far more with a cold worker or busy cores (the
+# quick bench's training step, 2 images of 9 x 9: 140 ms in 2 workers against 3 ms serially).
+# Below 1 M units (16 ms here) 2 workers save a few ms per batch at best (15 x 9 x 9: 1.5x at
+# best, 0.6-0.7x on average while other jobs ran), which a pool's start (0.4 s and 39 MB a
+# worker) and a demo's two trainings side by side do not repay; at the published size they won
+# 1.78x on idle cores.
 MIN_PARALLEL_WORK = 1_000_000
 
 
