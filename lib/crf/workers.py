@@ -22,7 +22,7 @@ from lib.training.runtime import available_cores, usable_workers
 # Below 1 M units (16 ms here) 2 workers save a few ms per batch at best (15 x 9 x 9: 1.5x at
 # best, 0.6-0.7x on average while other jobs ran), which a pool's start (0.4 s and 39 MB a
 # worker) and a demo's two trainings side by side do not repay; at the published size they won
-# 1.78x on idle cores.
+# 1.78x on idle cores (0.95-1.1x while other jobs ran).
 MIN_PARALLEL_WORK = 1_000_000
 
 

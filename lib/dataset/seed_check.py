@@ -66,6 +66,7 @@ def seed_notes(dataset, count=SAMPLED_FILES):
         notes.append((logging.WARNING, (
             f"warning: seed_dir {folder}: only {classes} of {labelled} labelled pixels of "
             f"{len(names)} seed files are a class ({classes / max(labelled, 1):.2%}): the "
-            f"network will learn background almost everywhere; look at the seeds "
-            f"(tools/visualize.py --seeds {folder})")))
+            f"network will learn background almost everywhere; look at them with "
+            f"tools/visualize.py --dataset_root {dataset.root} --seeds {folder} --first 8 "
+            f"--out seeds.png")))
     return notes
