@@ -14,6 +14,7 @@ import yaml
 from lib.errors import UserError
 
 _NUM = (int, float)
+AUTO = "auto"  # a value of crf_workers: the code chooses (lib.crf.workers)
 
 
 class ConfigError(UserError):
@@ -97,7 +98,7 @@ SCHEMA = {
     "crf_alpha_high": (float, 32.0),
     "crf_scale": (float, 1.0),
     "crf_iterations": (int, 10),
-    "crf_workers": (int, 1),
+    "crf_workers": ((_choice(AUTO), int), AUTO),
     "save_class_maps": (bool, False),
     "save_pictures": (bool, False),
     # ---- stage 3: the segmentation network on the seeds (SPEC 11, 13) ----
@@ -290,6 +291,7 @@ def _check_ranges(cfg):
         ("width_mult", 0 < cfg.width_mult <= 1, "must be in (0, 1]"),
         ("conv5_dilation", cfg.conv5_dilation >= 1, "must be >= 1"),
         ("fg_thresh", 0 < cfg.fg_thresh < 1, "must be in (0, 1)"),
+        ("crf_workers", cfg.crf_workers == AUTO or cfg.crf_workers >= 0, "must be auto or >= 0"),
         ("crop_size", cfg.crop_size >= 9 and (cfg.crop_size - 1) % 8 == 0,
          "must be 8k + 1 (321, 65 ...): the network's output side is then the label's "
          "label[::8] side"),

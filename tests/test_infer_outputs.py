@@ -94,6 +94,8 @@ def test_crf_seeds_are_the_same_with_any_number_of_workers(voc, checkpoint, tmp_
                            save_pictures=True)
         out = infer_cam.run(cfg)
         runs[workers] = [_files(out), _files(class_maps_dir(out)), _files(pictures_dir(out))]
+        with open(out.rstrip("/") + ".log") as log:
+            assert log.read().count("CRF in ") == 1  # where the CRFs ran, said once
     assert runs[1] == runs[2]
     seeds = [cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
              for data in runs[1][0].values()]

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from lib.crf.workers import crf_workers
 from lib.dataset.check import check_files
 from lib.dataset.voc12_sgan import VOC12SalInferDataset
 from lib.image import normalise_on_device
@@ -28,7 +29,7 @@ from lib.records import (
 from lib.seeds.writer import ImageJob, write_image_outputs
 from lib.training.distributed import all_reduce_sum, barrier, launch
 from lib.training.run_folder import load_trained_network
-from lib.training.runtime import amp_dtype, autocast, loader_workers, process_logger, usable_workers
+from lib.training.runtime import amp_dtype, autocast, loader_workers, process_logger
 from lib.workers import WorkerQueue
 
 # Config keys that change any stage's class maps, hence its seeds (the folder's record).
@@ -115,7 +116,7 @@ def _infer(ctx, cfg, seed_model, settings, log_file):
     dtype = amp_dtype(cfg.amp, device)
     memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
     crf_in_workers = settings.seed_mode == "crf" and dataset.names
-    workers = usable_workers(cfg.crf_workers, ctx) if crf_in_workers else 0
+    workers = crf_workers(cfg, ctx, logger, pipelined=True) if crf_in_workers else 0
     logger.info("%s seeds for %d images on %d x %s from %s into %s; %d already there%s",
                 settings.seed_mode, todo, ctx.world_size, device, weights, out_dir, total - todo,
                 "" if cfg.overwrite else " (overwrite=true to redo them)")

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from lib.config import ConfigError
+from lib.crf.workers import crf_workers
 from lib.dataset.check import check_files
 from lib.dataset.tags import load_tags
 from lib.errors import UserError, first_few
@@ -36,7 +37,7 @@ from lib.stage3.predict import (
 )
 from lib.training.distributed import all_reduce_sum, barrier, launch
 from lib.training.run_folder import load_trained_network
-from lib.training.runtime import amp_dtype, autocast, loader_workers, process_logger, usable_workers
+from lib.training.runtime import amp_dtype, autocast, loader_workers, process_logger
 from lib.workers import WorkerQueue
 
 # Config keys that change the labels (the folder's record, with the weights' identity).
@@ -140,7 +141,7 @@ def _infer(ctx, cfg):
         with autocast(dtype, device):
             return model(batch.contiguous(memory_format=memory_format)).float()
 
-    workers = usable_workers(cfg.crf_workers, ctx) if cfg.seg_crf and images.names else 0
+    workers = crf_workers(cfg, ctx, logger, pipelined=True) if cfg.seg_crf and images.names else 0
     started = time.monotonic()
     with WorkerQueue(functools.partial(write_labels, cfg.seg_crf), workers) as writer, \
             torch.no_grad():

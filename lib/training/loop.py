@@ -93,6 +93,11 @@ class TrainingTask:
     def start(self, cfg, ctx):
         """Called on every process before the first iteration (e.g. to start worker pools)."""
 
+    def report(self, logger):
+        """Log what the task found or chose before the first iteration (its data, its worker
+        processes), after the line that starts training (only the main process's logger
+        writes)."""
+
     def stop(self, failed):
         """Called on every process when training ends, also after an error (``failed``)."""
 
@@ -294,6 +299,7 @@ def _run(ctx, cfg, task, dataset, logger, begin):
                 "weights from %s", cfg.cfg_name, ctx.world_size, device,
                 len(loader.dataset.names), task.dataset_note(dataset), start + 1, cfg.max_iter,
                 cfg.batch_size, begin.state_file or begin.pretrain or "scratch")
+    task.report(logger)
     step = start
     metrics = RunMetrics(out_dir, metric_columns(task.term_names, task.validates(cfg)), start,
                          ctx.is_main, logger)

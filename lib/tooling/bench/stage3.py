@@ -4,19 +4,20 @@ W = ``crf_workers`` (default: the cores this process may use). Issue 14's goal: 
 and the inference at least 0.8 x W times the serial figure with W workers.
 - seg_crf: the dense CRFs of one training batch (``crf_batch`` images at the label side, 41 x 41
   for S = 321, the image41 of VOC12SegDataset) serially, as the published CRF layer runs them,
-  and in W worker processes (lib.crf.batch.BatchCRF), alternately; the marginals must be
-  equal.
+  in W worker processes (lib.crf.batch.BatchCRF) and as the default (``crf_workers: auto``,
+  lib.crf.workers) chooses for the batch, alternately; the marginals must be equal.
 - seg_infer: images/s end to end (decode, three scales, zooms, softmax, full-size CRF, PNG): the
   published test_ms.py's way (one image at a time, scipy zooms, the CRF in this process)
   against infer_seg's own loop (zooms on the device, the CRFs in W worker processes while the
   network takes the next image; also with the CRF in this process; the serial ways on fewer
-  images, as their rate is per image). On a CPU the network is a stub, fixed random logits of
-  DeepLabV2's shapes: the real one would dominate and take the cores the CRF workers need. On
-  CUDA it is DeepLabV2 with random weights.
+  images, as their rate is per image), and what the default chooses. On a CPU the network is a
+  stub, fixed random logits of DeepLabV2's shapes: the real one would dominate and take the
+  cores the CRF workers need. On CUDA it is DeepLabV2 with random weights.
 - seg_train: SegTraining's step at S through the loop's own step, the seconds in its batch CRF
-  and their share of the step, with the CRFs in W workers and serially (as published); FLOPs
-  counted from the layer shapes, MFU on CUDA.
+  and their share of the step, with the CRFs in W workers, serially (as published) and where
+  the default puts them; FLOPs counted from the layer shapes, MFU on CUDA.
 """
+import contextlib
 import functools
 import os
 import time
@@ -24,7 +25,9 @@ import time
 import numpy as np
 import torch
 
+from lib.config import AUTO, load_config
 from lib.crf.batch import BatchCRF
+from lib.crf.workers import CRFBatch, crf_choice
 from lib.image import read_label_png, write_palette_png
 from lib.losses.seg import CRF_ITERATIONS, CRF_SCALE, smoothed_probabilities
 from lib.network.deeplab import DeepLabV2
@@ -47,6 +50,7 @@ from lib.tooling.bench.train import (
     throughput,
     time_training,
 )
+from lib.training.distributed import DistContext
 from lib.training.runtime import available_cores, resolve_device
 from lib.voc import NUM_CLASSES
 from lib.workers import WorkerQueue
@@ -88,32 +92,49 @@ def crf_batch_inputs(root, options):
     return (-smoothed_probabilities(logits)).detach().numpy(), images
 
 
+def default_choice(batch=None, pipelined=False):
+    """{"workers", "choice"}: where the default ``crf_workers`` (auto) runs the CRFs of one
+    process here (lib.crf.workers.crf_choice), and its log line."""
+    workers, line = crf_choice(load_config(None), DistContext(0, 1, torch.device("cpu")), batch,
+                               pipelined)
+    return {"workers": workers, "choice": line}
+
+
+def default_text(result):
+    return f"default: {result['default']['choice']}"
+
+
 def bench_seg_crf(root, options):
-    """Milliseconds per batch CRF serially and in W workers, timed alternately (so that other
-    load on the machine hits both alike); their marginals must be equal."""
+    """Milliseconds per batch CRF serially, in W workers and as the default chooses, timed
+    alternately (so that other load on the machine hits each alike; the default's way is one
+    of the others, or a third); their marginals must be equal."""
     unary, images = crf_batch_inputs(root, options)
+    default = default_choice(CRFBatch(len(images), images.shape[1], NUM_CLASSES, CRF_ITERATIONS))
+    ways = {"serial": 0, "workers": options.crf_workers, "auto": default["workers"]}
     load = os.getloadavg()[0]
-    seconds = {"serial": 0.0, "workers": 0.0}
-    with BatchCRF(0) as serial, BatchCRF(options.crf_workers) as parallel:
-        crfs = {"serial": serial, "workers": parallel}
-        first = {key: crf(unary, images, CRF_SCALE, CRF_ITERATIONS) for key, crf in crfs.items()}
-        if not np.array_equal(first["serial"], first["workers"]):
+    seconds = dict.fromkeys(set(ways.values()), 0.0)
+    with contextlib.ExitStack() as stack:
+        crfs = {workers: stack.enter_context(BatchCRF(workers)) for workers in seconds}
+        first = {workers: crf(unary, images, CRF_SCALE, CRF_ITERATIONS)
+                 for workers, crf in crfs.items()}
+        if not all(np.array_equal(first[0], marginals) for marginals in first.values()):
             raise RuntimeError("the batch CRF in workers differs from the serial one")
         for _ in range(options.crf_repeats):
-            for key, crf in crfs.items():
+            for workers, crf in crfs.items():
                 start = time.perf_counter()
                 crf(unary, images, CRF_SCALE, CRF_ITERATIONS)
-                seconds[key] += time.perf_counter() - start
-    ms = {key: 1e3 * value / options.crf_repeats for key, value in seconds.items()}
+                seconds[workers] += time.perf_counter() - start
+    ms = {key: 1e3 * seconds[workers] / options.crf_repeats for key, workers in ways.items()}
     return {"batch": len(images), "side": images.shape[1], "workers": options.crf_workers,
             "repeats": options.crf_repeats, "ms_per_batch": ms, "load_average": load,
-            **goal_fields(ms["serial"] / ms["workers"], options.crf_workers)}
+            "default": default, **goal_fields(ms["serial"] / ms["workers"], options.crf_workers)}
 
 
 def seg_crf_table(result):
     ms = result["ms_per_batch"]
     body = [["serial, one image after another (published)", f"{ms['serial']:.1f}"],
-            [f"BatchCRF, {result['workers']} worker processes", f"{ms['workers']:.1f}"]]
+            [f"BatchCRF, {result['workers']} worker processes", f"{ms['workers']:.1f}"],
+            [default_text(result), f"{ms['auto']:.1f}"]]
     return (f"\nstage 3 batch CRF: {result['batch']} images of {result['side']} x "
             f"{result['side']}, {CRF_ITERATIONS} mean-field iterations, {result['repeats']} "
               f"batches each way\n"
@@ -204,6 +225,7 @@ def bench_seg_infer(root, work, options, device):
     rates = {key: row["images_per_s"] for key, row in rows.items()}
     return {"network": network, "workers": options.crf_workers,
             "loader_workers": options.workers, "rows": rows, "load_average": load,
+            "default": default_choice(pipelined=True),
             "label_agreement": label_agreement(
                 names[:min(options.seg_serial_images, options.seg_infer_images)], folders),
             **goal_fields(rates["workers"] / rates["published"], options.crf_workers)}
@@ -216,7 +238,7 @@ def seg_infer_table(result):
             f"full-size CRF; {result['network']}\n"
             + format_table(["way", "images", "images/s"], body) + "\n" + goal_text(result)
             + f"; labels equal to the published way's on {100 * result['label_agreement']:.3f}%"
-              " of pixels")
+              " of pixels\n" + default_text(result))
 
 
 class TimedCRF:
@@ -238,6 +260,7 @@ class TimedSegTraining(SegTraining):
     def start(self, cfg, ctx):
         super().start(cfg, ctx)
         self.crf_durations = []
+        self.crf_processes = self.crf.workers
         self.crf = TimedCRF(self.crf, self.crf_durations)
 
     def stop(self, failed):
@@ -265,7 +288,8 @@ def _seg_train_row(root, options, mode, crf_workers):
     seconds, peak, peak_kind = time_training(task, cfg, options, device)
     crf_seconds = sum(task.crf_durations[-options.steps:]) / options.steps
     flops = BACKWARD_FACTOR * deeplab_forward_flops(options.size, options.batch)
-    return {"mode": mode, "crf_workers": crf_workers, "batch": options.batch,
+    return {"mode": mode, "crf_workers": crf_workers, "crf_processes": task.crf_processes,
+            "crf_choice": task.crf_line, "batch": options.batch,
             "s_per_iter": seconds, "samples_per_s": options.batch / seconds,
             "crf_s_per_iter": crf_seconds, "crf_share": crf_seconds / seconds,
             "peak_memory_bytes": peak, "peak_memory_kind": peak_kind,
@@ -273,21 +297,32 @@ def _seg_train_row(root, options, mode, crf_workers):
 
 
 def bench_seg_train(root, options, device):
-    """One row per mode with the CRFs in W workers, and one (the first mode) with them serial.
-    On CPU each runs in a fresh process."""
-    configs = [(mode, options.crf_workers) for mode in options.modes] + [(options.modes[0], 0)]
+    """One row per mode with the CRFs in W workers, one (the first mode) with them serial and
+    one (the first mode) with the default, crf_workers auto. On CPU each runs in a fresh
+    process."""
+    configs = [(mode, options.crf_workers) for mode in options.modes] + [
+        (options.modes[0], 0), (options.modes[0], AUTO)]
     if device.type == "cuda":
         return [_seg_train_row(root, options, mode, workers) for mode, workers in configs]
     return [in_fresh_process(_seg_train_row, root, options, mode, workers)
             for mode, workers in configs]
 
 
+def crf_cell(row):
+    """Where a row's CRFs ran: W workers, serial, or what the default chose."""
+    workers = row["crf_processes"]
+    where = f"{workers} workers" if workers > 1 else "serial"
+    return f"auto: {where}" if row["crf_workers"] == AUTO else where
+
+
 def seg_train_table(rows):
-    body = [[r["mode"], f"{r['crf_workers']} workers" if r["crf_workers"] > 1 else "serial",
+    body = [[r["mode"], crf_cell(r),
              r["batch"], f"{r['s_per_iter']:.3f}", f"{r['samples_per_s']:.1f}",
              f"{1e3 * r['crf_s_per_iter']:.0f} ({100 * r['crf_share']:.1f}%)",
              peak_memory_cell(r), f"{r['flops_per_iter'] / 1e9:.4g}",
              f"{r['tflops_per_s']:.3g}", mfu_cell(r)] for r in rows]
     return ("\nstage 3 training step (DeepLabV2 vgg16, seed + constrain loss with its CRF)\n"
             + format_table(["mode", "CRF", "batch", "s/iter", "samples/s", "CRF ms (share)",
-                            "peak MiB", "GFLOP/iter", "TFLOP/s", "MFU"], body))
+                            "peak MiB", "GFLOP/iter", "TFLOP/s", "MFU"], body)
+            + "".join(f"\ndefault: {r['crf_choice']}" for r in rows
+                      if r["crf_workers"] == AUTO))
