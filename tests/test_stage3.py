@@ -125,6 +125,19 @@ def test_an_interrupted_run_resumes_to_the_same_weights(work):
         assert torch.equal(ours[key], value), key
 
 
+def test_overwrite_with_a_network_the_config_cannot_build_keeps_the_run(work):
+    kept = train(work, "cfg_name=kept", "max_iter=1")
+    assert kept.returncode == 0, kept.stderr
+    run_dir = work / "model" / "kept"
+    before = {name: (run_dir / name).read_bytes() for name in os.listdir(run_dir)}
+    assert {"model_iter_1.pth", "train_state.pth", "config.yml", "train.log"} <= set(before)
+    refused = run_tool("stage3/train_seg.py", *config_args(
+        "cfg_name=kept", "max_iter=1", "width_mult=0.25", "overwrite=true", cfg_file=RESNET,
+        pretrain=""), cwd=work)
+    assert one_line(refused) and "'width_mult' narrows the vgg16 backbone only" in refused.stderr
+    assert before == {name: (run_dir / name).read_bytes() for name in os.listdir(run_dir)}
+
+
 def test_the_crfs_of_a_batch_in_workers_train_the_same_weights(work):
     for workers in (0, 2):
         result = train(work, f"cfg_name=crf{workers}", "max_iter=2", f"crf_workers={workers}")

@@ -4,6 +4,8 @@ Under ``torchrun`` (RANK / WORLD_SIZE / LOCAL_RANK in the environment) every pro
 the group torchrun made. Started plainly, a job spawns ``num_processes`` processes itself
 (0 = one per visible GPU, so the paper's ``CUDA_VISIBLE_DEVICES=0,1 python ...`` uses both);
 with one process nothing distributed is set up at all. Backend nccl on CUDA, gloo on CPU.
+The parent of self-spawned processes passes SIGTERM on to them and waits while they stop
+(lib/training/interrupt.py).
 """
 import os
 import socket
@@ -14,8 +16,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lib.errors import UserError
+from lib.errors import Interrupted, UserError
+from lib.training.interrupt import forwarding_stop_signals
 from lib.training.runtime import check_device, resolve_device
+
+INTERRUPTED_STATUSES = (130, 143)  # 128 + SIGINT, 128 + SIGTERM
+STOPPING_SECONDS = 10  # when one self-spawned process ends with an error, the others get this
+#                        long to end as well before they are terminated
 
 
 @dataclass(frozen=True)
@@ -86,8 +93,8 @@ def _spawned(local_rank, world_size, port, worker, cfg):
         if ctx.is_main:
             print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:  # the parent reports the interruption
-        sys.exit(130)
+    except KeyboardInterrupt as exc:  # the loop logged where and how to resume
+        sys.exit(getattr(exc, "status", 130))
     finally:
         dist.destroy_process_group()
 
@@ -116,9 +123,16 @@ def launch(worker, cfg):
     processes = requested_processes(cfg)
     if processes == 1:
         return worker(DistContext(0, 1, _process_device(cfg.device, 0)), cfg)
+    context = mp.start_processes(_spawned, args=(processes, _free_port(), worker, cfg),
+                                 nprocs=processes, join=False, start_method="spawn")
     try:
-        mp.spawn(_spawned, args=(processes, _free_port(), worker, cfg), nprocs=processes)
+        with forwarding_stop_signals(context.processes):
+            while not context.join(grace_period=STOPPING_SECONDS):
+                pass
     except mp.ProcessExitedException as exc:
+        if exc.exit_code in INTERRUPTED_STATUSES:
+            raise Interrupted("interrupted (see the last line of process 0 above)",
+                              exc.exit_code - 128) from None
         raise UserError(f"process {exc.error_index} of {processes} failed "
                         f"(exit code {exc.exit_code}); see its message above") from None
     return None
