@@ -17,7 +17,8 @@ import threading
 import torch
 import torch.distributed as dist
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+from lib.workers import STOP_SIGNALS
+
 
 
 @contextlib.contextmanager
@@ -64,14 +65,6 @@ def stop_requests():
     requests = StopRequests()
     with _handling_stop_signals(requests.ask):
         yield requests
-
-
-def ignore_stop_signals(worker_id=None):
-    """A loader worker's start: leave Ctrl-C and SIGTERM to the training process (it stops at
-    an iteration's end; a worker ended by SIGTERM would fail the batch under way). A worker
-    still ends with its parent."""
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
 
 
 @contextlib.contextmanager

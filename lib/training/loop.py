@@ -36,12 +36,13 @@ from lib.paths import check_dataset_paths, model_dir, pretrain_path
 from lib.training.checkpointing import (load_train_state, restore, resume_path, save_checkpoint,
                                         save_train_state)
 from lib.training.distributed import barrier, launch
-from lib.training.interrupt import ignore_stop_signals, stop_requests
+from lib.training.interrupt import stop_requests
 from lib.training.metrics import RunMetrics, Throughput, metric_columns
 from lib.training.run_folder import (LOG_NAME, SET_ASIDE, SET_ASIDE_NOTE, TRAIN_STATE,
                                      claim_for_new_run, ending_line, finish_replacement,
                                      put_back, recover_set_aside, set_aside, write_record_once)
 from lib.training.runtime import amp_dtype, loader_workers, process_logger
+from lib.workers import ignore_stop_signals
 
 MAX_SKIPPED_STEPS = 100  # fp16: training stops after this many skipped steps in a row
 
