@@ -133,8 +133,9 @@ def test_overwrite_keeps_the_old_run_until_the_new_runs_first_checkpoint(run):
     assert first.returncode == 0, first.stderr
     folder = run["out"] / "model" / "other"
     old = _files(folder)
-    assert sorted(old) == ["config.yml", "model_iter_1.pth", "model_iter_2.pth",
-                           "model_iter_3.pth", "train_state.pth"]
+    assert listed_run_files(folder) == ["config.yml", "metrics.csv", "model_iter_1.pth",
+                                        "model_iter_2.pth", "model_iter_3.pth", "train.log",
+                                        "train_state.pth"]
     log = (folder / "train.log").read_text()
 
     # refused when it builds its network (weights of another width): nothing has changed

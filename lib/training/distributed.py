@@ -81,6 +81,15 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _run_then_leave_together(worker, ctx, cfg):
+    """``worker(ctx, cfg)``, then a barrier: a process that finished waits for the others
+    before the group is destroyed, so rank 0, whose store the group uses, is not gone while
+    another process still talks to it (under load that aborted the other process)."""
+    result = worker(ctx, cfg)
+    dist.barrier()
+    return result
+
+
 def _spawned(local_rank, world_size, port, worker, cfg):
     """Entry point of a self-spawned process: join the group, run, report errors in one line."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -88,7 +97,7 @@ def _spawned(local_rank, world_size, port, worker, cfg):
     if ctx.device.type == "cpu":  # share the cores instead of oversubscribing them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
     try:
-        worker(ctx, cfg)
+        _run_then_leave_together(worker, ctx, cfg)
     except UserError as exc:
         if ctx.is_main:
             print(f"error: {exc}", file=sys.stderr)
@@ -117,7 +126,7 @@ def launch(worker, cfg):
         ctx = _join_group(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
                           int(os.environ.get("LOCAL_RANK", 0)), cfg.device)
         try:
-            return worker(ctx, cfg)
+            return _run_then_leave_together(worker, ctx, cfg)
         finally:
             dist.destroy_process_group()
     processes = requested_processes(cfg)
