@@ -202,11 +202,18 @@ def _coerce(key, spec, value):
     raise ConfigError(f"config key '{key}': expected {_type_name(spec)}, got {value!r}")
 
 
+# A path value may start from the dataset's folder: "{dataset_root}/ini_seed/base_30_bg" follows
+# whatever dataset_root the file or an override gives.
+DATASET_ROOT_FIELD = "{dataset_root}"
+
+
 def parse_override(text):
     """Split ``key=value`` and type the value by YAML rules (``lr=0.01`` is a float)."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise ConfigError(f"override '{text}': expected key=value")
+    if DATASET_ROOT_FIELD in raw:  # a path, not a YAML flow mapping
+        return key.strip(), raw
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
@@ -242,6 +249,9 @@ def load_config(path=None, overrides=()):
         cfg[key] = _coerce(key, spec, values.pop(key)) if key in values else _copy(default)
     if values:
         raise ConfigError(_unknown_keys_line(sorted(values)))
+    for key, value in cfg.items():
+        if isinstance(value, str) and key != "dataset_root":
+            cfg[key] = value.replace(DATASET_ROOT_FIELD, cfg.dataset_root)
     _check_ranges(cfg)
     cfg["cfg_file"] = path
     cfg["given_keys"] = given

@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from lib.config import ConfigError
+from lib.config import DATASET_ROOT_FIELD, ConfigError
 from lib.crf.batch import BatchCRF
 from lib.crf.workers import CRFBatch, crf_choice
 from lib.dataset.seed_check import seed_notes
@@ -21,7 +21,8 @@ from lib.dataset.tags import load_tags
 from lib.dataset.voc12_seg import LABEL_STRIDE, VOC12SegDataset, check_seg_files
 from lib.losses import seg_loss
 from lib.losses.seg import CRF_ITERATIONS
-from lib.network.deeplab import deeplab_from_config, load_initial_weights
+from lib.network.deeplab import deeplab_from_config
+from lib.network.deeplab_init import load_initial_weights
 from lib.optim import build_caffe_sgd, step_lr
 from lib.paths import dataset_path, model_dir
 from lib.stage3.normalisation import check_input_scale, training_normalisation
@@ -55,7 +56,9 @@ class SegTraining(TrainingTask):
         check_input_scale(cfg)  # before anything is written
         if not os.path.isdir(cfg.seed_dir):
             raise ConfigError(f"config key 'seed_dir': folder not found: {cfg.seed_dir} (the "
-                              f"seeds infer_cam writes)")
+                              f"seeds infer_cam writes; a relative path is read from the "
+                              f"working folder, and '{DATASET_ROOT_FIELD}/...' follows "
+                              f"dataset_root)")
         names = sorted(load_tags(dataset_path(cfg, cfg.cue_file)))
         dataset = VOC12SegDataset(
             cfg.dataset_root, names, cfg.seed_dir, resize=cfg.seg_resize,
