@@ -11,13 +11,12 @@ differ, and the differences are logged.
 import os
 
 import torch
-import torch.distributed as dist
 
 from lib.config import RUN_TIME_KEYS, SCHEMA, after_training_keys
 from lib.errors import UserError
 from lib.network.checkpoint import load_file, save_state_dict
 from lib.paths import model_dir
-from lib.training.distributed import barrier
+from lib.training.distributed import barrier, gather_objects
 from lib.training.run_folder import TRAIN_STATE
 
 
@@ -73,14 +72,6 @@ def _rng_state(ctx):
     return state
 
 
-def _gather(obj, ctx):
-    if not ctx.distributed:
-        return [obj]
-    gathered = [None] * ctx.world_size
-    dist.all_gather_object(gathered, obj)
-    return gathered
-
-
 def restore(state, model, optimizer, ctx, logger):
     """Load a train state into ``model`` and ``optimizer`` and this process's RNG; return
     the iteration it was saved at."""
@@ -99,7 +90,7 @@ def restore(state, model, optimizer, ctx, logger):
 
 def save_checkpoint(model, optimizer, step, cfg, ctx):
     """``model_iter_<step>.pth`` and the resumable ``train_state.pth``, written by rank 0."""
-    rng = _gather(_rng_state(ctx), ctx)
+    rng = gather_objects(_rng_state(ctx), ctx)
     path = os.path.join(model_dir(cfg), f"model_iter_{step}.pth")
     if ctx.is_main:
         save_state_dict(model.state_dict(), path)
