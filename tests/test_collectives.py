@@ -11,8 +11,7 @@ from torch.utils._pytree import tree_leaves
 
 from conftest import REPO
 from infer_helpers import infer_config, write_checkpoint
-from lib.seeds import inference
-from lib.stage3 import infer_seg as _seg
+from lib import inference
 from lib.config import load_config
 from lib.network.checkpoint import save_state_dict
 from lib.network.classifier import VGG16Classifier
@@ -73,7 +72,6 @@ def two_processes(monkeypatch):
     monkeypatch.setattr(dist, "barrier", lambda *args, **kwargs: None)
     ctx = DistContext(0, 2, DEVICE)
     monkeypatch.setattr(inference, "launch", lambda worker, cfg: worker(ctx, cfg))
-    monkeypatch.setattr(_seg, "launch", lambda worker, cfg: worker(ctx, cfg))
     with ProcessDevice():
         yield ctx
 

@@ -23,12 +23,13 @@ import time
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from lib.crf.batch import BatchCRF
 from lib.image import read_label_png, write_palette_png
 from lib.losses.seg import CRF_ITERATIONS, CRF_SCALE, smoothed_probabilities
 from lib.network.deeplab import DeepLabV2
-from lib.stage3.infer_seg import Images, submit_images, write_labels
+from lib.stage3.infer_seg import Images, as_list, label_jobs, write_labels
 from lib.stage3.predict import TEST_SCALES, predict_labels
 from lib.stage3.train_seg import SegTraining
 from lib.tooling.bench.common import (
@@ -150,17 +151,21 @@ def published_inference(forward, images, device, out_dir):
     """test_ms.py's loop: one image after another, scipy zooms, softmax, the CRF and the PNG
     in this process."""
     for index in range(len(images)):
-        name, image_rgb = images[index]
-        labels = predict_labels(forward, image_rgb, TEST_SCALES, device, exact=True, crf=True)
-        write_palette_png(os.path.join(out_dir, name + ".png"), labels)
+        item = images[index]
+        labels = predict_labels(forward, item["image"], TEST_SCALES, device, exact=True, crf=True)
+        write_palette_png(os.path.join(out_dir, item["name"] + ".png"), labels)
 
 
 def repository_inference(forward, images, device, out_dir, workers, loader_workers):
-    """infer_seg's loop: the network in this process, softmax, CRF and PNG in ``workers``
-    processes (0: in this process)."""
+    """infer_seg's loop (lib.inference): the images decoded by ``loader_workers`` processes,
+    the network in this process, softmax, CRF and PNG in ``workers`` processes (0: in this
+    process)."""
+    loader = DataLoader(images, batch_size=1, collate_fn=as_list, num_workers=loader_workers)
     with WorkerQueue(functools.partial(write_labels, True), workers) as writer, torch.no_grad():
-        submit_images(forward, images, writer, TEST_SCALES, device,
-                      lambda name: os.path.join(out_dir, name + ".png"), workers=loader_workers)
+        for batch in loader:
+            for job in label_jobs(forward, batch, TEST_SCALES, device,
+                                  lambda name: os.path.join(out_dir, name + ".png")):
+                writer.submit(job)
 
 
 def label_agreement(names, folders):
