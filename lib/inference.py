@@ -3,7 +3,7 @@ and infer_seg (lib.stage3.infer_seg).
 
 On every process of the job (lib.training.distributed.launch) the stage checks its inputs and
 builds its network (an :class:`InferencePlan`) before anything is written. The skeleton then
-checks the output folder's record (lib.records), takes this process's share of the names whose
+checks the output folder's record (lib.records, beside the folder), takes this process's share of the names whose
 outputs are not there yet (each process every world_size-th name), runs the network batch
 after batch on the device while worker processes write each image's outputs (lib.workers), and
 ends the log with a summary line, also when the run stops on an error or Ctrl-C. A rerun makes
@@ -92,9 +92,11 @@ def _infer(ctx, cfg, stage):
     trained, dataset = plan.trained, plan.dataset
     cfg = trained.cfg
     record = {**plan.record, "weights": weights_identity(trained.weights)}
-    prepare_output_folder(ctx, plan.folder, record, cfg.overwrite, plan.retry_hint,
-                          lambda: [plan.remove(name) for name in dataset.names])
+    moved = prepare_output_folder(ctx, plan.folder, record, cfg.overwrite, plan.retry_hint,
+                                  lambda: [plan.remove(name) for name in dataset.names])
     logger = process_logger(f"sgan.{stage.name}", plan.log_file, ctx.is_main)
+    if moved:
+        logger.info("%s", moved)
     if trained.adopted:
         logger.info("the network as its run trained it: %s", ", ".join(trained.adopted))
     total = len(dataset.names)

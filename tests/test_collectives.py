@@ -10,12 +10,19 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
 from conftest import REPO
-from infer_helpers import infer_config, write_checkpoint
+from infer_helpers import (
+    CLS,
+    SEG,
+    WIDTH,
+    infer_config,
+    infer_seg_config,
+    make_seeds_config,
+    write_checkpoint,
+    write_classifier_checkpoint,
+    write_seg_checkpoint,
+)
 from lib import inference
 from lib.config import load_config
-from lib.network.checkpoint import save_state_dict
-from lib.network.classifier import VGG16Classifier
-from lib.network.deeplab import DeepLabV2
 from lib.stage1 import make_seeds
 from lib.stage1.train_cls import ClassifierTraining
 from lib.stage2 import infer_cam
@@ -25,11 +32,8 @@ from lib.stage3.train_seg import SegTraining
 from lib.training import loop
 from lib.training.distributed import DistContext
 
-CLS = os.path.join(REPO, "config", "cls_vgg16_321x321.yml")
 PAPER = os.path.join(REPO, "config", "sgan_vgg16_321x321.yml")
-SEG = os.path.join(REPO, "config", "seg_deeplabv2_vgg16.yml")
 DEVICE = torch.device("cpu")  # the process's device: the only one that computes here
-WIDTH = 0.125
 
 
 def _on_device(tensor):
@@ -94,23 +98,16 @@ def test_seed_inference_of_stages_1_and_2(two_processes, synth_voc, tmp_path):
     seeds = infer_cam.run(infer_config(synth_voc, checkpoint, tmp_path / "res"))
     assert len(_pngs(seeds)) == 6  # process 0's half of the 12 images
 
-    torch.manual_seed(0)
-    save_state_dict(VGG16Classifier(width_mult=WIDTH).state_dict(), str(tmp_path / "cls.pth"))
-    cfg = load_config(CLS, {"dataset_root": synth_voc, "checkpoint": str(tmp_path / "cls.pth"),
-                            "width_mult": WIDTH, "resize": 33, "num_worker": 0,
-                            "test_batch_size": 4, "seed_out_path": str(tmp_path / "ini"),
-                            "save_model_path": str(tmp_path / "model")})
+    checkpoint = write_classifier_checkpoint(str(tmp_path / "cls.pth"))
+    cfg = make_seeds_config(synth_voc, checkpoint, tmp_path / "ini",
+                            save_model_path=str(tmp_path / "model"))
     assert len(_pngs(make_seeds.run(cfg))) == 6
 
 
 def test_label_inference_of_stage_3(two_processes, synth_voc, tmp_path):
-    torch.manual_seed(0)
-    save_state_dict(DeepLabV2(width_mult=WIDTH).state_dict(), str(tmp_path / "seg.pth"))
-    cfg = load_config(SEG, {"dataset_root": synth_voc, "checkpoint": str(tmp_path / "seg.pth"),
-                            "width_mult": WIDTH, "test_scales": [33, 41], "seg_crf": False,
-                            "num_worker": 0, "test_batch_size": 2, "split": "train",
-                            "res_path": str(tmp_path / "res")})
-    folder = infer_seg.run(cfg)
+    checkpoint = write_seg_checkpoint(str(tmp_path / "seg.pth"))
+    folder = infer_seg.run(infer_seg_config(synth_voc, checkpoint, tmp_path / "res",
+                                            test_batch_size=2, split="train"))
     assert _pngs(folder)
 
 

@@ -1,32 +1,73 @@
-"""The inference skeleton every stage shares (lib.inference): what it logs, also when a run
-stops."""
+"""The inference skeleton every stage shares (lib.inference): folders that hold their outputs
+and nothing else, their records beside them, and a log that ends with what a run wrote, also
+when it stops."""
 import os
 
+import numpy as np
 import pytest
-import torch
+from PIL import Image
 
-from conftest import REPO
-from infer_helpers import infer_config, write_checkpoint
-from lib.config import load_config
-from lib.network.checkpoint import save_state_dict
-from lib.network.deeplab import DeepLabV2
+from infer_helpers import (
+    infer_config,
+    infer_seg_config,
+    make_seeds_config,
+    write_checkpoint,
+    write_classifier_checkpoint,
+    write_seg_checkpoint,
+)
+from lib.records import read_record, record_path
 from lib.seeds import inference as seed_inference
+from lib.stage1 import make_seeds
 from lib.stage2 import infer_cam
 from lib.stage3 import infer_seg
 
-SEG = os.path.join(REPO, "config", "seg_deeplabv2_vgg16.yml")
-WIDTH = 0.125
+
+@pytest.fixture(scope="module")
+def folders(synth_voc, tmp_path_factory):
+    """{stage: the folder it wrote}: SGAN's seeds, the classifier's and the labels of val."""
+    tmp = tmp_path_factory.mktemp("outputs")
+    return {
+        "infer_cam": infer_cam.run(infer_config(
+            synth_voc, write_checkpoint(str(tmp / "sgan.pth")), tmp / "res")),
+        "make_seeds": make_seeds.run(make_seeds_config(
+            synth_voc, write_classifier_checkpoint(str(tmp / "cls.pth")), tmp / "ini",
+            save_model_path=str(tmp / "model"))),
+        "infer_seg": infer_seg.run(infer_seg_config(
+            synth_voc, write_seg_checkpoint(str(tmp / "seg.pth")), tmp / "res"))}
 
 
-def seg_config(root, tmp_path, **overrides):
-    """Stage 3's config for a quick CPU run on the synthetic tree (its val split)."""
-    torch.manual_seed(0)
-    checkpoint = tmp_path / "seg.pth"
-    if not checkpoint.exists():
-        save_state_dict(DeepLabV2(width_mult=WIDTH).state_dict(), str(checkpoint))
-    return load_config(SEG, {"dataset_root": root, "checkpoint": str(checkpoint),
-                             "width_mult": WIDTH, "test_scales": [33, 41], "seg_crf": False,
-                             "num_worker": 0, "res_path": str(tmp_path / "res"), **overrides})
+def published_evaluator_reads(folder):
+    """The published tools/eval_mIoU.py's loop: every entry of the folder opened as an image;
+    the arrays by name."""
+    return {name: np.array(Image.open(os.path.join(folder, name)))
+            for name in os.listdir(folder)}
+
+
+@pytest.mark.parametrize("stage", ["infer_cam", "make_seeds", "infer_seg"])
+def test_the_published_evaluator_reads_every_output_folder_whole(folders, stage):
+    folder = folders[stage]
+    read = published_evaluator_reads(folder)
+    assert read and all(name.endswith(".png") and array.ndim == 2
+                        for name, array in read.items())
+    assert os.path.isfile(folder + ".record.yml")  # what made it lies beside it
+    assert read_record(folder)["weights"].startswith("sha256:")
+
+
+def test_a_record_an_earlier_version_left_inside_its_folder_is_moved_beside_it(synth_voc,
+                                                                             tmp_path):
+    cfg = infer_config(synth_voc, write_checkpoint(str(tmp_path / "m.pth")), tmp_path)
+    out = infer_cam.run(cfg)
+    before = {n: open(os.path.join(out, n), "rb").read() for n in os.listdir(out)}
+    os.replace(record_path(out), os.path.join(out, "record.yml"))  # as earlier versions wrote
+    with pytest.raises(Exception, match="cam_thresh 0.25 -> 0.3"):  # read where it lies
+        infer_cam.run(infer_config(synth_voc, cfg.checkpoint, tmp_path, cam_thresh=0.3))
+    infer_cam.run(cfg)
+    assert {n: open(os.path.join(out, n), "rb").read() for n in os.listdir(out)} == before
+    assert read_record(out)["cam_thresh"] == 0.25 and os.path.isfile(record_path(out))
+    log = open(out + ".log").read()
+    assert log.count(f"moved the record of {out}") == 1
+    infer_cam.run(cfg)
+    assert open(out + ".log").read().count("moved the record") == 1
 
 
 def _failing_after(count, write):
@@ -50,7 +91,8 @@ def test_a_run_that_stops_ends_its_log_with_what_it_wrote(stage, synth_voc, tmp_
         run, folder = infer_cam.run, infer_cam.output_settings(cfg).seed_dir
     else:
         monkeypatch.setattr(infer_seg, "write_labels", _failing_after(1, infer_seg.write_labels))
-        cfg = seg_config(synth_voc, tmp_path, test_batch_size=1)
+        cfg = infer_seg_config(synth_voc, write_seg_checkpoint(str(tmp_path / "seg.pth")),
+                               tmp_path, test_batch_size=1)
         run, folder = infer_seg.run, infer_seg.segmentation_dir(cfg)
     with pytest.raises(RuntimeError, match="disk full"):
         run(cfg)
