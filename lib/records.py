@@ -80,7 +80,7 @@ def move_old_record(folder):
     return f"moved the record of {folder} from {old} to {new} (outside the folder of outputs)"
 
 
-def _show(value):
+def show_value(value):
     """A value as YAML on one line (``0.25``, ``[1, 2]``, ``null``)."""
     text = yaml.safe_dump(value, default_flow_style=True, width=1000)
     return text.strip().removesuffix("...").strip()
@@ -89,7 +89,7 @@ def _show(value):
 def record_differences(saved, wanted):
     """``key: saved -> wanted`` for every key whose value differs (absent keys show as null)."""
     keys = list(wanted) + [k for k in saved if k not in wanted]
-    return [f"{k} {_show(saved.get(k))} -> {_show(wanted.get(k))}" for k in keys
+    return [f"{k} {show_value(saved.get(k))} -> {show_value(wanted.get(k))}" for k in keys
             if saved.get(k) != wanted.get(k)]
 
 

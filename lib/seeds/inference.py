@@ -33,6 +33,7 @@ class SeedModel:
     attends_to_saliency = True  # reads the attention mask of sal_subdir (SPEC 2 step 6)
     record_keys = CLASS_MAP_KEYS  # config keys that change this network's class maps
     network_keys = ()  # config keys that choose the network: a checkpoint's run has its own
+    # (and its input's mean and std: lib.training.run_folder.INPUT_KEYS)
     retry_hint = "or write elsewhere"  # how to choose another output folder
 
     def network(self, cfg):

@@ -37,7 +37,9 @@ from lib.training.run_folder import load_trained_network
 # Config keys that change the labels (the folder's record, with the weights' identity).
 PREDICTION_KEYS = ("dataset_root", "split", "seg_backbone", "width_mult", "mean", "std",
                    "test_scales", "seg_crf", "restrict_to_tags", "amp")
-NETWORK_KEYS = ("seg_backbone", "width_mult")  # the keys that choose the network (a run records them)
+# The keys that choose the network: with its input's (mean, std), taken from the checkpoint's
+# run (lib.training.run_folder.load_trained_network).
+NETWORK_KEYS = ("seg_backbone", "width_mult")
 
 
 def split_names(cfg):
