@@ -3,11 +3,12 @@ and infer_seg (lib.stage3.infer_seg).
 
 On every process of the job (lib.training.distributed.launch) the stage checks its inputs and
 builds its network (an :class:`InferencePlan`) before anything is written. The skeleton then
-checks the output folder's record (lib.records, beside the folder), takes this process's share of the names whose
-outputs are not there yet (each process every world_size-th name), runs the network batch
-after batch on the device while worker processes write each image's outputs (lib.workers), and
-ends the log with a summary line, also when the run stops on an error or Ctrl-C. A rerun makes
-only what is missing. What differs between the stages is an :class:`InferenceStage`.
+checks the output folder's record (lib.records, beside the folder), takes this process's share
+of the names whose outputs are not there yet (each process every world_size-th name), runs the
+network batch after batch on the device while worker processes write each image's outputs
+(lib.workers), and ends the log with a summary line, also when the run stops on an error or
+Ctrl-C. A rerun makes only what is missing. What differs between the stages is an
+:class:`InferenceStage`.
 """
 import time
 from dataclasses import dataclass

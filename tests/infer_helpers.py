@@ -61,9 +61,10 @@ def make_seeds_config(dataset_root, checkpoint, seed_dir, **overrides):
 
 
 def write_seg_checkpoint(path):
-    """Save a fixed-seed DeepLabV2 (stage 3) of width WIDTH."""
+    """Save a fixed-seed DeepLabV2 (stage 3) of width WIDTH, He-initialised: its labels follow
+    the image (a default initialisation gives one label everywhere)."""
     torch.manual_seed(0)
-    save_state_dict(DeepLabV2(width_mult=WIDTH).state_dict(), path)
+    save_state_dict(DeepLabV2(width_mult=WIDTH, init="kaiming").state_dict(), path)
     return path
 
 

@@ -15,6 +15,7 @@ from infer_helpers import (
     write_classifier_checkpoint,
     write_seg_checkpoint,
 )
+from lib.network.deeplab import DeepLabV2
 from lib.records import read_record, record_path
 from lib.seeds import inference as seed_inference
 from lib.stage1 import make_seeds
@@ -99,3 +100,37 @@ def test_a_run_that_stops_ends_its_log_with_what_it_wrote(stage, synth_voc, tmp_
     last = open(folder + ".log").read().splitlines()[-1]
     assert "stopped by an error" in last and "1 images written, 0 skipped" in last, last
     assert "a rerun makes the rest" in last
+
+
+def test_infer_seg_runs_a_batch_per_forward_and_labels_as_one_at_a_time(synth_voc, tmp_path,
+                                                                        monkeypatch):
+    """test_batch_size 3: the training images (sizes all different) in batches of 3, one
+    forward per scale each; the PNGs are those of one image at a time, byte for byte (the
+    zooms and sums are per image; batched convolutions may round differently in the last bit,
+    far below what moves a label)."""
+    batches = []
+
+    class Recording(DeepLabV2):
+        def forward(self, image):
+            batches.append(len(image))
+            return super().forward(image)
+
+    monkeypatch.setattr(infer_seg, "deeplab_from_config", lambda cfg: Recording(
+        cfg.seg_backbone, width_mult=cfg.width_mult))
+    checkpoint = write_seg_checkpoint(str(tmp_path / "seg.pth"))
+    pngs, forwards = {}, {}
+    for size in (1, 3):
+        batches.clear()
+        folder = infer_seg.run(infer_seg_config(synth_voc, checkpoint, tmp_path / str(size),
+                                                split="train", test_batch_size=size,
+                                                seg_crf=True, crf_workers=0))
+        pngs[size] = {n: open(os.path.join(folder, n), "rb").read() for n in os.listdir(folder)}
+        forwards[size] = list(batches)
+    count = len(pngs[1])
+    assert count >= 7 and len({Image.open(os.path.join(folder, n)).size for n in pngs[3]}) > 1
+    assert forwards[1] == [1] * 2 * count  # two test scales
+    shares = [3] * (count // 3) + ([count % 3] if count % 3 else [])
+    assert forwards[3] == [n for n in shares for _ in range(2)]
+    assert len(np.unique(np.concatenate([np.array(Image.open(os.path.join(folder, n))).ravel()
+                                         for n in pngs[3]]))) > 2  # the labels follow the images
+    assert pngs[3] == pngs[1]

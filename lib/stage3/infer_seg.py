@@ -1,9 +1,10 @@
 """Stage-3 inference: labels of a split by the trained segmentation network (SPEC 11.5), one
 stage of the inference skeleton (lib.inference).
 
-Per image: the three test scales, normalised as the backbone's weights expect
-(lib.stage3.normalisation), through the network on the device, zoomed back and summed
-there (lib.stage3.predict), then, in worker processes, softmax with the 1e-5 floor, the
+Per batch of ``test_batch_size`` images: each image zoomed to the three test scales,
+normalised as the backbone's weights expect (lib.stage3.normalisation), one forward per
+scale for the batch on the device, each image's logits zoomed back and summed there
+(lib.stage3.predict), then, per image, in worker processes, softmax with the 1e-5 floor, the
 full-size dense CRF (``seg_crf``), the argmax (restricted to the tags with
 ``restrict_to_tags``) and a palette PNG ``<res_path>/<cfg_name>_<split>/NAME.png``. Several
 processes (torchrun or ``num_processes``) each take every world_size-th image; the folder
@@ -28,8 +29,8 @@ from lib.paths import dataset_path, segmentation_dir, split_list_path
 from lib.stage3.normalisation import check_input_scale, inference_normalisation
 from lib.stage3.predict import (
     PUBLISHED_TEST_INPUT,
+    batch_scores,
     labels_from_probabilities,
-    multi_scale_scores,
     probabilities,
 )
 from lib.training.run_folder import load_trained_network
@@ -107,13 +108,13 @@ def as_list(items):
 
 
 def label_jobs(forward, batch, scales, device, out_path, normalisation=PUBLISHED_TEST_INPUT):
-    """The LabelJobs of a batch of :class:`Images` items: their multi-scale scores (the
-    input normalised by ``normalisation``, zooms on ``device``); ``out_path(name)``: the PNG
-    to write."""
-    return [LabelJob(item["name"],
-                     multi_scale_scores(forward, item["image"], scales, device, exact=False,
-                                        normalisation=normalisation),
-                     item["path"], item["tags"], out_path(item["name"])) for item in batch]
+    """The LabelJobs of a batch of :class:`Images` items: their multi-scale scores, one
+    ``forward`` per scale for the whole batch (the input normalised by ``normalisation``,
+    zooms on ``device``); ``out_path(name)``: the PNG to write."""
+    scores = batch_scores(forward, [item["image"] for item in batch], scales, device,
+                          normalisation)
+    return [LabelJob(item["name"], item_scores, item["path"], item["tags"],
+                     out_path(item["name"])) for item, item_scores in zip(batch, scores)]
 
 
 def run(cfg):
