@@ -9,8 +9,9 @@ its outputs and nothing else, as the published evaluator and list readers expect
 identity of the weights (their SHA-256) and every setting that changes the outputs. A rerun
 continues only when its record is equal; else it stops with one line naming what differs, and
 ``overwrite=true`` rebuilds the folder. A folder that holds outputs but no record was made by
-something else (the published seeds, an older version) and is not mixed into either. A record that an earlier version wrote inside its
-folder is read there, and moved beside the folder by the next run.
+something else (the published seeds, an older version) and is not mixed into either. A record
+that an earlier version wrote inside its folder is read there, and moved beside the folder by
+the next run.
 """
 import hashlib
 import os

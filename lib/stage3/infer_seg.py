@@ -102,6 +102,11 @@ class Images(Dataset):
                 "path": path, "tags": None if self.tags is None else self.tags[name]}
 
 
+def label_path(folder, name):
+    """Where the labels of image ``name`` go in ``folder``."""
+    return os.path.join(folder, name + ".png")
+
+
 def as_list(items):
     """The loader's batch of :class:`Images` items: the list itself."""
     return items
@@ -137,9 +142,7 @@ class LabelInference(InferenceStage):
         images = Images(cfg.dataset_root, names, tags)
         check_files(names, images.path, {})
         folder = segmentation_dir(cfg)
-
-        def out_path(name):
-            return os.path.join(folder, name + ".png")
+        out_path = functools.partial(label_path, folder)
 
         def remove(name):
             if os.path.exists(out_path(name)):
@@ -162,7 +165,5 @@ class LabelInference(InferenceStage):
             with on.autocast():
                 return model(images.contiguous(memory_format=on.memory_format)).float()
 
-        folder = plan.folder
         return label_jobs(forward, batch, cfg.test_scales, on.device,
-                          lambda name: os.path.join(folder, name + ".png"),
-                          inference_normalisation(cfg))
+                          functools.partial(label_path, plan.folder), inference_normalisation(cfg))

@@ -32,7 +32,7 @@ from lib.crf.batch import BatchCRF
 from lib.image import read_label_png, write_palette_png
 from lib.losses.seg import CRF_ITERATIONS, CRF_SCALE, smoothed_probabilities
 from lib.network.deeplab import DeepLabV2
-from lib.stage3.infer_seg import Images, as_list, label_jobs, write_labels
+from lib.stage3.infer_seg import Images, as_list, label_jobs, label_path, write_labels
 from lib.stage3.predict import TEST_SCALES, batch_scores, predict_labels
 from lib.stage3.train_seg import SegTraining
 from lib.tooling.bench.common import (
@@ -170,7 +170,7 @@ def repository_inference(forward, images, device, out_dir, workers, loader_worke
     with WorkerQueue(functools.partial(write_labels, True), workers) as writer, torch.no_grad():
         for batch in loader:
             for job in label_jobs(forward, batch, TEST_SCALES, device,
-                                  lambda name: os.path.join(out_dir, name + ".png")):
+                                  functools.partial(label_path, out_dir)):
                 writer.submit(job)
 
 
