@@ -213,7 +213,7 @@ def test_killed_inference_leaves_whole_files_and_a_rerun_finishes(voc, tmp_path)
             f"checkpoint={checkpoint}", "width_mult=0.125", f"res_path={tmp_path / 'out'}",
             "num_worker=0", "resize=65"]
     # killed with the 4th seed PNG written to its temporary file but not yet renamed (the
-    # folder's record.yml is the first file written)
+    # folder's record, beside it, is the first file written)
     killed = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, check=False,
                             env=_signalled_at("atomic_write", 5, "SIGKILL"))
     assert killed.returncode == -signal.SIGKILL

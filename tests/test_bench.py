@@ -69,10 +69,15 @@ def test_quick_benchmark_prints_tables_and_one_json_line(tmp_path):
     assert crf["ms_per_batch"]["auto"] == crf["ms_per_batch"]["serial"]
     assert f"| default: {too_small} |" in run.stdout
     infer = result["seg_infer"]
-    assert set(infer["rows"]) == {"published", "inline", "workers"}
+    assert set(infer["rows"]) == {"published", "inline", "workers", "batched"}
     assert all(row["images_per_s"] > 0 for row in infer["rows"].values())
     assert infer["label_agreement"] >= 0.999  # SPEC 11.5's bar for the device zooms
     assert infer["default"]["workers"] == crf["workers"]  # full-size images: the cores
+    assert infer["batch_labels_equal"] is True
+    part = infer["network_part"]
+    assert part["batch"] == 2 and "DeepLabV2" in part["network"]
+    assert min(part["images_per_s"].values()) > 0
+    assert "| 2 (test_batch_size 2) |" in run.stdout
     rows = result["seg_train"]
     # W workers, serial, then the default: in the process for the 9 x 9 batches of 2
     assert [row["crf_workers"] for row in rows] == [crf["workers"], 0, "auto"]
@@ -214,3 +219,5 @@ def test_options_are_checked():
         check_options(BenchOptions(device="cpu", modes=("fp32",), crf_workers=0))
     with pytest.raises(UserError, match="seg_infer_images"):
         check_options(BenchOptions(device="cpu", modes=("fp32",), images=4, seg_infer_images=5))
+    with pytest.raises(UserError, match="seg_batch"):
+        check_options(BenchOptions(device="cpu", modes=("fp32",), seg_batch=0))

@@ -10,8 +10,10 @@ import sys
 import pytest
 
 from conftest import REPO, listed_run_files
-from lib.config import load_config
+from lib.config import ConfigError, load_config
 from lib.signal_point import ENV as SIGNAL_AT
+from lib.stage2 import infer_cam, train_sgan
+from lib.stage3 import infer_seg, train_seg
 from lib.training.run_folder import SET_ASIDE, SET_ASIDE_NOTE, load_trained_network
 
 PAPER = os.path.join(REPO, "config", "sgan_vgg16_321x321.yml")
@@ -198,3 +200,44 @@ def test_inference_caps_num_worker_and_ends_with_a_summary(run):
     assert "12 images written, 0 skipped" in last and f"{folder}_pictures" in last
     again = run_tool("stage2/infer_cam.py", *args, "save_pictures=true")
     assert "0 images written, 12 skipped (already there)" in again.stderr
+
+
+IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+SEG = os.path.join(REPO, "config", "seg_deeplabv2_vgg16.yml")
+
+
+def _trained_on_imagenet_input(stage, root, out):
+    """A one-iteration run of ``stage`` (2 or 3) with ImageNet's input normalisation (mean,
+    std: the demo's), He-initialised so that its outputs follow the image; the config that
+    infers from it, all else left to the defaults (mean and std among them)."""
+    common = {"dataset_root": root, "save_model_path": str(out / "model"), "cfg_name": "run",
+              "max_iter": 1, "width_mult": 0.125, "num_worker": 0, "init": "kaiming"}
+    if stage == 2:
+        train_sgan.run(load_config(None, {**common, **IMAGENET, "pretrain": None,
+                                          "resize": 33, "batch_size": 2}))
+        return infer_cam.run, {**common, "resize": 33}
+    train_seg.run(load_config(None, {**common, **IMAGENET, "seg_pretrain": None,
+                                     "seed_dir": os.path.join(root, "ini_seed", "base_30_bg"),
+                                     "seg_resize": 41, "crop_size": 33, "batch_size": 2,
+                                     "crf_workers": 0}))
+    return infer_seg.run, {**common, "test_scales": [33, 41], "seg_crf": False}
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_inference_feeds_the_network_the_input_its_run_trained_on(stage, synth_voc, tmp_path):
+    run, infer = _trained_on_imagenet_input(stage, synth_voc, tmp_path)
+    outputs = {}
+    for name, keys in (("given", IMAGENET), ("left_out", {})):
+        folder = run(load_config(None, {**infer, **keys, "res_path": str(tmp_path / name)}))
+        outputs[name] = {n: open(os.path.join(folder, n), "rb").read()
+                         for n in sorted(os.listdir(folder))}
+    assert outputs["given"] and outputs["left_out"] == outputs["given"]
+    log = open(folder + ".log").read()
+    assert f"the network as its run trained it: mean {IMAGENET['mean']!r}, std " in log
+    # the stage's published config says caffe's input: one line naming both values
+    published = PAPER if stage == 2 else SEG
+    with pytest.raises(ConfigError) as error:
+        run(load_config(published, {**infer, "res_path": str(tmp_path / "published")}))
+    line = str(error.value)
+    assert "\n" not in line and "'mean' is [104.008, 116.669, 122.675]" in line
+    assert "trained with [0.485, 0.456, 0.406] (std too)" in line

@@ -12,13 +12,12 @@ lib.config.after_training_keys) and RUN_TIME_KEYS may differ, and the difference
 import os
 
 import torch
-import torch.distributed as dist
 
 from lib.config import RUN_TIME_KEYS, SCHEMA, after_training_keys
 from lib.errors import UserError
 from lib.network.checkpoint import load_file, save_state_dict
 from lib.paths import model_dir
-from lib.training.distributed import barrier
+from lib.training.distributed import barrier, gather_objects
 from lib.training.run_folder import TRAIN_STATE
 
 
@@ -74,14 +73,6 @@ def _rng_state(ctx):
     return state
 
 
-def _gather(obj, ctx):
-    if not ctx.distributed:
-        return [obj]
-    gathered = [None] * ctx.world_size
-    dist.all_gather_object(gathered, obj)
-    return gathered
-
-
 def restore(state, model, optimizer, ctx, logger):
     """Load a train state into ``model`` and ``optimizer`` and this process's RNG; return
     the iteration it was saved at."""
@@ -115,7 +106,7 @@ def save_train_state(model, optimizer, step, cfg, ctx):
 
 
 def _save(model, optimizer, step, cfg, ctx, weights_path):
-    rng = _gather(_rng_state(ctx), ctx)
+    rng = gather_objects(_rng_state(ctx), ctx)
     if ctx.is_main:
         if weights_path:
             save_state_dict(model.state_dict(), weights_path)

@@ -6,6 +6,8 @@ the group torchrun made. Started plainly, a job spawns ``num_processes`` process
 with one process nothing distributed is set up at all. Backend nccl on CUDA, gloo on CPU.
 The parent of self-spawned processes passes SIGTERM on to them and waits while they stop
 (lib/training/interrupt.py).
+Every collective of the repository goes through the helpers here, which put its tensors on
+the process's device (NCCL takes no CPU tensor).
 """
 import os
 import socket
@@ -47,11 +49,30 @@ def shard(items, ctx):
     return list(items)[ctx.rank::ctx.world_size]
 
 
-def all_reduce_sum(tensor, ctx):
-    """Sum ``tensor`` over processes (in place) and return it; a no-op on one process."""
+def all_reduce_sum(value, ctx):
+    """The sum over the job's processes of ``value`` (a number or a tensor), as a tensor on
+    this process's device: NCCL, the backend of every multi-GPU job, reduces only tensors
+    there. A tensor given is left as it was."""
+    total = torch.as_tensor(value, device=ctx.device)
     if ctx.distributed:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
+        total = total.clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total
+
+
+def sum_over_processes(count, ctx):
+    """The sum of the integer ``count`` over the job's processes (e.g. the images left to
+    write)."""
+    return int(all_reduce_sum(count, ctx).item())
+
+
+def gather_objects(obj, ctx):
+    """The picklable ``obj`` of every process, by rank ([obj] on one process)."""
+    if not ctx.distributed:
+        return [obj]
+    gathered = [None] * ctx.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
 
 
 def barrier(ctx):

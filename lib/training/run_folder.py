@@ -4,7 +4,8 @@ run may use it, and which network its checkpoints hold.
 The folder's ``config.yml`` is the run's record: written just before the run's first
 checkpoint (so it never describes weights it did not train), kept by a resumed run. Its
 network keys (width, dilation, backbone ...) are how inference rebuilds the network of a
-checkpoint of that folder; ``model_iter_<N>.pth`` itself stays the plain, published state
+checkpoint of that folder, and its input keys (INPUT_KEYS) how inference feeds that network
+the input it was trained on; ``model_iter_<N>.pth`` itself stays the plain, published state
 dict (SPEC 8). A checkpoint without a record (a published one) is built from the config.
 
 ``overwrite=true`` deletes nothing before the new run has passed every check and built its
@@ -23,7 +24,7 @@ from lib.config import Config, ConfigError, load_config, save_config
 from lib.errors import UserError, first_few, one_line
 from lib.network.checkpoint import load_checkpoint
 from lib.paths import checkpoint_path, model_dir
-from lib.records import read_yaml_mapping
+from lib.records import read_yaml_mapping, show_value
 from lib.training.metrics import metric_files
 
 RECORD_NAME = "config.yml"
@@ -36,6 +37,10 @@ SET_ASIDE = ".replaced"
 MOVING = ".replaced.moving"
 SET_ASIDE_NOTE = "overwrite=true: set aside the run that was here"
 _CHECKPOINT = re.compile(r"model_iter_(\d+)\.pth")
+# The keys of what every stage's network sees at inference besides the image itself: its
+# normalisation (another mean or std and a trained network labels other images, silently).
+# Inference sizes (resize, test_scales) and saliency keys are inference settings, as published.
+INPUT_KEYS = ("mean", "std")
 
 
 def checkpoint_files(folder):
@@ -208,21 +213,23 @@ class TrainedNetwork:
 
 
 def load_trained_network(cfg, keys, build):
-    """Build ``build(cfg)`` with the network ``keys`` of the run that trained the chosen
-    checkpoint and load it. A key the config sets (file or override) to another value than
-    the run's is a one-line error naming both; a key left out takes the run's value."""
+    """Build ``build(cfg)`` with the network ``keys`` and the INPUT_KEYS of the run that
+    trained the chosen checkpoint and load it. A key the config sets (file or override) to
+    another value than the run's is a one-line error naming both; a key left out takes the
+    run's value."""
     weights = find_checkpoint(cfg)
-    trained = trained_values(weights, keys)
+    run_keys = (*keys, *INPUT_KEYS)
+    trained = trained_values(weights, run_keys)
     adopted = []
     if trained is not None:
-        differ = [key for key in keys if trained[key] != cfg[key]]
+        differ = [key for key in run_keys if trained[key] != cfg[key]]
         asked = [key for key in differ if key in cfg.get("given_keys", ())]
         if asked:
             key, more = asked[0], (f" ({', '.join(asked[1:])} too)" if asked[1:] else "")
             record = os.path.join(os.path.dirname(weights), RECORD_NAME)
             raise ConfigError(f"config key '{key}' is {cfg[key]!r} but {weights} was trained "
                               f"with {trained[key]!r}{more} ({record}): leave the key out or "
-                              f"set {key}={trained[key]}")
+                              f"set {key}={show_value(trained[key])}")
         adopted = [f"{key} {trained[key]!r}" for key in differ]
         cfg = Config({**cfg, **trained})
     model = build(cfg)

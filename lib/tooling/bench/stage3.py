@@ -9,10 +9,13 @@ and the inference at least 0.8 x W times the serial figure with W workers.
 - seg_infer: images/s end to end (decode, three scales, zooms, softmax, full-size CRF, PNG): the
   published test_ms.py's way (one image at a time, scipy zooms, the CRF in this process)
   against infer_seg's own loop (zooms on the device, the CRFs in W worker processes while the
-  network takes the next image; also with the CRF in this process; the serial ways on fewer
-  images, as their rate is per image), and what the default chooses. On a CPU the network is a
-  stub, fixed random logits of DeepLabV2's shapes: the real one would dominate and take the
-  cores the CRF workers need. On CUDA it is DeepLabV2 with random weights.
+  network takes the next image; also with the CRF in this process, and in batches of
+  ``seg_batch`` images, one forward per scale each; the serial ways on fewer images, as their
+  rate is per image), and what the default chooses. On a CPU the network is a stub, fixed
+  random logits of DeepLabV2's shapes: the real one would dominate and take the cores the CRF
+  workers need. On CUDA it is DeepLabV2 with random weights. And the network part alone
+  (zooms on the device and the forwards, no CRF) with DeepLabV2, one image at a time against
+  batches of ``seg_batch`` (on a CPU at the smallest of ``widths``).
 - seg_train: SegTraining's step at S through the loop's own step, the seconds in its batch CRF
   and their share of the step, with the CRFs in W workers, serially (as published) and where
   the default puts them; FLOPs counted from the layer shapes, MFU on CUDA.
@@ -24,6 +27,7 @@ import time
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from lib.config import AUTO, load_config
 from lib.crf.batch import BatchCRF
@@ -31,8 +35,8 @@ from lib.crf.workers import CRFBatch, crf_choice
 from lib.image import read_label_png, write_palette_png
 from lib.losses.seg import CRF_ITERATIONS, CRF_SCALE, smoothed_probabilities
 from lib.network.deeplab import DeepLabV2
-from lib.stage3.infer_seg import Images, submit_images, write_labels
-from lib.stage3.predict import TEST_SCALES, predict_labels
+from lib.stage3.infer_seg import Images, as_list, label_jobs, label_path, write_labels
+from lib.stage3.predict import TEST_SCALES, batch_scores, predict_labels
 from lib.stage3.train_seg import SegTraining
 from lib.tooling.bench.common import (
     CHANNELS_LAST,
@@ -155,7 +159,8 @@ class StubNetwork:
             self.logits[side] = STUB_LOGIT_STD * torch.randn(shape, generator=generator)
 
     def __call__(self, batch):
-        return self.logits[batch.shape[-1]].to(batch.device)
+        logits = self.logits[batch.shape[-1]]
+        return logits.expand(len(batch), *logits.shape[1:]).to(batch.device)
 
 
 def inference_network(device):
@@ -171,17 +176,52 @@ def published_inference(forward, images, device, out_dir):
     """test_ms.py's loop: one image after another, scipy zooms, softmax, the CRF and the PNG
     in this process."""
     for index in range(len(images)):
-        name, image_rgb = images[index]
-        labels = predict_labels(forward, image_rgb, TEST_SCALES, device, exact=True, crf=True)
-        write_palette_png(os.path.join(out_dir, name + ".png"), labels)
+        item = images[index]
+        labels = predict_labels(forward, item["image"], TEST_SCALES, device, exact=True, crf=True)
+        write_palette_png(os.path.join(out_dir, item["name"] + ".png"), labels)
 
 
-def repository_inference(forward, images, device, out_dir, workers, loader_workers):
-    """infer_seg's loop: the network in this process, softmax, CRF and PNG in ``workers``
-    processes (0: in this process)."""
+def repository_inference(forward, images, device, out_dir, workers, loader_workers,
+                         batch_size=1):
+    """infer_seg's loop (lib.inference): the images decoded by ``loader_workers`` processes,
+    the network in this process on batches of ``batch_size`` (test_batch_size), softmax, CRF
+    and PNG in ``workers`` processes (0: in this process)."""
+    loader = DataLoader(images, batch_size=batch_size, collate_fn=as_list,
+                        num_workers=loader_workers)
     with WorkerQueue(functools.partial(write_labels, True), workers) as writer, torch.no_grad():
-        submit_images(forward, images, writer, TEST_SCALES, device,
-                      lambda name: os.path.join(out_dir, name + ".png"), workers=loader_workers)
+        for batch in loader:
+            for job in label_jobs(forward, batch, TEST_SCALES, device,
+                                  functools.partial(label_path, out_dir)):
+                writer.submit(job)
+
+
+def scores_rate(forward, images, device, batch_size):
+    """Images/s of the network part of infer_seg (lib.stage3.predict.batch_scores: zooms on
+    the device, one forward per scale per batch of ``batch_size``) on decoded ``images``,
+    after one untimed batch."""
+    with torch.no_grad():
+        batch_scores(forward, images[:batch_size], TEST_SCALES, device)
+        sync(device)
+        start = time.perf_counter()
+        for first in range(0, len(images), batch_size):
+            batch_scores(forward, images[first:first + batch_size], TEST_SCALES, device)
+        sync(device)
+    return len(images) / (time.perf_counter() - start)
+
+
+def bench_seg_batching(images, options, device):
+    """The network part one image at a time and in batches of ``seg_batch``: DeepLabV2 with
+    random weights (on a CPU at the smallest width of ``widths``)."""
+    width = 1.0 if device.type == "cuda" else min(options.widths)
+    torch.manual_seed(0)
+    model = DeepLabV2(width_mult=width).to(device).eval()
+    decoded = [images[i]["image"] for i in range(len(images))]
+    rates = {size: scores_rate(lambda batch: model(batch).float(), decoded, device, size)
+             for size in (1, options.seg_batch)}
+    return {"network": f"DeepLabV2 width {width:g} (random weights) on {device}",
+            "images": len(decoded), "batch": options.seg_batch,
+            "images_per_s": {"one_at_a_time": rates[1], "batched": rates[options.seg_batch]},
+            "speedup": rates[options.seg_batch] / rates[1]}
 
 
 def label_agreement(names, folders):
@@ -209,7 +249,12 @@ def bench_seg_infer(root, work, options, device):
                                               options.workers)),
             ("workers", f"infer_seg's loop, CRF in {options.crf_workers} worker processes",
              images, lambda out: repository_inference(forward, images, device, out,
-                                                      options.crf_workers, options.workers)))
+                                                      options.crf_workers, options.workers)),
+            ("batched", f"infer_seg's loop, test_batch_size {options.seg_batch}, CRF in "
+                        f"{options.crf_workers} worker processes",
+             images, lambda out: repository_inference(forward, images, device, out,
+                                                      options.crf_workers, options.workers,
+                                                      options.seg_batch)))
     load = os.getloadavg()[0]
     rows = {}
     for key, description, subset, run in ways:
@@ -228,17 +273,31 @@ def bench_seg_infer(root, work, options, device):
             "default": default_choice(pipelined=True),
             "label_agreement": label_agreement(
                 names[:min(options.seg_serial_images, options.seg_infer_images)], folders),
+            "batch_labels_equal": label_agreement(
+                names[:options.seg_infer_images],
+                [os.path.join(work, f"seg_infer_{key}") for key in ("workers", "batched")]) == 1,
+            "network_part": bench_seg_batching(images, options, device),
             **goal_fields(rates["workers"] / rates["published"], options.crf_workers)}
 
 
 def seg_infer_table(result):
     body = [[row["description"], row["images"], f"{row['images_per_s']:.2f}"]
             for row in result["rows"].values()]
+    part = result["network_part"]
+    rates = part["images_per_s"]
+    batching = [["1 (one image at a time)", f"{rates['one_at_a_time']:.2f}"],
+                [f"{part['batch']} (test_batch_size {part['batch']})", f"{rates['batched']:.2f}"]]
     return (f"\nstage 3 inference end to end: scales {'/'.join(map(str, TEST_SCALES))} + "
             f"full-size CRF; {result['network']}\n"
             + format_table(["way", "images", "images/s"], body) + "\n" + goal_text(result)
             + f"; labels equal to the published way's on {100 * result['label_agreement']:.3f}%"
-              " of pixels\n" + default_text(result))
+              f" of pixels; batched labels equal to one at a time's: "
+              f"{'yes' if result['batch_labels_equal'] else 'NO'}"
+            + f"\nstage 3 network part (zooms on the device, one forward per scale per batch; "
+              f"no CRF): {part['network']}, {part['images']} images\n"
+            + format_table(["images per forward", "images/s"], batching)
+            + f"\nbatches of {part['batch']}: {part['speedup']:.2f}x one image at a time\n"
+            + default_text(result))
 
 
 class TimedCRF:
