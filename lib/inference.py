@@ -16,9 +16,9 @@ from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from lib.crf.workers import crf_workers
+from lib.progress import progress_bar
 from lib.records import names_to_write, outputs_summary, prepare_output_folder, weights_identity
 from lib.training.distributed import barrier, launch, sum_over_processes
 from lib.training.run_folder import TrainedNetwork
@@ -117,8 +117,7 @@ def _infer(ctx, cfg, stage):
     try:
         with WorkerQueue(plan.write, workers) as writer, torch.no_grad():
             trained.model.to(ctx.device, memory_format=on.memory_format).eval()  # after the fork
-            for batch in tqdm(loader, desc=stage.name, dynamic_ncols=True,
-                              disable=not ctx.is_main):
+            for batch in progress_bar(loader, shown=ctx.is_main, desc=stage.name):
                 for job in stage.jobs(plan, batch, on):
                     writer.submit(job)
     except (Exception, KeyboardInterrupt) as exc:

@@ -34,7 +34,8 @@ def test_train_infer_evaluate_with_the_paper_config(tmp_path):
              os.path.join(REPO, PAPER), *common, cwd=tmp_path)
     assert os.path.exists(tmp_path / "model" / "sgan_vgg16_321x321_snet" / "model_iter_2.pth")
 
-    run_tool("tools/stage2/infer_cam.py", "--cfg_file", PAPER, *common)
+    inferred = run_tool("tools/stage2/infer_cam.py", "--cfg_file", PAPER, *common)
+    assert "done in" in inferred.stderr and "\r" not in inferred.stderr  # no bar off a terminal
     seeds = tmp_path / "result" / "sgan_vgg16_321x321_snet_seedcam_0.25"
     names = sorted(f[:-4] for f in os.listdir(os.path.join(synth_voc, "JPEGImages")))
     assert sorted(f[:-4] for f in os.listdir(seeds) if f.endswith(".png")) == names

@@ -86,6 +86,8 @@ def test_train_cli_writes_checkpoints_log_and_config(synth_voc, tmp_path):
     assert saved.max_iter == 4 and saved.dataset_root == synth_voc
     log = (run_dir / "train.log").read_text()
     assert "iter 2/4 loss" in log and "iter 4/4 loss" in log
+    # stderr is not a terminal here: the log's lines, no progress bar's carriage returns
+    assert "iter 4/4 loss" in result.stderr and "\r" not in result.stderr
     state = read_state_dict(str(run_dir / "model_iter_4.pth"))
     first = read_state_dict(str(run_dir / "model_iter_2.pth"))
     assert set(state) == set(SGAN().state_dict())

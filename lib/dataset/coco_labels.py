@@ -21,7 +21,6 @@ import os
 
 import numpy as np
 from pycocotools import mask as mask_utils
-from tqdm import tqdm
 
 from lib.coco import (COCO_CATEGORIES, LABEL_FOLDER, LIST_NAMES, SPLITS, TAGS_FILES,
                       annotation_file, category_classes, image_folder, image_path, is_image_name)
@@ -29,6 +28,7 @@ from lib.dataset.tags import save_tags
 from lib.errors import UserError, first_few, one_line
 from lib.files import file_names, write_names
 from lib.image import is_complete_file, read_prediction_png, write_png
+from lib.progress import progress_bar
 from lib.records import read_record, record_differences, write_record
 from lib.voc import IGNORE
 from lib.workers import chunked, default_workers, imap_in_workers
@@ -186,7 +186,7 @@ def convert_split(root, split, crowd, workers, progress):
     listed = sorted(name for name, _, _, annotations in tasks if annotations)
     jobs = [(folder, crowd, path, chunk) for chunk in chunked(tasks, workers, MAX_CHUNK)]
     classes, written = {}, 0
-    with tqdm(total=len(tasks), desc=split, unit="img", disable=None if progress else True) as bar:
+    with progress_bar(total=len(tasks), shown=progress, desc=split, unit="img") as bar:
         for results in imap_in_workers(_label_chunk, jobs, workers):
             for name, present, was_written in results:
                 classes[name] = present

@@ -10,7 +10,6 @@ import json
 import math
 import os
 
-from tqdm import tqdm
 
 from lib.dataset.tags import load_tags
 from lib.errors import UserError, first_few
@@ -22,6 +21,7 @@ from lib.evaluation.metrics import (
 )
 from lib.files import file_names, missing_files, read_names
 from lib.image import read_label_png, read_prediction_png
+from lib.progress import progress_bar
 from lib.workers import chunked, default_workers, imap_in_workers
 
 PNG = ".png"
@@ -134,8 +134,7 @@ def evaluate_folder(res_path, gt_path, num_classes, names=None, workers=None, pr
     tasks = [(res_path, gt_path, num_classes, chunk)
              for chunk in chunked(names, workers, MAX_CHUNK)]
     confusion = ConfusionMatrix(num_classes)
-    with tqdm(total=len(names), desc="evaluating", unit="img",
-              disable=None if progress else True) as bar:
+    with progress_bar(total=len(names), shown=progress, desc="evaluating", unit="img") as bar:
         for matrix, count in imap_in_workers(_confusion_of_chunk, tasks, workers):
             confusion += matrix
             bar.update(count)

@@ -11,11 +11,11 @@ import math
 import os
 
 import numpy as np
-from tqdm import tqdm
 
 from lib.errors import UserError, first_few
 from lib.evaluation.metrics import ConfusionMatrix, fraction
 from lib.image import read_label_png, zoom_to
+from lib.progress import progress_bar
 from lib.seeds.class_maps import list_class_maps, load_class_maps
 from lib.seeds.threshold import seeds_from_cams
 from lib.voc import SEED_CLASSES
@@ -121,8 +121,8 @@ def sweep_thresholds(maps_dir, gt_dir, thresholds, ignore_conflict=False, names=
     tasks = [(maps_dir, gt_dir, chunk, thresholds, ignore_conflict)
              for chunk in chunked(names, workers, MAX_CHUNK)]
     total = np.zeros((len(thresholds), SEED_CLASSES, SEED_CLASSES), np.int64)
-    with tqdm(total=len(names), desc="threshold sweep", unit="img",
-              disable=None if progress else True) as bar:
+    with progress_bar(total=len(names), shown=progress, desc="threshold sweep",
+                      unit="img") as bar:
         for matrices, count in imap_in_workers(_chunk_confusions, tasks, workers):
             total += matrices
             bar.update(count)

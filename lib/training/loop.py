@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from lib import signal_point
 from lib.cli import resume_command
@@ -33,6 +32,7 @@ from lib.image import normalise_on_device
 from lib.network.checkpoint import load_backbone
 from lib.optim import build_optimizer, poly_lr, set_lr
 from lib.paths import check_dataset_paths, model_dir, pretrain_path
+from lib.progress import progress_bar
 from lib.training.checkpointing import (load_train_state, restore, resume_path, save_checkpoint,
                                         save_train_state)
 from lib.training.distributed import barrier, launch
@@ -373,8 +373,8 @@ def _run(ctx, cfg, task, dataset, model, logger, begin):
                          ctx.is_main, logger)
     throughput = Throughput(device, time.monotonic)
     with metrics, stop_requests() as stop, \
-            tqdm(total=cfg.max_iter, initial=start, desc=task.name, dynamic_ncols=True,
-                 disable=not ctx.is_main) as progress:
+            progress_bar(total=cfg.max_iter, initial=start, desc=task.name,
+                         shown=ctx.is_main) as progress:
         for iteration, batch in zip(range(start, cfg.max_iter), loader):
             lr = task.learning_rate(cfg, iteration)
             set_lr(optimizer, lr)
