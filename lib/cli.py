@@ -65,11 +65,24 @@ def run_step(module, description, argv=None):
         import importlib
 
         step = importlib.import_module(module)
-        cfg = config_from_args(config_parser(description).parse_args(argv))
+        args = config_parser(description).parse_args(argv)
+        cfg = config_from_args(args)
+        unread = unread_overrides(args.overrides, step.CONFIG_KEYS)
+        if unread:
+            print(f"warning: {module.rsplit('.', 1)[-1]} does not read config key"
+                  f"{'s' if len(unread) > 1 else ''} {', '.join(unread)} (given on the command "
+                  f"line): it changes nothing here", file=sys.stderr)
         cfg["command_line"] = [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
         step.run(cfg)
 
     run_main(main, argv)
+
+
+def unread_overrides(overrides, keys):
+    """The keys of ``key=value`` overrides that are not among ``keys`` (a step's CONFIG_KEYS),
+    in the order given."""
+    given = [text.partition("=")[0].strip() for text in overrides]
+    return [key for i, key in enumerate(given) if key not in keys and key not in given[:i]]
 
 
 def parse_classes(text):

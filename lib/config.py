@@ -318,8 +318,9 @@ def _check_ranges(cfg):
             raise ConfigError(f"config key '{key}' {why}, got {cfg[key]!r}")
 
 
-def save_config(cfg, path):
-    """Write ``cfg`` as YAML (the keys of SCHEMA, in order) so a run can be repeated."""
+def save_config(cfg, path, keys=None):
+    """Write ``cfg`` as YAML so a run can be repeated: ``keys`` (default all; e.g. the keys a
+    step reads), in SCHEMA's order."""
     from lib.files import atomic_write_bytes
-    data = {key: cfg[key] for key in SCHEMA}
+    data = {key: cfg[key] for key in SCHEMA if keys is None or key in keys}
     atomic_write_bytes(path, yaml.safe_dump(data, sort_keys=False).encode())

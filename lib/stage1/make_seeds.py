@@ -16,6 +16,16 @@ from lib.seeds.inference import CLASS_MAP_KEYS, SeedModel, infer_seeds
 from lib.seeds.writer import OutputSettings
 
 
+# The config keys this step reads: one given on the command line that is not among them
+# changes nothing here (lib.cli says so).
+CONFIG_KEYS = frozenset({
+    "amp", "backbone", "bg_thresh", "cfg_name", "channels_last", "checkpoint", "conv5_dilation",
+    "cue_file", "dataset_root", "device", "fg_thresh", "ignore_conflict", "init", "max_iter",
+    "mean", "num_processes", "num_worker", "overwrite", "resize", "sal_thresh",
+    "save_model_path", "sdnet_path", "seed_out_path", "std", "test_batch_size", "width_mult",
+})
+
+
 def seed_dir(cfg):
     """Where the seeds go: ``seed_out_path``, else ``<dataset_root>/ini_seed/<seed_subdir>``
     (the folder SGAN's training reads)."""

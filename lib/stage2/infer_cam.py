@@ -7,6 +7,18 @@ from lib.seeds.inference import CLASS_MAP_KEYS, SeedModel, infer_seeds
 from lib.seeds.writer import OutputSettings
 
 
+# The config keys this step reads: one given on the command line that is not among them
+# changes nothing here (lib.cli says so).
+CONFIG_KEYS = frozenset({
+    "amp", "backbone", "bg_thresh", "cam_thresh", "cfg_name", "channels_last", "checkpoint",
+    "combine_seedseg", "conv5_dilation", "crf_alpha_high", "crf_alpha_low", "crf_iterations",
+    "crf_scale", "crf_workers", "cue_file", "dataset_root", "device", "ignore_conflict", "init",
+    "max_iter", "mean", "num_processes", "num_worker", "overwrite", "res_path", "resize",
+    "sal_subdir", "sal_thresh", "save_class_maps", "save_model_path", "save_pictures",
+    "sdnet_path", "seed_mode", "std", "test_batch_size", "test_cfg", "use_sal", "width_mult",
+})
+
+
 def class_maps(model, image, sal, combine_seedseg):
     """M = cam + seg (``combine_seedseg``) or cam, as float32 (batch x 20 x h x w)."""
     _, seg, cam = model.forward_cam(image, sal)

@@ -33,12 +33,25 @@ from lib.training.runtime import autocast
 from lib.voc import NUM_CLASSES
 
 
+# The config keys this step reads: one given on the command line that is not among them
+# changes nothing here (lib.cli says so); a run's config.yml records these.
+CONFIG_KEYS = frozenset({
+    "amp", "batch_size", "cfg_name", "channels_last", "crf_workers", "crop_size", "cue_file",
+    "dataset_root", "device", "display_step", "distort", "gt_path", "init", "lr", "lr_gamma",
+    "lr_step", "max_iter", "mean", "num_processes", "num_worker", "overwrite", "random_seed",
+    "resume", "save_model_path", "seed_dir", "seg_backbone", "seg_pretrain", "seg_resize",
+    "split", "std", "step_size", "strong_list", "test_scales", "val_every", "val_list",
+    "val_max_images", "weight_decay", "width_mult",
+})
+
+
 class SegTraining(TrainingTask):
     """DeepLab-v2 on seeds: seed loss + constrain loss, Caffe's SGD."""
 
     name = "train_seg"
     term_names = ("loss", "seed", "constrain")
     pretrain_key = "seg_pretrain"
+    config_keys = CONFIG_KEYS
 
     def __init__(self):
         self.crf = None

@@ -31,31 +31,33 @@ def resume_path(cfg):
     return path
 
 
-def changed_keys(saved, cfg):
-    """(key, saved value, value in ``cfg``) for each key of SCHEMA whose value differs from
-    ``saved`` (a run's recorded configuration). A key ``saved`` lacks (one added to SCHEMA
-    since) had its default."""
+def changed_keys(saved, cfg, keys=None):
+    """(key, saved value, value in ``cfg``) for each of ``keys`` (default: every key of
+    SCHEMA; e.g. the keys a training step reads) whose value differs from ``saved`` (a run's
+    recorded configuration). A key ``saved`` lacks (one added to SCHEMA since) had its
+    default."""
     return [(key, saved.get(key, default), cfg[key]) for key, (_, default) in SCHEMA.items()
-            if saved.get(key, default) != cfg[key]]
+            if (keys is None or key in keys) and saved.get(key, default) != cfg[key]]
 
 
-def training_changes(saved, cfg):
+def training_changes(saved, cfg, keys=None):
     """The changes of :func:`changed_keys` that change what training computes: all but the
     keys of after_training_keys and RUN_TIME_KEYS."""
     free = after_training_keys(cfg) | RUN_TIME_KEYS
-    return [change for change in changed_keys(saved, cfg) if change[0] not in free]
+    return [change for change in changed_keys(saved, cfg, keys) if change[0] not in free]
 
 
-def load_train_state(path, cfg):
+def load_train_state(path, cfg, keys=None):
     """The train state at ``path`` and the run-time keys that changed since it was saved
-    (``key old -> new`` texts); a UserError naming the first key that changes training."""
+    (``key old -> new`` texts, of ``keys``: the keys the training step reads); a UserError
+    naming the first key that changes training."""
     state = load_file(path)
     if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
         raise UserError(f"config key 'resume': {path} is not a train state (no configuration)")
     if int(state.get("iteration", 0)) > cfg.max_iter:
         raise UserError(f"config key 'max_iter' is {cfg.max_iter}, below iteration "
                         f"{state['iteration']} of the train state {path}: nothing to resume")
-    refused = training_changes(state["config"], cfg)
+    refused = training_changes(state["config"], cfg, keys)
     if refused:
         key, saved, now = refused[0]
         more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
@@ -63,7 +65,8 @@ def load_train_state(path, cfg):
                         f"{saved!r}{more}: put it back to resume, or start a new run under "
                         f"another cfg_name")
     return state, [f"{key} {saved!r} -> {now!r}"
-                   for key, saved, now in changed_keys(state["config"], cfg) if key != "resume"]
+                   for key, saved, now in changed_keys(state["config"], cfg, keys)
+                   if key != "resume"]
 
 
 def _rng_state(ctx):

@@ -54,6 +54,7 @@ class TrainingTask:
     term_names = ("loss",)
     pretrain_key = "pretrain"  # the config key of the weights a fresh run starts from
     outputs = ()  # files besides checkpoints the run writes in its folder (overwrite removes)
+    config_keys = None  # the keys the step reads (its run's config.yml); None: all of them
 
     def network(self, cfg):
         """The network the configuration describes, initialised (not yet loaded)."""
@@ -249,7 +250,8 @@ def _train(ctx, cfg, task):
                 "%s", recovered)
     barrier(ctx)  # every process sees the folder as rank 0 left it
     state_file = resume_path(cfg)
-    state, changes = load_train_state(state_file, cfg) if state_file else (None, [])
+    state, changes = (load_train_state(state_file, cfg, task.config_keys) if state_file
+                      else (None, []))
     pretrain = None if state_file else pretrain_path(cfg, task.pretrain_key)
     old_run = [] if state_file else claim_for_new_run(cfg, task.outputs)
     if state is not None and int(state["iteration"]) >= cfg.max_iter:
@@ -306,6 +308,7 @@ class _Saves:
     begin: _Start
     logger: object
     last: int  # the iteration the train state on disk holds
+    config_keys: frozenset = None  # the keys the run's record holds (TrainingTask.config_keys)
 
     def checkpoint(self, step):
         """``model_iter_<step>.pth`` and the train state (every process calls it)."""
@@ -329,7 +332,7 @@ class _Saves:
 
     def _record(self):
         if self.ctx.is_main:  # the run's record, true from its first save on
-            write_record_once(self.cfg)
+            write_record_once(self.cfg, self.config_keys)
 
     def _saved(self, step):
         self.last = step
@@ -367,7 +370,8 @@ def _run(ctx, cfg, task, dataset, model, logger, begin):
                 len(loader.dataset.names), task.dataset_note(dataset), start + 1, cfg.max_iter,
                 cfg.batch_size, begin.state_file or begin.pretrain or "scratch")
     task.report(logger)
-    saves = _Saves(model, optimizer, cfg, ctx, begin, logger, last=start)
+    saves = _Saves(model, optimizer, cfg, ctx, begin, logger, last=start,
+                   config_keys=task.config_keys)
     step = start
     metrics = RunMetrics(out_dir, metric_columns(task.term_names, task.validates(cfg)), start,
                          ctx.is_main, logger)

@@ -146,11 +146,12 @@ def run_record_path(cfg):
     return os.path.join(model_dir(cfg), RECORD_NAME)
 
 
-def write_record_once(cfg):
-    """Write the run's record unless the folder has one (a resumed run keeps its own)."""
+def write_record_once(cfg, keys=None):
+    """Write the run's record, ``keys`` of ``cfg`` (the keys its step reads; default all),
+    unless the folder has one (a resumed run keeps its own)."""
     path = run_record_path(cfg)
     if not os.path.isfile(path):
-        save_config(cfg, path)
+        save_config(cfg, path, keys)
 
 
 def ending_line(exc):
