@@ -1,36 +1,62 @@
 """Worker processes for work that is independent per image (decoding, CRFs, PNG writing).
 
-Workers ignore Ctrl-C and SIGTERM: the parent gets them alone, stops the pool and reports one
-line, instead of every worker printing a traceback (or dying under a training that is saving).
+Workers leave Ctrl-C and a scheduler's SIGTERM to the parent, which stops the job where it is
+whole and reports one line, instead of every worker printing a traceback (or dying under a
+training that saves at the end of its iteration, which needs them). A pool's own terminate()
+still ends its workers.
 """
 import collections
 import math
 import multiprocessing
+import multiprocessing.pool
 import os
 import signal
 
 BACKLOG_PER_WORKER = 4  # jobs queued per worker before the submitter waits
-
-
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and a scheduler's notice
 
 
 def ignore_stop_signals(worker_id=None):
-    """A worker's start (a pool's initializer, a DataLoader's worker_init_fn): leave Ctrl-C and
-    SIGTERM to the parent process, which stops the job where it is whole (a training saves at
-    the end of its iteration, which needs its workers); a worker still ends with its parent."""
+    """A DataLoader worker's start (worker_init_fn): leave Ctrl-C and SIGTERM to the parent
+    process; a loader's worker still ends with its parent."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
 
 
+def _pool_worker_start(terminating):
+    """A pool worker's start: Ctrl-C is the parent's; SIGTERM ends the worker only when its
+    pool is being terminated (``terminating`` set), not when a scheduler sends it to every
+    process of the job."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def on_sigterm(signum, frame):
+        if terminating.is_set():
+            os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+class _Pool(multiprocessing.pool.Pool):
+    """A pool whose workers start with _pool_worker_start."""
+
+    def __init__(self, workers, context):
+        self._terminating = context.Event()
+        super().__init__(workers, initializer=_pool_worker_start,
+                         initargs=(self._terminating,), context=context)
+
+    def terminate(self):
+        self._terminating.set()
+        super().terminate()
+
+
 def worker_pool(workers, fork=True):
-    """A ``multiprocessing`` pool of ``workers`` processes that ignore Ctrl-C. ``fork`` False
-    starts them without forking this process (forkserver, else spawn): a forked copy of a
-    process that has initialised CUDA is not safe."""
+    """A ``multiprocessing`` pool of ``workers`` processes that leave Ctrl-C and SIGTERM to
+    this one. ``fork`` False starts them without forking this process (forkserver, else
+    spawn): a forked copy of a process that has initialised CUDA is not safe."""
     method = None
     if not fork:
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    return multiprocessing.get_context(method).Pool(workers, initializer=ignore_stop_signals)
+    return _Pool(workers, multiprocessing.get_context(method))
 
 
 def imap_in_workers(function, tasks, workers):

@@ -30,6 +30,10 @@ RESNET = os.path.join(REPO, "config", "seg_deeplabv2_resnet101.yml")
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 SMALL = ["seg_resize=73", "crop_size=65", "batch_size=2", "num_worker=0", "display_step=1",
          "test_scales=[49,65]"]
+# Where the published width and initial weights do not matter: a narrow DeepLab from scratch.
+NARROW = ["init=kaiming", "width_mult=0.125"]
+# ResNet-101 has no narrow form: the smallest crop and one test scale instead.
+RESNET_SMALL = ["seg_resize=41", "crop_size=33", "test_scales=[33]"]
 
 
 def run_tool(script, *args, cwd, env=None):
@@ -59,12 +63,15 @@ def config_args(*extra, cfg_file=SEG, pretrain="init.pth"):
             f"seg_pretrain={pretrain}", *SMALL, *extra]
 
 
-def train(work, *extra, env=None):
-    return run_tool("stage3/train_seg.py", *config_args(*extra), cwd=work, env=env)
+def train(work, *extra, env=None, narrow=True):
+    """train_seg.py on the work folder: a NARROW network from scratch, or (``narrow`` False)
+    the published width from make_init's weights."""
+    args = config_args(*NARROW, *extra, pretrain="") if narrow else config_args(*extra)
+    return run_tool("stage3/train_seg.py", *args, cwd=work, env=env)
 
 
 def test_train_infer_evaluate_through_the_scripts(work):
-    result = train(work, "max_iter=4", "step_size=2", "lr_step=2", "lr_gamma=0.5")
+    result = train(work, "max_iter=4", "step_size=2", "lr_step=2", "lr_gamma=0.5", narrow=False)
     assert result.returncode == 0, result.stderr
     run_dir = work / "model" / "seg_deeplabv2_vgg16"
     assert {"model_iter_2.pth", "model_iter_4.pth", "train_state.pth", "config.yml"} <= \
@@ -177,14 +184,14 @@ def test_restrict_to_tags_needs_tags_for_every_name_of_the_split(work, tmp_path)
 @pytest.fixture(scope="module")
 def resnet_run(work):
     """ResNet-101 through the scripts: make_init from a random torchvision ResNet-101 file,
-    two training iterations at 65 px, batch 2, with config/seg_deeplabv2_resnet101.yml."""
+    two training iterations at 33 px, batch 2, with config/seg_deeplabv2_resnet101.yml."""
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet101(weights=None).state_dict(), work / "resnet101.pth")
     made = run_tool("stage3/make_init.py", "--backbone", "resnet101", "--source",
                     "resnet101.pth", "--out", "resnet101_init.pth", cwd=work)
     assert made.returncode == 0, made.stderr
     result = run_tool("stage3/train_seg.py", *config_args(
-        "max_iter=2", cfg_file=RESNET, pretrain="resnet101_init.pth"), cwd=work)
+        "max_iter=2", *RESNET_SMALL, cfg_file=RESNET, pretrain="resnet101_init.pth"), cwd=work)
     assert result.returncode == 0, result.stderr
     return work / "model" / "seg_deeplabv2_resnet101"
 
@@ -200,7 +207,7 @@ def test_resnet101_trains_and_labels_through_the_scripts(work, resnet_run):
     assert "iter 2/2 loss" in (resnet_run / "train.log").read_text()
 
     result = run_tool("stage3/infer_seg.py", *config_args("max_iter=2", "seg_crf=false",
-                                                          cfg_file=RESNET), cwd=work)
+                                                          *RESNET_SMALL, cfg_file=RESNET), cwd=work)
     assert result.returncode == 0, result.stderr
     out = work / "result" / "seg_deeplabv2_resnet101_val"
     val = (work / "voc" / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
@@ -223,11 +230,11 @@ def test_resnet101_is_fed_imagenet_normalised_rgb_at_test(work, resnet_run, monk
                         lambda cfg: Recording(cfg.seg_backbone, width_mult=cfg.width_mult))
     cfg = load_config(RESNET, config_args("max_iter=2", "seg_crf=false", "cfg_name=spy",
                                           f"checkpoint={resnet_run / 'model_iter_2.pth'}",
-                                          cfg_file=RESNET)[2:])
+                                          *RESNET_SMALL, cfg_file=RESNET)[2:])
     infer_seg.run(cfg)
     first = sorted((work / "voc" / "ImageSets" / "Segmentation" / "val.txt").read_text().split())[0]
     image = read_image(str(work / "voc" / "JPEGImages" / f"{first}.jpg"))[:, :, ::-1]
-    zoomed = scipy_zoom_to(image.astype(np.float32), (49, 49), order=1) / 255
+    zoomed = scipy_zoom_to(image.astype(np.float32), (33, 33), order=1) / 255
     expected = (zoomed - np.asarray(IMAGENET[0])) / np.asarray(IMAGENET[1])
     np.testing.assert_allclose(seen[0][0].numpy(), expected.transpose(2, 0, 1), atol=1e-3)
 
@@ -258,6 +265,6 @@ def test_vgg16_may_take_imagenet_input():
 
 
 def test_resnet101_without_std_is_a_one_line_error_before_training(work):
-    result = train(work, "cfg_name=nostd", "max_iter=2", "seg_backbone=resnet101")
+    result = train(work, "cfg_name=nostd", "max_iter=2", "seg_backbone=resnet101", narrow=False)
     assert one_line(result) and "'std'" in result.stderr and "resnet101" in result.stderr
     assert not (work / "model" / "nostd").exists()
