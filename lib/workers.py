@@ -1,14 +1,12 @@
 """Worker processes for work that is independent per image (decoding, CRFs, PNG writing).
 
-Workers leave Ctrl-C and a scheduler's SIGTERM to the parent, which stops the job where it is
-whole and reports one line, instead of every worker printing a traceback (or dying under a
-training that saves at the end of its iteration, which needs them). A pool's own terminate()
-still ends its workers.
+Pool workers ignore Ctrl-C: the parent gets it alone, stops the pool and reports one line,
+instead of every worker printing a traceback. They end on SIGTERM, which is how a pool's
+terminate() ends them (a training's batch CRF survives losing them: lib.crf.batch).
 """
 import collections
 import math
 import multiprocessing
-import multiprocessing.pool
 import os
 import signal
 
@@ -16,47 +14,42 @@ BACKLOG_PER_WORKER = 4  # jobs queued per worker before the submitter waits
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and a scheduler's notice
 
 
+def ignore_sigint():
+    """A pool worker's start: leave Ctrl-C to the parent process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def ignore_stop_signals(worker_id=None):
-    """A DataLoader worker's start (worker_init_fn): leave Ctrl-C and SIGTERM to the parent
-    process; a loader's worker still ends with its parent."""
+    """A DataLoader worker's start (worker_init_fn): leave Ctrl-C and SIGTERM to the training
+    process, which stops at the end of its iteration (a worker ended by SIGTERM would fail
+    the batch under way); a loader's worker still ends with its parent."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
 
 
-def _pool_worker_start(terminating):
-    """A pool worker's start: Ctrl-C is the parent's; SIGTERM ends the worker only when its
-    pool is being terminated (``terminating`` set), not when a scheduler sends it to every
-    process of the job."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def on_sigterm(signum, frame):
-        if terminating.is_set():
-            os._exit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-
-
-class _Pool(multiprocessing.pool.Pool):
-    """A pool whose workers start with _pool_worker_start."""
-
-    def __init__(self, workers, context):
-        self._terminating = context.Event()
-        super().__init__(workers, initializer=_pool_worker_start,
-                         initargs=(self._terminating,), context=context)
-
-    def terminate(self):
-        self._terminating.set()
-        super().terminate()
+def _start_method(fork):
+    """``fork`` (the platform's default), else forkserver where there is one, else spawn: a
+    forked copy of a process that has initialised CUDA is not safe."""
+    if fork:
+        return None
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
 def worker_pool(workers, fork=True):
-    """A ``multiprocessing`` pool of ``workers`` processes that leave Ctrl-C and SIGTERM to
-    this one. ``fork`` False starts them without forking this process (forkserver, else
-    spawn): a forked copy of a process that has initialised CUDA is not safe."""
-    method = None
-    if not fork:
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    return _Pool(workers, multiprocessing.get_context(method))
+    """A ``multiprocessing`` pool of ``workers`` processes that ignore Ctrl-C. ``fork`` False
+    starts them without forking this process (forkserver, else spawn)."""
+    return multiprocessing.get_context(_start_method(fork)).Pool(workers, initializer=ignore_sigint)
+
+
+def worker_executor(workers):
+    """A ``ProcessPoolExecutor`` of up to ``workers`` processes that ignore Ctrl-C, started
+    without forking this process. Unlike a ``multiprocessing`` pool, it survives a worker that
+    ends (a scheduler's SIGTERM reaches every process of a job): the work it held fails with
+    BrokenProcessPool instead of never coming back."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(_start_method(False)),
+                               initializer=ignore_sigint)
 
 
 def imap_in_workers(function, tasks, workers):

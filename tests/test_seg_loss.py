@@ -105,6 +105,24 @@ def test_worker_pool_gives_exactly_the_serial_results():
     np.testing.assert_array_equal(parallel[3], serial_loss[3])
 
 
+def test_a_batch_whose_workers_were_killed_is_computed_here():
+    """A scheduler's SIGTERM reaches every process of a job: the training finishes its
+    iteration to save it, but its CRF workers are gone. The batch, and the later ones, are
+    computed in this process instead of waiting for workers that will never answer."""
+    _, _, images = _batch_of_four()
+    unary = np.random.default_rng(1).normal(size=(3, 21, 41, 41)).astype(np.float32)
+    serial = BatchCRF()(unary, images[:3], 12.0, 10)
+    crf = BatchCRF(workers=2)
+    np.testing.assert_array_equal(crf(unary, images[:3], 12.0, 10), serial)
+    for process in list(crf._pool._processes.values()):
+        process.terminate()  # SIGTERM (the pool may have ended the others already)
+        process.join()
+    np.testing.assert_array_equal(crf(unary, images[:3], 12.0, 10), serial)
+    assert crf._pool is None  # the later batches run here too
+    np.testing.assert_array_equal(crf(unary, images[:3], 12.0, 10), serial)
+    crf.close()
+
+
 SHARED_MEMORY = "/dev/shm"  # where Linux keeps the pool's shared block by its name
 
 

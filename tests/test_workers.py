@@ -1,35 +1,42 @@
-"""Worker processes leave Ctrl-C and a scheduler's SIGTERM to their parent (lib.workers)."""
+"""Worker processes and the signals a job gets (lib.workers)."""
 import os
 import signal
-import time
 
 import pytest
 
-from lib.workers import WorkerQueue, worker_pool
+from lib.workers import WorkerQueue, ignore_stop_signals, worker_pool
 
 
 def _pid(_):
     return os.getpid()
 
 
-def _slow_pid(_):
-    time.sleep(0.2)
-    return os.getpid()
+def _dispositions_after(start):
+    """A worker's SIGINT and SIGTERM dispositions after ``start()`` (then put back, so that
+    the pool can still end it)."""
+    signals = (signal.SIGINT, signal.SIGTERM)
+    saved = [signal.getsignal(signum) for signum in signals]
+    if start is not None:
+        start()
+    found = [signal.getsignal(signum) for signum in signals]
+    for signum, handler in zip(signals, saved):
+        signal.signal(signum, handler)
+    return found
 
 
 @pytest.mark.parametrize("fork", [True, False])
-def test_pool_workers_outlive_ctrl_c_and_sigterm_but_not_the_pools_terminate(fork):
-    """A scheduler's SIGTERM reaches every process of a job (SLURM): a CRF worker that died of
-    it would leave the training, which stops at the end of its iteration, waiting for it."""
-    pool = worker_pool(1, fork=fork)
-    pid = pool.apply(_pid, (0,))
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        os.kill(pid, signum)
-    assert pool.apply(_slow_pid, (0,)) == pid  # the same worker, still at work
-    pool.terminate()  # ends it (a worker that ignored SIGTERM would hang this join)
-    pool.join()
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+def test_pool_workers_leave_ctrl_c_to_the_parent_and_end_on_sigterm(fork):
+    """Ctrl-C reaches every process of a terminal's job: the parent alone reports it. SIGTERM
+    is how the pool's terminate() ends its workers."""
+    with worker_pool(1, fork=fork) as pool:
+        assert pool.apply(_dispositions_after, (None,)) == [signal.SIG_IGN, signal.SIG_DFL]
+
+
+def test_loader_workers_leave_ctrl_c_and_sigterm_to_the_training():
+    """A DataLoader worker that died of a scheduler's SIGTERM would fail the batch the
+    training finishes before it saves."""
+    with worker_pool(1) as pool:
+        assert pool.apply(_dispositions_after, (ignore_stop_signals,)) == [signal.SIG_IGN] * 2
 
 
 def test_a_queue_that_stops_on_an_error_terminates_its_workers():

@@ -2,8 +2,8 @@
 
 Stage 3's constrain loss (SPEC 11.3) runs one small CRF per image of every batch; the CRF is
 single-threaded C++ (pydensecrf), so a pool of worker processes runs the images of a batch side
-by side. The pool does not fork this process (lib.workers.worker_pool with fork=False), as a
-forked copy of a process that has initialised CUDA is not safe; workers ignore Ctrl-C. Every
+by side. The pool does not fork this process (lib.workers.worker_executor), as a forked copy
+of a process that has initialised CUDA is not safe; workers ignore Ctrl-C. Every
 image is computed by the same code on the same bytes wherever it runs, so the pool's results
 equal the serial ones bit for bit.
 The unaries go to the workers and the marginals come back through one shared-memory block
@@ -13,12 +13,13 @@ CRF runs, pydensecrf) only, so a worker that unpickles its functions does not lo
 (1.5 s and about 700 MB per worker).
 """
 import ctypes
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import shared_memory
 
 import numpy as np
 
 from lib.crf import dense_crf
-from lib.workers import worker_pool
+from lib.workers import worker_executor
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 HEAP_KEPT_BYTES = 32 * 2**20  # the largest mmap threshold glibc takes
@@ -94,16 +95,16 @@ class BatchCRF:
     uint8 N x h x w x 3 (passed to the CRF as they are), marginals float32 N x L x h x w
     (C-contiguous).
     ``workers=0`` runs in this process; ``workers>0`` in that many persistent processes, until
-    ``close()`` (or the end of a ``with`` block)."""
+    ``close()`` (or the end of a ``with`` block). A worker that ends meanwhile (a scheduler's
+    SIGTERM reaches every process of a job, while the training finishes its iteration) leaves
+    the batch, and the ones after it, to this process: the same marginals."""
 
     def __init__(self, workers=0):
         if workers < 0:
             raise ValueError(f"BatchCRF workers must be >= 0, got {workers}")
         self.workers = workers
-        self._pool = None
+        self._pool = worker_executor(workers) if workers > 0 else None
         self._block = None
-        if workers > 0:
-            self._pool = worker_pool(workers, fork=False)
 
     def __call__(self, unary, images, scale, iterations):
         unary = np.ascontiguousarray(unary, dtype=np.float32)
@@ -111,10 +112,13 @@ class BatchCRF:
         check_crf_inputs(unary, images)
         if not len(unary):
             return np.zeros_like(unary)
-        if self._pool is None:
-            return np.stack([image_marginals(unary[i], images[i], scale, iterations)
-                             for i in range(len(unary))])
-        return self._in_workers(unary, images, scale, iterations)
+        if self._pool is not None:
+            try:
+                return self._in_workers(unary, images, scale, iterations)
+            except BrokenProcessPool:  # a worker ended: this batch and the next ones here
+                self.close()
+        return np.stack([image_marginals(unary[i], images[i], scale, iterations)
+                         for i in range(len(unary))])
 
     def _in_workers(self, unary, images, scale, iterations):
         """The batch in the pool: one contiguous share per worker (the fewest messages), the
@@ -123,9 +127,10 @@ class BatchCRF:
         shared_unary, shared_marginals = block_arrays(block, unary.shape)
         shared_unary[...] = unary
         chunk = -(-len(unary) // self.workers)
-        self._pool.map(marginals_in_block, [
-            (block.name, unary.shape, first, images[first:first + chunk], scale, iterations)
-            for first in range(0, len(unary), chunk)])
+        for _ in self._pool.map(marginals_in_block, [
+                (block.name, unary.shape, first, images[first:first + chunk], scale, iterations)
+                for first in range(0, len(unary), chunk)]):
+            pass  # each share is in the block when its worker returns (or raises its error)
         return shared_marginals.copy()
 
     def _shared_block(self, nbytes):
@@ -145,13 +150,9 @@ class BatchCRF:
 
     def close(self, terminate=False):
         """Stop the worker processes (nothing to do when serial); idempotent. ``terminate``
-        stops them at once instead of letting them finish what they hold (after an error)."""
+        drops the shares not yet started (after an error) instead of finishing them."""
         if self._pool is not None:
-            if terminate:
-                self._pool.terminate()
-            else:
-                self._pool.close()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=terminate)
             self._pool = None
         self._release_block()
 
