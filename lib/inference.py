@@ -37,7 +37,7 @@ class InferencePlan:
     log_file: str
     retry_hint: str  # how to write elsewhere, for a folder made with other settings
     describe: Callable  # describe(count): what the run makes of count images (first line)
-    write: Callable  # write(job): one image's outputs; picklable, run by worker processes
+    write: Callable  # write(job, *arrays): one image's outputs; picklable, run by workers
     done: Callable  # done(name): the image's outputs are all there and complete
     remove: Callable  # remove(name): delete the image's outputs (overwrite=true)
     folders: list  # every folder the run writes (the summary line)
@@ -69,8 +69,9 @@ class InferenceStage:
         raise NotImplementedError
 
     def jobs(self, plan, batch, on):
-        """The jobs of one loader batch for ``plan.write``: the network (already on
-        ``on.device``, in eval mode, under ``on.autocast()``) on the batch."""
+        """(job, arrays) of each image of one loader batch for ``plan.write(job, *arrays)``
+        (``arrays``: large NumPy arrays, handed over in shared memory): the network (already
+        on ``on.device``, in eval mode, under ``on.autocast()``) on the batch."""
         raise NotImplementedError
 
 
@@ -118,8 +119,8 @@ def _infer(ctx, cfg, stage):
         with WorkerQueue(plan.write, workers) as writer, torch.no_grad():
             trained.model.to(ctx.device, memory_format=on.memory_format).eval()  # after the fork
             for batch in progress_bar(loader, shown=ctx.is_main, desc=stage.name):
-                for job in stage.jobs(plan, batch, on):
-                    writer.submit(job)
+                for job, arrays in stage.jobs(plan, batch, on):
+                    writer.submit(job, arrays)
     except (Exception, KeyboardInterrupt) as exc:
         written = sum(map(plan.done, dataset.names))
         logger.info("%s", outputs_summary(written, total - todo, len(dataset.names) - written,

@@ -2,6 +2,7 @@
 import os
 import signal
 
+import numpy as np
 import pytest
 
 from lib.workers import WorkerQueue, ignore_stop_signals, worker_pool
@@ -43,8 +44,33 @@ def test_a_queue_that_stops_on_an_error_terminates_its_workers():
     with pytest.raises(RuntimeError):
         with WorkerQueue(_pid, workers=2) as queue:
             queue.submit(0)
-            pids = {result.get() for result in queue.pending}
+            pids = {result.get() for result, _ in queue.pending}
             raise RuntimeError
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def _checksum_to_file(path, scores, labels):
+    with open(path, "w") as f:
+        f.write(f"{scores.shape} {scores.dtype} {float(scores.sum()):.6f} {int(labels.sum())}")
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm")
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_jobs_arrays_reach_the_worker_through_shared_memory_and_are_let_go(tmp_path, workers):
+    """Stage 3's scores of a COCO image are 100 MB: through a pipe they would be pickled and
+    copied several times; the blocks are reused and released at the end."""
+    before = set(os.listdir("/dev/shm"))
+    rng = np.random.default_rng(0)
+    jobs = [(str(tmp_path / f"{i}.txt"), rng.random((3, 20 + i, 30)).astype(np.float32),
+             rng.integers(0, 9, (5, 5)).astype(np.uint8)) for i in range(12)]
+    with WorkerQueue(_checksum_to_file, workers) as queue:
+        for path, scores, labels in jobs:
+            queue.submit(path, (scores, labels))
+        if workers:
+            assert len(queue.blocks.free) + len(queue.blocks.used) <= 2 * (2 * workers + 1)
+    for path, scores, labels in jobs:
+        assert open(path).read() == (f"{scores.shape} float32 {float(scores.sum()):.6f} "
+                                     f"{int(labels.sum())}")
+    assert set(os.listdir("/dev/shm")) == before

@@ -106,6 +106,6 @@ class SeedInference(InferenceStage):
             maps = self.seed_model.class_maps(plan.trained.model, image,
                                               batch["sal"].to(on.device), cfg)
         maps = maps.float().cpu().numpy()
-        return [ImageJob(name, maps[j], tags_of(batch["label"][j]), batch["bg"][j].numpy(),
-                         tuple(batch["size"][j].tolist()), plan.dataset.image_path(name))
+        return [(ImageJob(name, maps[j], tags_of(batch["label"][j]), batch["bg"][j].numpy(),
+                          tuple(batch["size"][j].tolist()), plan.dataset.image_path(name)), ())
                 for j, name in enumerate(batch["name"])]

@@ -75,20 +75,19 @@ def image_tags(cfg, names):
 
 @dataclass(frozen=True)
 class LabelJob:
-    """One image after the network: summed scores (21 x H x W), its file, tags or None."""
+    """One image after the network: its file, tags or None, where its labels go; its summed
+    scores (21 x H x W) travel beside it, through shared memory (lib.workers.WorkerQueue)."""
 
     name: str
-    scores: np.ndarray
     image_path: str
     tags: np.ndarray
     out_path: str
 
 
-def write_labels(crf, job):
+def write_labels(crf, job, scores):
     """Softmax, CRF (if ``crf``), argmax and the palette PNG of one image (a worker's job)."""
     image_rgb = read_image(job.image_path)[:, :, ::-1]
-    labels = labels_from_probabilities(probabilities(job.scores), image_rgb, crf=crf,
-                                       tags=job.tags)
+    labels = labels_from_probabilities(probabilities(scores), image_rgb, crf=crf, tags=job.tags)
     write_palette_png(job.out_path, labels)
 
 
@@ -123,13 +122,13 @@ def as_list(items):
 
 
 def label_jobs(forward, batch, scales, device, out_path, normalisation=PUBLISHED_TEST_INPUT):
-    """The LabelJobs of a batch of :class:`Images` items: their multi-scale scores, one
-    ``forward`` per scale for the whole batch (the input normalised by ``normalisation``,
-    zooms on ``device``); ``out_path(name)``: the PNG to write."""
+    """(LabelJob, (scores,)) of each image of a batch of :class:`Images` items: its
+    multi-scale scores, one ``forward`` per scale for the whole batch (the input normalised by
+    ``normalisation``, zooms on ``device``); ``out_path(name)``: the PNG to write."""
     scores = batch_scores(forward, [item["image"] for item in batch], scales, device,
                           normalisation)
-    return [LabelJob(item["name"], item_scores, item["path"], item["tags"],
-                     out_path(item["name"])) for item, item_scores in zip(batch, scores)]
+    return [(LabelJob(item["name"], item["path"], item["tags"], out_path(item["name"])),
+             (item_scores,)) for item, item_scores in zip(batch, scores)]
 
 
 def run(cfg):

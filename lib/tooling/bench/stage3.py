@@ -190,9 +190,9 @@ def repository_inference(forward, images, device, out_dir, workers, loader_worke
                         num_workers=loader_workers)
     with WorkerQueue(functools.partial(write_labels, True), workers) as writer, torch.no_grad():
         for batch in loader:
-            for job in label_jobs(forward, batch, TEST_SCALES, device,
-                                  functools.partial(label_path, out_dir)):
-                writer.submit(job)
+            for job, arrays in label_jobs(forward, batch, TEST_SCALES, device,
+                                          functools.partial(label_path, out_dir)):
+                writer.submit(job, arrays)
 
 
 def scores_rate(forward, images, device, batch_size):
