@@ -40,16 +40,17 @@ def one_line_error(result, *fragments):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, synth_voc):
     """A finished two-iteration SGAN run at width 0.125, trained by train_sgan.py on one core
-    with num_worker=3; ``common`` are the overrides every later command shares."""
+    with num_worker=3; ``common`` are the overrides every later command shares, ``results``
+    the inference commands' res_path."""
     if not hasattr(os, "sched_setaffinity"):
         pytest.skip("needs CPU affinity (Linux)")
     out = tmp_path_factory.mktemp("out")
-    common = [f"dataset_root={synth_voc}", f"save_model_path={out / 'model'}",
-              f"res_path={out / 'result'}", "cfg_name=tiny"]
+    common = [f"dataset_root={synth_voc}", f"save_model_path={out / 'model'}", "cfg_name=tiny"]
     result = run_tool("stage2/train_sgan.py", *common, *SMALL, "max_iter=2", "width_mult=0.125",
                       "num_worker=3", one_core=True)
     assert result.returncode == 0, result.stderr
-    return {"dir": out / "model" / "tiny", "common": common, "out": out, "stderr": result.stderr}
+    return {"dir": out / "model" / "tiny", "common": common, "out": out, "stderr": result.stderr,
+            "results": f"res_path={out / 'result'}"}
 
 
 def test_a_finished_run_says_so_last_in_its_log(run):
@@ -65,15 +66,15 @@ def test_training_caps_num_worker_at_the_cores(run):
 
 def test_inference_builds_the_network_its_run_trained(run):
     # width_mult left out: the run's config.yml gives 0.125
-    result = run_tool("stage2/infer_cam.py", *run["common"], "resize=33", "max_iter=2",
+    result = run_tool("stage2/infer_cam.py", *run["common"], run["results"], "resize=33", "max_iter=2",
                       "num_worker=0")
     assert result.returncode == 0, result.stderr
     assert "the network as its run trained it: width_mult 0.125" in result.stderr
     # asking for another network names the key and both values
-    asked = run_tool("stage2/infer_cam.py", *run["common"], "max_iter=2", "width_mult=0.25")
+    asked = run_tool("stage2/infer_cam.py", *run["common"], run["results"], "max_iter=2", "width_mult=0.25")
     one_line_error(asked, "'width_mult' is 0.25", "trained with 0.125", "config.yml")
     # max_iter left at the paper's 8000: the keys that choose the file and what exists
-    line = one_line_error(run_tool("stage2/infer_cam.py", *run["common"]),
+    line = one_line_error(run_tool("stage2/infer_cam.py", *run["common"], run["results"]),
                           "model_iter_8000.pth", "max_iter=8000", "checkpoint=",
                           "model_iter_1.pth, model_iter_2.pth")
     assert "save_model_path" in line and "cfg_name" in line
@@ -82,7 +83,7 @@ def test_inference_builds_the_network_its_run_trained(run):
 def test_a_checkpoint_without_its_run_names_the_likely_key(run, tmp_path):
     published = tmp_path / "model_iter_2.pth"  # as downloaded: no config.yml beside it
     shutil.copy(run["dir"] / "model_iter_2.pth", published)
-    line = one_line_error(run_tool("stage2/infer_cam.py", *run["common"],
+    line = one_line_error(run_tool("stage2/infer_cam.py", *run["common"], run["results"],
                                    f"checkpoint={published}"),
                           "does not fit", "shape differences", "width_mult=1.0")
     assert len(line) < 600  # not the shapes of all 34 tensors
@@ -184,7 +185,7 @@ def test_overwrite_keeps_the_old_run_until_the_new_runs_first_checkpoint(run):
 
 
 def test_inference_caps_num_worker_and_ends_with_a_summary(run):
-    args = [*run["common"], "max_iter=2", "num_worker=2", "test_cfg=_summary"]
+    args = [*run["common"], run["results"], "max_iter=2", "num_worker=2", "test_cfg=_summary"]
     first = run_tool("stage2/infer_cam.py", *args, one_core=True)
     assert first.returncode == 0, first.stderr
     assert first.stderr.count("num_worker 2 -> 1") == 1

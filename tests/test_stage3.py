@@ -63,6 +63,12 @@ def config_args(*extra, cfg_file=SEG, pretrain="init.pth"):
             f"seg_pretrain={pretrain}", *SMALL, *extra]
 
 
+def infer_args(*extra, cfg_file=SEG, scales="[49,65]"):
+    """infer_seg.py's arguments: only keys it reads (another is a warning line)."""
+    return ["--cfg_file", cfg_file, "dataset_root=voc", "num_worker=0", f"test_scales={scales}",
+            *extra]
+
+
 def train(work, *extra, env=None, narrow=True):
     """train_seg.py on the work folder: a NARROW network from scratch, or (``narrow`` False)
     the published width from make_init's weights."""
@@ -90,7 +96,7 @@ def test_train_infer_evaluate_through_the_scripts(work):
                  "small to gain)"):
         assert log.count(line) == 1 and log.index(line) < first_iteration, line
 
-    result = run_tool("stage3/infer_seg.py", *config_args("max_iter=4"), cwd=work)
+    result = run_tool("stage3/infer_seg.py", *infer_args("max_iter=4"), cwd=work)
     assert result.returncode == 0, result.stderr
     out = work / "result" / "seg_deeplabv2_vgg16_val"
     val = (work / "voc" / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
@@ -176,7 +182,7 @@ def test_restrict_to_tags_needs_tags_for_every_name_of_the_split(work, tmp_path)
     tags = json.loads((voc / "im_tags.json").read_text())
     del tags[val[0]]
     (voc / "tags.json").write_text(json.dumps(tags))
-    result = run_tool("stage3/infer_seg.py", *config_args(f"dataset_root={voc}", "cue_file=tags.json",
+    result = run_tool("stage3/infer_seg.py", *infer_args(f"dataset_root={voc}", "cue_file=tags.json",
                       "restrict_to_tags=true", "checkpoint=nowhere.pth"), cwd=work)
     assert one_line(result) and val[0] in result.stderr and "restrict_to_tags" in result.stderr
 
@@ -206,8 +212,8 @@ def test_resnet101_trains_and_labels_through_the_scripts(work, resnet_run):
         assert not torch.equal(trained[key], init.get(key, torch.zeros(0))), key
     assert "iter 2/2 loss" in (resnet_run / "train.log").read_text()
 
-    result = run_tool("stage3/infer_seg.py", *config_args("max_iter=2", "seg_crf=false",
-                                                          *RESNET_SMALL, cfg_file=RESNET), cwd=work)
+    result = run_tool("stage3/infer_seg.py", *infer_args("max_iter=2", "seg_crf=false",
+                                                         cfg_file=RESNET, scales="[33]"), cwd=work)
     assert result.returncode == 0, result.stderr
     out = work / "result" / "seg_deeplabv2_resnet101_val"
     val = (work / "voc" / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
