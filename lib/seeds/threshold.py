@@ -10,6 +10,13 @@ from lib.voc import UNLABELED
 BOAT, TRAIN = 4, 19
 
 
+def region_threshold(cam_thresh, peak):
+    """``cam_thresh * max`` as the published code computed it under NumPy 1: the product of a
+    Python float and a float32 scalar in float64, rounded to float32 where it meets the float32
+    map. (NumPy 2 multiplies in float32, one float32 step off for thresholds such as 0.3.)"""
+    return np.float32(cam_thresh * float(peak))
+
+
 def seeds_from_cams(maps, tags, bg, cam_thresh=0.25, ignore_conflict=False):
     """Paint the h x h seed mask of one image.
 
@@ -26,7 +33,7 @@ def seeds_from_cams(maps, tags, bg, cam_thresh=0.25, ignore_conflict=False):
     claims[0] = bg
     for c in np.unique(tags):
         channel = maps[c - 1]
-        claims[c] = channel > cam_thresh * channel.max()
+        claims[c] = channel > region_threshold(cam_thresh, channel.max())
 
     if ignore_conflict:
         single = claims.sum(axis=0) == 1
