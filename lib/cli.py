@@ -5,6 +5,8 @@ This module imports only the standard library, so that a script can report a mis
 (``run_main``) before anything else is imported.
 """
 import argparse
+import os
+import shlex
 import sys
 
 from lib.errors import UserError
@@ -57,12 +59,15 @@ def config_from_args(args):
 
 def run_step(module, description, argv=None):
     """The whole of a pipeline script: parse ``--cfg_file CFG [key=value ...]`` and call
-    ``run(cfg)`` of the lib module named ``module``, under :func:`run_main`."""
+    ``run(cfg)`` of the lib module named ``module``, under :func:`run_main`. The config's
+    ``command_line`` entry is the script and its arguments as given (for resume_command)."""
     def main(argv):
         import importlib
 
         step = importlib.import_module(module)
-        step.run(config_from_args(config_parser(description).parse_args(argv)))
+        cfg = config_from_args(config_parser(description).parse_args(argv))
+        cfg["command_line"] = [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
+        step.run(cfg)
 
     run_main(main, argv)
 
@@ -76,6 +81,21 @@ def parse_classes(text):
     if not classes:
         raise UserError("--classes must name at least one class id")
     return classes
+
+
+def resume_command(command_line):
+    """The command that resumes an interrupted training: ``command_line`` (a script and its
+    arguments, the config's ``command_line``) with ``resume=true`` instead of any ``resume=``
+    or ``overwrite=``, run by this Python (under torchrun: by torchrun with its options as
+    before). Without a command line (training called from Python): what to change."""
+    if not command_line:
+        return "the same configuration with resume=true"
+    script, *args = command_line
+    args = [arg for arg in args if not arg.startswith(("resume=", "overwrite="))]
+    line = shlex.join([script, *args, "resume=true"])
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        return f"torchrun (its options as before) {line}"
+    return f"{shlex.quote(sys.executable)} {line}"
 
 
 def error_line(exc):
@@ -99,7 +119,8 @@ def missing_package_line(exc):
 
 def run_main(main, argv=None):
     """Call ``main(argv)``; turn user errors and missing packages into one line on stderr
-    (exit 2) and Ctrl-C into exit 130."""
+    (exit 2) and Ctrl-C into its message ("interrupted", or where and how to resume: an
+    lib.errors.Interrupted) and exit 130 (143 after SIGTERM)."""
     try:
         code = main(argv)
     except (UserError, FileNotFoundError) as exc:
@@ -111,7 +132,7 @@ def run_main(main, argv=None):
             raise
         print(f"error: {line}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        print(str(exc) or "interrupted", file=sys.stderr)
+        sys.exit(getattr(exc, "status", 130))
     sys.exit(code or 0)

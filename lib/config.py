@@ -14,6 +14,7 @@ import yaml
 from lib.errors import UserError
 
 _NUM = (int, float)
+AUTO = "auto"  # a value of crf_workers: the code chooses (lib.crf.workers)
 
 
 class ConfigError(UserError):
@@ -97,7 +98,7 @@ SCHEMA = {
     "crf_alpha_high": (float, 32.0),
     "crf_scale": (float, 1.0),
     "crf_iterations": (int, 10),
-    "crf_workers": (int, 1),
+    "crf_workers": ((_choice(AUTO), int), AUTO),
     "save_class_maps": (bool, False),
     "save_pictures": (bool, False),
     # ---- stage 3: the segmentation network on the seeds (SPEC 11, 13) ----
@@ -201,11 +202,18 @@ def _coerce(key, spec, value):
     raise ConfigError(f"config key '{key}': expected {_type_name(spec)}, got {value!r}")
 
 
+# A path value may start from the dataset's folder: "{dataset_root}/ini_seed/base_30_bg" follows
+# whatever dataset_root the file or an override gives.
+DATASET_ROOT_FIELD = "{dataset_root}"
+
+
 def parse_override(text):
     """Split ``key=value`` and type the value by YAML rules (``lr=0.01`` is a float)."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise ConfigError(f"override '{text}': expected key=value")
+    if DATASET_ROOT_FIELD in raw:  # a path, not a YAML flow mapping
+        return key.strip(), raw
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
@@ -241,6 +249,9 @@ def load_config(path=None, overrides=()):
         cfg[key] = _coerce(key, spec, values.pop(key)) if key in values else _copy(default)
     if values:
         raise ConfigError(_unknown_keys_line(sorted(values)))
+    for key, value in cfg.items():
+        if isinstance(value, str) and key != "dataset_root":
+            cfg[key] = value.replace(DATASET_ROOT_FIELD, cfg.dataset_root)
     _check_ranges(cfg)
     cfg["cfg_file"] = path
     cfg["given_keys"] = given
@@ -290,6 +301,7 @@ def _check_ranges(cfg):
         ("width_mult", 0 < cfg.width_mult <= 1, "must be in (0, 1]"),
         ("conv5_dilation", cfg.conv5_dilation >= 1, "must be >= 1"),
         ("fg_thresh", 0 < cfg.fg_thresh < 1, "must be in (0, 1)"),
+        ("crf_workers", cfg.crf_workers == AUTO or cfg.crf_workers >= 0, "must be auto or >= 0"),
         ("crop_size", cfg.crop_size >= 9 and (cfg.crop_size - 1) % 8 == 0,
          "must be 8k + 1 (321, 65 ...): the network's output side is then the label's "
          "label[::8] side"),

@@ -1,5 +1,5 @@
-"""The one exception type a user sees as a single line (bad file, bad value, bad key), and
-the helpers that keep such lines short."""
+"""The exception types a user sees as a single line (bad file, bad value, bad key; an
+interruption), and the helpers that keep such lines short."""
 
 
 class UserError(Exception):
@@ -15,3 +15,13 @@ def first_few(items, count=5):
 def one_line(text):
     """``text`` with its whitespace (newlines included) collapsed to single spaces."""
     return " ".join(str(text).split())
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM ended the work; the message says where it stopped and how to go on.
+    The command-line tools print the message and exit with ``status`` (128 + the signal's
+    number, as a shell reports a process a signal ended)."""
+
+    def __init__(self, message, signum):
+        super().__init__(message)
+        self.status = 128 + signum

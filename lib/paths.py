@@ -7,6 +7,7 @@ from lib.config import ConfigError
 # The one rule for relative paths: keys that name a file or folder of the dataset are relative
 # to ``dataset_root``; every other path (dataset_root itself, pretrain, checkpoint,
 # save_model_path, res_path, seed_out_path, resume ...) is relative to the working folder.
+# Any of them may begin with "{dataset_root}" to follow the dataset (lib.config).
 DATASET_KEYS = ("cue_file", "gt_path", "strong_list", "val_list")
 
 
@@ -52,6 +53,13 @@ def checkpoint_path(cfg):
     return cfg.checkpoint or os.path.join(model_dir(cfg), f"model_iter_{cfg.max_iter}.pth")
 
 
+# How to make the weights a training run starts from, by config key.
+PRETRAIN_HINTS = {
+    "pretrain": "stage 1 (tools/stage1/train_cls.py) writes vgg_init.pth, or ",
+    "seg_pretrain": "tools/stage3/make_init.py writes it from ImageNet weights, or ",
+}
+
+
 def pretrain_path(cfg, key="pretrain"):
     """The weights a fresh training run starts from (config ``key``: ``pretrain``, or stage 3's
     ``seg_pretrain``), or None; ConfigError if the file is missing."""
@@ -59,5 +67,6 @@ def pretrain_path(cfg, key="pretrain"):
         return None
     if not os.path.isfile(cfg[key]):
         raise ConfigError(f"config key '{key}': file not found: {cfg[key]} (a relative path is "
-                          f"read from the working folder, {os.getcwd()})")
+                          f"read from the working folder, {os.getcwd()}); "
+                          f"{PRETRAIN_HINTS.get(key, '')}{key}= init=kaiming trains from scratch")
     return cfg[key]

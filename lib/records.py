@@ -4,11 +4,14 @@ A record is written before the first output and checked on a rerun.
 
 Outputs are skipped on a rerun when they exist, so a folder must never mix the outputs of two
 settings (another ``cam_thresh``, a retrained model at the same path, another checkpoint). The
-record (``record.yml`` in the folder) holds the identity of the weights (their SHA-256) and
-every setting that changes the outputs. A rerun continues only when its record is equal; else
-it stops with one line naming what differs, and ``overwrite=true`` rebuilds the folder. A folder
-that holds outputs but no record was made by something else (the published seeds, an older
-version) and is not mixed into either.
+record (``<folder>.record.yml``, beside the folder as its log ``<folder>.log``: the folder holds
+its outputs and nothing else, as the published evaluator and list readers expect) holds the
+identity of the weights (their SHA-256) and every setting that changes the outputs. A rerun
+continues only when its record is equal; else it stops with one line naming what differs, and
+``overwrite=true`` rebuilds the folder. A folder that holds outputs but no record was made by
+something else (the published seeds, an older version) and is not mixed into either. A record
+that an earlier version wrote inside its folder is read there, and moved beside the folder by
+the next run.
 """
 import hashlib
 import os
@@ -19,7 +22,8 @@ from lib.errors import UserError, one_line
 from lib.files import atomic_write_bytes, file_names
 from lib.training.distributed import barrier, shard
 
-RECORD_NAME = "record.yml"
+RECORD_SUFFIX = ".record.yml"  # <folder>.record.yml
+OLD_RECORD_NAME = "record.yml"  # inside the folder, where earlier versions wrote it
 _HASH_BLOCK = 1 << 22
 
 
@@ -33,7 +37,12 @@ def weights_identity(path):
 
 
 def record_path(folder):
-    return os.path.join(folder, RECORD_NAME)
+    """The record of ``folder``: ``<folder>.record.yml``, beside it."""
+    return os.path.normpath(folder) + RECORD_SUFFIX
+
+
+def _old_record_path(folder):
+    return os.path.join(folder, OLD_RECORD_NAME)
 
 
 def read_yaml_mapping(path, what, hint=""):
@@ -52,12 +61,27 @@ def read_yaml_mapping(path, what, hint=""):
 
 
 def read_record(folder):
-    """The record of ``folder`` (a dict), or None if it has none; UserError if unreadable."""
-    return read_yaml_mapping(record_path(folder), "a record of settings",
-                             "; overwrite=true rebuilds the folder")
+    """The record of ``folder`` (a dict): beside it, else inside it (an earlier version's);
+    None if it has none; UserError if unreadable."""
+    for path in (record_path(folder), _old_record_path(folder)):
+        record = read_yaml_mapping(path, "a record of settings",
+                                   "; overwrite=true rebuilds the folder")
+        if record is not None:
+            return record
+    return None
 
 
-def _show(value):
+def move_old_record(folder):
+    """Move the record an earlier version wrote inside ``folder`` beside it (unless a record
+    lies there already); return the line saying so, or None if there was none to move."""
+    old, new = _old_record_path(folder), record_path(folder)
+    if not os.path.isfile(old) or os.path.exists(new):
+        return None
+    os.replace(old, new)
+    return f"moved the record of {folder} from {old} to {new} (outside the folder of outputs)"
+
+
+def show_value(value):
     """A value as YAML on one line (``0.25``, ``[1, 2]``, ``null``)."""
     text = yaml.safe_dump(value, default_flow_style=True, width=1000)
     return text.strip().removesuffix("...").strip()
@@ -66,7 +90,7 @@ def _show(value):
 def record_differences(saved, wanted):
     """``key: saved -> wanted`` for every key whose value differs (absent keys show as null)."""
     keys = list(wanted) + [k for k in saved if k not in wanted]
-    return [f"{k} {_show(saved.get(k))} -> {_show(wanted.get(k))}" for k in keys
+    return [f"{k} {show_value(saved.get(k))} -> {show_value(wanted.get(k))}" for k in keys
             if saved.get(k) != wanted.get(k)]
 
 
@@ -82,8 +106,8 @@ def check_record(folder, wanted, has_outputs, overwrite, retry_hint):
     saved = read_record(folder)
     if saved is None:
         if has_outputs:
-            raise UserError(f"{folder} holds outputs but no {RECORD_NAME} saying what made them; "
-                            f"overwrite=true rebuilds it, {retry_hint}")
+            raise UserError(f"{folder} holds outputs but no record ({record_path(folder)}) "
+                            f"saying what made them; overwrite=true rebuilds it, {retry_hint}")
         return
     differences = record_differences(saved, wanted)
     if differences:
@@ -107,17 +131,22 @@ def names_to_write(names, ctx, done, overwrite):
 
 def prepare_output_folder(ctx, folder, record, overwrite, retry_hint, remove_outputs):
     """Check the folder's record on every process (one error everywhere), then on the main
-    process call ``remove_outputs()`` if ``overwrite`` (a rebuild) and write the record; a
-    folder that continues keeps its record untouched."""
+    process move an earlier version's record beside the folder, call ``remove_outputs()`` if
+    ``overwrite`` (a rebuild) and write the record; a folder that continues keeps its record
+    untouched. Returns the line saying a record was moved (for the log), or None."""
     has_outputs = os.path.isdir(folder) and bool(file_names(folder))
     check_record(folder, record, has_outputs, overwrite, retry_hint)
     barrier(ctx)
-    if ctx.is_main and (overwrite or read_record(folder) != record):
-        if overwrite:
-            remove_outputs()
-        os.makedirs(folder, exist_ok=True)
-        write_record(folder, record)
+    moved = None
+    if ctx.is_main:
+        moved = move_old_record(folder)
+        if overwrite or read_record(folder) != record:
+            if overwrite:
+                remove_outputs()
+            os.makedirs(folder, exist_ok=True)
+            write_record(folder, record)
     barrier(ctx)
+    return moved
 
 
 def outputs_summary(written, skipped, failed, seconds, folders, error=None):

@@ -1,7 +1,7 @@
 """Worker processes for work that is independent per image (decoding, CRFs, PNG writing).
 
-Workers ignore Ctrl-C: the parent gets it alone, stops the pool and reports one line, instead
-of every worker printing a traceback.
+Workers ignore Ctrl-C and SIGTERM: the parent gets them alone, stops the pool and reports one
+line, instead of every worker printing a traceback (or dying under a training that is saving).
 """
 import collections
 import math
@@ -12,9 +12,15 @@ import signal
 BACKLOG_PER_WORKER = 4  # jobs queued per worker before the submitter waits
 
 
-def ignore_sigint():
-    """Pool initializer: leave Ctrl-C to the parent process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and a scheduler's notice
+
+
+def ignore_stop_signals(worker_id=None):
+    """A worker's start (a pool's initializer, a DataLoader's worker_init_fn): leave Ctrl-C and
+    SIGTERM to the parent process, which stops the job where it is whole (a training saves at
+    the end of its iteration, which needs its workers); a worker still ends with its parent."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def worker_pool(workers, fork=True):
@@ -24,7 +30,7 @@ def worker_pool(workers, fork=True):
     method = None
     if not fork:
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    return multiprocessing.get_context(method).Pool(workers, initializer=ignore_sigint)
+    return multiprocessing.get_context(method).Pool(workers, initializer=ignore_stop_signals)
 
 
 def imap_in_workers(function, tasks, workers):

@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 
 from conftest import REPO, listed_run_files
-from lib.config import load_config
 from lib.dataset.check import check_files
 from lib.errors import UserError
 from lib.network.checkpoint import save_state_dict
@@ -214,7 +213,7 @@ def test_killed_inference_leaves_whole_files_and_a_rerun_finishes(voc, tmp_path)
             f"checkpoint={checkpoint}", "width_mult=0.125", f"res_path={tmp_path / 'out'}",
             "num_worker=0", "resize=65"]
     # killed with the 4th seed PNG written to its temporary file but not yet renamed (the
-    # folder's record.yml is the first file written)
+    # folder's record, beside it, is the first file written)
     killed = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, check=False,
                             env=_signalled_at("atomic_write", 5, "SIGKILL"))
     assert killed.returncode == -signal.SIGKILL
@@ -229,26 +228,39 @@ def test_killed_inference_leaves_whole_files_and_a_rerun_finishes(voc, tmp_path)
     assert sorted(f[:-4] for f in os.listdir(out) if f.endswith(".png") and f[0] != ".") == names
 
 
-def test_ctrl_c_ends_training_with_one_line_and_exit_130(voc, tmp_path):
-    from lib.network.checkpoint import load_file
-    from lib.stage2 import train_sgan
-    overrides = [f"dataset_root={voc}", "pretrain=", "resize=33", "max_iter=6", "step_size=2",
-                 "batch_size=2", "num_worker=0", "width_mult=0.125",
-                 f"save_model_path={tmp_path}"]
-    # Ctrl-C right after iteration 3: the checkpoint of iteration 2 is the last one
-    job = subprocess.run([sys.executable, "tools/stage2/train_sgan.py", "--cfg_file", PAPER,
-                          *overrides], cwd=REPO, capture_output=True, text=True, check=False,
-                         env=_signalled_at("iteration", 3, "SIGINT"))
-    assert job.returncode == 130, job.stderr
-    assert job.stderr.strip().splitlines()[-1] == "interrupted" and "Traceback" not in job.stderr
-    run_dir = tmp_path / "sgan_vgg16_321x321_snet"
-    assert listed_run_files(run_dir) == ["config.yml", "metrics.csv", "model_iter_2.pth",
-                                         "train.log", "train_state.pth"]  # nothing half-written
-    assert load_file(str(run_dir / "train_state.pth"))["iteration"] == 2
-    assert (run_dir / "train.log").read_text().splitlines()[-1].endswith(" interrupted")
-    train_sgan.run(load_config(PAPER, [*overrides, "resume=true"]))
-    assert "resumed from" in (run_dir / "train.log").read_text()
-    assert (run_dir / "model_iter_6.pth").exists()
+def test_ctrl_c_or_sigterm_saves_the_run_where_it_stopped_and_says_how_to_resume(voc, tmp_path):
+    import shlex
+
+    from lib.network.checkpoint import load_file, read_state_dict
+    overrides = [f"dataset_root={voc}", "pretrain=", "resize=33", "max_iter=4", "step_size=2",
+                 "batch_size=2", "num_worker=0", "width_mult=0.125", f"save_model_path={tmp_path}"]
+    train = [sys.executable, "tools/stage2/train_sgan.py", "--cfg_file", PAPER, *overrides]
+    straight = subprocess.run([*train, "cfg_name=straight"], cwd=REPO, capture_output=True,
+                              text=True)
+    assert straight.returncode == 0, straight.stderr
+    reference = read_state_dict(str(tmp_path / "straight" / "model_iter_4.pth"))
+    for signal_name, status in (("SIGINT", 130), ("SIGTERM", 143)):
+        # the signal right after iteration 3, between the checkpoints of iterations 2 and 4
+        job = subprocess.run([*train, f"cfg_name={signal_name}"], cwd=REPO, capture_output=True,
+                             text=True, env=_signalled_at("iteration", 3, signal_name))
+        assert job.returncode == status, job.stderr
+        assert "Traceback" not in job.stderr
+        run_dir = tmp_path / signal_name
+        last = job.stderr.strip().splitlines()[-1]
+        assert last == (f"interrupted by {signal_name} at iteration 3 of 4, saved in "
+                        f"{run_dir / 'train_state.pth'}: resume with: {last.split(': ', 2)[2]}")
+        assert (run_dir / "train.log").read_text().splitlines()[-1].endswith(" " + last)
+        assert listed_run_files(run_dir) == ["config.yml", "metrics.csv", "model_iter_2.pth",
+                                             "train.log", "train_state.pth"]  # no model_iter_3
+        assert load_file(str(run_dir / "train_state.pth"))["iteration"] == 3
+        command = shlex.split(last.split("resume with: ", 1)[1])
+        assert command == [sys.executable, *train[1:], f"cfg_name={signal_name}", "resume=true"]
+        resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+        assert resumed.returncode == 0, resumed.stderr
+        assert "at iteration 3" in (run_dir / "train.log").read_text()
+        weights = read_state_dict(str(run_dir / "model_iter_4.pth"))
+        for key, value in reference.items():  # as if never interrupted, bit for bit
+            assert torch.equal(weights[key], value), (signal_name, key)
 
 
 def test_a_diverging_loss_stops_training_and_keeps_the_last_good_checkpoint(voc, tmp_path):

@@ -62,12 +62,27 @@ def test_quick_benchmark_prints_tables_and_one_json_line(tmp_path):
     crf = result["seg_crf"]
     assert crf["batch"] == 15 and crf["side"] == 9 and crf["workers"] >= 1
     assert min(crf["ms_per_batch"].values()) > 0 and isinstance(crf["goal_met"], bool)
+    # the default (crf_workers auto) keeps a 9 x 9 batch's CRFs in the process: the serial figure
+    too_small = ("CRF in this process (crf_workers auto: batches of 15 images of 9 x 9 are too "
+                 "small to gain)")
+    assert crf["default"] == {"workers": 0, "choice": too_small}
+    assert crf["ms_per_batch"]["auto"] == crf["ms_per_batch"]["serial"]
+    assert f"| default: {too_small} |" in run.stdout
     infer = result["seg_infer"]
-    assert set(infer["rows"]) == {"published", "inline", "workers"}
+    assert set(infer["rows"]) == {"published", "inline", "workers", "batched"}
     assert all(row["images_per_s"] > 0 for row in infer["rows"].values())
     assert infer["label_agreement"] >= 0.999  # SPEC 11.5's bar for the device zooms
+    assert infer["default"]["workers"] == crf["workers"]  # full-size images: the cores
+    assert infer["batch_labels_equal"] is True
+    part = infer["network_part"]
+    assert part["batch"] == 2 and "DeepLabV2" in part["network"]
+    assert min(part["images_per_s"].values()) > 0
+    assert "| 2 (test_batch_size 2) |" in run.stdout
     rows = result["seg_train"]
-    assert [row["crf_workers"] for row in rows] == [crf["workers"], 0]  # W workers, then serial
+    # W workers, serial, then the default: in the process for the 9 x 9 batches of 2
+    assert [row["crf_workers"] for row in rows] == [crf["workers"], 0, "auto"]
+    assert [row["crf_processes"] for row in rows[1:]] == [0, 0]
+    assert rows[2]["crf_choice"] in run.stdout and "| auto: serial |" in run.stdout
     for row in rows:
         assert row["s_per_iter"] > 0 and 0 < row["crf_s_per_iter"] < row["s_per_iter"]
         assert row["crf_share"] == row["crf_s_per_iter"] / row["s_per_iter"]
@@ -204,3 +219,5 @@ def test_options_are_checked():
         check_options(BenchOptions(device="cpu", modes=("fp32",), crf_workers=0))
     with pytest.raises(UserError, match="seg_infer_images"):
         check_options(BenchOptions(device="cpu", modes=("fp32",), images=4, seg_infer_images=5))
+    with pytest.raises(UserError, match="seg_batch"):
+        check_options(BenchOptions(device="cpu", modes=("fp32",), seg_batch=0))

@@ -1,6 +1,9 @@
+import os
+
 import pytest
 import yaml
 
+from conftest import REPO
 from lib.config import SCHEMA, ConfigError, load_config, parse_override, save_config
 
 PAPER = "config/sgan_vgg16_321x321.yml"
@@ -105,3 +108,12 @@ def test_run_time_keys_are_known_keys_that_leave_the_recipe_alone():
     assert RUN_TIME_KEYS < set(SCHEMA) and not RUN_TIME_KEYS & AFTER_TRAINING_KEYS
     assert not RUN_TIME_KEYS & {"lr", "max_iter", "batch_size", "power", "random_seed", "amp",
                                 "dataset_root", "width_mult"}
+
+
+def test_a_path_may_follow_dataset_root_in_the_file_and_on_the_command_line(tmp_path):
+    demo = os.path.join(REPO, "config", "demo_seg.yml")
+    cfg = load_config(demo, ["dataset_root=/data/other_tree"])
+    assert cfg.seed_dir == "/data/other_tree/ini_seed/base_30_bg"
+    assert load_config(demo).seed_dir == "data/demo_voc/ini_seed/base_30_bg"
+    cfg = load_config(None, ["dataset_root=voc", "res_path={dataset_root}/results"])
+    assert cfg.res_path == "voc/results" and cfg.dataset_root == "voc"

@@ -9,8 +9,8 @@ import torchvision
 from lib.errors import UserError
 from lib.network.checkpoint import CheckpointError, save_state_dict
 from lib.network.convert_vgg import torchvision_to_caffe
-from lib.network.deeplab import (
-    DeepLabV2,
+from lib.network.deeplab import DeepLabV2
+from lib.network.deeplab_init import (
     load_initial_weights,
     make_initial_weights,
     read_imagenet_weights,
@@ -285,3 +285,32 @@ def test_caffe_sgd_keeps_the_lr_inside_the_velocity():
     for step in range(3):  # constant lr: the same updates (up to rounding)
         np.testing.assert_allclose(torch_sgd[step], ours[step], rtol=1e-12)
     assert not np.allclose(torch_sgd[3], ours[3], rtol=1e-6)  # the lr dropped: they part
+
+
+def test_an_offline_download_says_how_to_go_on_in_one_line(monkeypatch):
+    from urllib.error import URLError
+
+    from torchvision.models import VGG16_Weights
+
+    def offline(self, *args, **kwargs):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(type(VGG16_Weights.IMAGENET1K_V1), "get_state_dict", offline)
+    with pytest.raises(CheckpointError) as error:
+        read_imagenet_weights("VGG16_Weights.IMAGENET1K_V1")
+    message = str(error.value)
+    assert "\n" not in message and "name resolution" in message
+    assert VGG16_Weights.IMAGENET1K_V1.url in message
+    assert "--source FILE" in message and "seg_pretrain= init=kaiming" in message
+
+
+def test_a_missing_seg_pretrain_says_how_to_make_it_or_train_from_scratch(tmp_path):
+    from lib.config import ConfigError, load_config
+    from lib.paths import pretrain_path
+
+    cfg = load_config(None, {"seg_pretrain": str(tmp_path / "vgg16_deeplab_init.pth")})
+    with pytest.raises(ConfigError) as error:
+        pretrain_path(cfg, "seg_pretrain")
+    message = str(error.value)
+    assert "\n" not in message and "config key 'seg_pretrain': file not found" in message
+    assert "tools/stage3/make_init.py" in message and "seg_pretrain= init=kaiming" in message

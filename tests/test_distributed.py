@@ -148,6 +148,30 @@ def test_self_spawned_processes_train_through_the_cli(synth_voc, tmp_path):
     assert set(state) == set(SGAN().state_dict())
 
 
+def test_self_spawned_processes_stopped_by_sigterm_save_together_and_resume(synth_voc,
+                                                                            tmp_path):
+    """Each process saves its RNG state through a collective: all stop at one iteration."""
+    from lib.network.checkpoint import load_file
+    from lib.signal_point import ENV
+    cmd = [sys.executable, "tools/stage2/train_sgan.py", "--cfg_file", PAPER,
+           f"dataset_root={synth_voc}", "pretrain=", "resize=33", "max_iter=2", "step_size=2",
+           "batch_size=3", "num_worker=0", f"save_model_path={tmp_path}", "width_mult=0.125",
+           "num_processes=2", "cfg_name=ddp"]
+    stopped = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                             env={**os.environ, ENV: "iteration:1:SIGTERM"})
+    assert stopped.returncode == 143, stopped.stderr
+    assert stopped.stderr.strip().splitlines()[-1] == \
+        "interrupted (see the last line of process 0 above)"
+    state = load_file(str(tmp_path / "ddp" / "train_state.pth"))
+    assert state["iteration"] == 1 and len(state["rng"]) == 2
+    log = (tmp_path / "ddp" / "train.log").read_text().splitlines()
+    assert "interrupted by SIGTERM at iteration 1 of 2" in log[-1]
+    assert log[-1].endswith(" ".join(cmd[1:]) + " resume=true")
+    resumed = subprocess.run([*cmd, "resume=true"], cwd=REPO, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "ddp" / "model_iter_2.pth").exists()
+
+
 def test_two_process_seed_folder_equals_one_process(synth_voc, tmp_path):
     from infer_helpers import infer_config, write_checkpoint
     from lib.stage2 import infer_cam

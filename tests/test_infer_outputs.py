@@ -26,7 +26,6 @@ from lib.pictures.seed_figure import (
     enlargement,
     strip_panels,
 )
-from lib.records import RECORD_NAME
 from lib.seeds.class_maps import class_maps_dir, load_class_maps
 from lib.seeds.crf import seeds_from_crf
 from lib.seeds.inference import inference_dataset
@@ -51,9 +50,9 @@ def voc(tmp_path_factory):
 
 
 def _files(folder):
-    """The output files of a folder (its record.yml aside) and their bytes."""
+    """The files of an output folder and their bytes."""
     return {name: open(os.path.join(folder, name), "rb").read()
-            for name in sorted(os.listdir(folder)) if name != RECORD_NAME}
+            for name in sorted(os.listdir(folder))}
 
 
 def _expected_maps(cfg):
@@ -83,7 +82,8 @@ def test_threshold_seeds_are_the_seeds_of_lib_seeds_byte_for_byte(voc, checkpoin
     for name, (maps, tags, bg, size) in expected.items():
         seed = seed_to_image_size(seeds_from_cams(maps, tags, bg, 0.25), size)
         assert written[name + ".png"] == encode_png(seed), name
-    assert sorted(os.listdir(tmp_path)) == [os.path.basename(out), os.path.basename(out) + ".log"]
+    name = os.path.basename(out)
+    assert sorted(os.listdir(tmp_path)) == [name, name + ".log", name + ".record.yml"]
 
 
 def test_crf_seeds_are_the_same_with_any_number_of_workers(voc, checkpoint, tmp_path):
@@ -94,6 +94,8 @@ def test_crf_seeds_are_the_same_with_any_number_of_workers(voc, checkpoint, tmp_
                            save_pictures=True)
         out = infer_cam.run(cfg)
         runs[workers] = [_files(out), _files(class_maps_dir(out)), _files(pictures_dir(out))]
+        with open(out.rstrip("/") + ".log") as log:
+            assert log.read().count("CRF in ") == 1  # where the CRFs ran, said once
     assert runs[1] == runs[2]
     seeds = [cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
              for data in runs[1][0].values()]

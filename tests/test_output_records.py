@@ -12,7 +12,7 @@ from infer_helpers import PAPER, infer_config, write_checkpoint
 from lib.errors import UserError
 from lib.network.checkpoint import save_state_dict
 from lib.network.sgan import SGAN
-from lib.records import RECORD_NAME, names_to_write, read_record, weights_identity
+from lib.records import names_to_write, read_record, record_path, weights_identity
 from lib.stage2 import infer_cam
 from lib.tooling.synthetic import generate_dataset
 from lib.training.distributed import DistContext
@@ -37,7 +37,7 @@ def test_the_record_holds_the_weights_and_the_settings(voc, tmp_path):
     assert record["weights"] == weights_identity(checkpoint)
     assert record["cam_thresh"] == 0.25 and record["seed_mode"] == "threshold"
     assert record["resize"] == 65 and record["sdnet_path"] == "sal_snet"
-    assert len(_pngs(out)) == 4 and RECORD_NAME in os.listdir(out)
+    assert len(_pngs(out)) == 4 and os.path.isfile(out + ".record.yml")
 
 
 def test_a_rerun_with_other_settings_or_weights_stops_and_overwrite_rebuilds(voc, tmp_path):
@@ -66,8 +66,8 @@ def test_a_rerun_with_other_settings_or_weights_stops_and_overwrite_rebuilds(voc
 def test_a_folder_of_outputs_without_a_record_is_not_mixed_into(voc, tmp_path):
     checkpoint = write_checkpoint(str(tmp_path / "m.pth"))
     out = infer_cam.run(infer_config(voc, checkpoint, tmp_path / "res"))
-    os.unlink(os.path.join(out, RECORD_NAME))
-    with pytest.raises(UserError, match="no record.yml"):
+    os.unlink(record_path(out))
+    with pytest.raises(UserError, match=r"no record \(.*\.record\.yml\)"):
         infer_cam.run(infer_config(voc, checkpoint, tmp_path / "res"))
 
 

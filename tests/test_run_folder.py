@@ -1,6 +1,7 @@
 """A training run's folder through the real scripts: inference rebuilds the network the run
-trained, a new run does not overwrite another, a run's record and log tell the truth, resume
-says when there is nothing to do."""
+trained, a new run does not overwrite another, overwrite=true keeps the old run until the new
+one's first checkpoint, a run's record and log tell the truth, resume says when there is
+nothing to do."""
 import os
 import shutil
 import subprocess
@@ -9,20 +10,23 @@ import sys
 import pytest
 
 from conftest import REPO, listed_run_files
-from lib.config import load_config
-from lib.training.run_folder import load_trained_network
+from lib.config import ConfigError, load_config
+from lib.signal_point import ENV as SIGNAL_AT
+from lib.stage2 import infer_cam, train_sgan
+from lib.stage3 import infer_seg, train_seg
+from lib.training.run_folder import SET_ASIDE, SET_ASIDE_NOTE, load_trained_network
 
 PAPER = os.path.join(REPO, "config", "sgan_vgg16_321x321.yml")
 SMALL = ["pretrain=", "resize=33", "batch_size=2", "step_size=1"]
 
 
-def run_tool(script, *args, one_core=False):
+def run_tool(script, *args, one_core=False, env=None):
     """A script of tools/ with the paper's config; ``one_core`` pins it (and its children) to
     one core, so that any num_worker above 1 is more than the cores."""
     pin = (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if one_core else None
     return subprocess.run([sys.executable, os.path.join("tools", script), "--cfg_file", PAPER,
                            *map(str, args)], cwd=REPO, capture_output=True, text=True,
-                          timeout=300, preexec_fn=pin)
+                          timeout=300, preexec_fn=pin, env=env)
 
 
 def one_line_error(result, *fragments):
@@ -112,20 +116,71 @@ def test_resume_of_a_finished_run_has_nothing_to_do(run):
     one_line_error(below, "'max_iter' is 1", "below iteration 2")
 
 
-def test_overwrite_replaces_the_run_and_a_failed_run_records_only_its_checkpoints(run):
+def _files(folder):
+    """{name: bytes} of the files of ``folder`` (not its log, which a new run appends to)."""
+    return {n: (folder / n).read_bytes() for n in os.listdir(folder)
+            if (folder / n).is_file() and n != "train.log"}
+
+
+def _new_lines(folder, before):
+    """The lines of ``folder``'s log after the text ``before``, without their time stamps."""
+    text = (folder / "train.log").read_text()
+    assert text.startswith(before)
+    return [line.split(" ", 2)[2] for line in text[len(before):].splitlines()]
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_runs_first_checkpoint(run):
     cmd = [*run["common"], *SMALL, "width_mult=0.25", "num_worker=0", "cfg_name=other"]
     first = run_tool("stage2/train_sgan.py", *cmd, "max_iter=3")
     assert first.returncode == 0, first.stderr
     folder = run["out"] / "model" / "other"
-    # overwrite=true: a run that diverges at once replaces the folder's run, and leaves
-    # neither checkpoints nor a record it did not make
+    old = _files(folder)
+    assert listed_run_files(folder) == ["config.yml", "metrics.csv", "model_iter_1.pth",
+                                        "model_iter_2.pth", "model_iter_3.pth", "train.log",
+                                        "train_state.pth"]
+    log = (folder / "train.log").read_text()
+
+    # refused when it builds its network (weights of another width): nothing has changed
+    misfit = run_tool("stage2/train_sgan.py", *cmd, "max_iter=3", "overwrite=true",
+                      f"pretrain={run['dir'] / 'model_iter_2.pth'}")
+    one_line_error(misfit, "model_iter_2.pth", "shape differences")
+    assert _files(folder) == old and (folder / "train.log").read_text() == log
+
+    # a run that diverges at once, before its first checkpoint: the old run is put back
     failed = run_tool("stage2/train_sgan.py", *cmd, "max_iter=3", "overwrite=true",
                       "init=kaiming", "lr=1e12", "step_size=3")
     assert failed.returncode == 2 and "loss is" in failed.stderr
-    assert listed_run_files(folder) == ["metrics.csv", "train.log"]
-    log = (folder / "train.log").read_text().splitlines()
-    assert "overwrite=true: removed the run" in log[0]
-    assert log[-1].split(" ", 2)[2].startswith("stopped: loss is")
+    assert _files(folder) == old and not (folder / SET_ASIDE).exists()
+    lines = _new_lines(folder, log)
+    assert lines[0].startswith(SET_ASIDE_NOTE) and lines[-2].startswith("stopped: loss is")
+    assert lines[-1].startswith("overwrite=true: this run stopped before its first checkpoint")
+    log = (folder / "train.log").read_text()
+
+    # killed after an iteration, before its first checkpoint: the old run is set aside, whole,
+    # and the next training in the folder puts it back (here resume: nothing left to do)
+    killed = run_tool("stage2/train_sgan.py", *cmd, "max_iter=3", "overwrite=true",
+                      "step_size=2", env={**os.environ, SIGNAL_AT: "iteration:1:SIGKILL"})
+    assert killed.returncode == -9
+    assert listed_run_files(folder) == [SET_ASIDE, "metrics.csv", "train.log"]
+    assert _files(folder / SET_ASIDE) == old
+    again = run_tool("stage2/train_sgan.py", *cmd, "max_iter=3", "resume=true")
+    assert again.returncode == 0, again.stderr
+    assert _files(folder) == old and not (folder / SET_ASIDE).exists()
+    lines = _new_lines(folder, log)
+    assert lines[0].startswith(SET_ASIDE_NOTE) and "put back the run set aside" in lines[-2]
+    assert lines[-1].startswith("nothing to do: the run in")
+
+    # a replacement that succeeds: the old run goes with the new run's first checkpoint, and
+    # so do its lines of the log
+    done = run_tool("stage2/train_sgan.py", *cmd, "max_iter=2", "overwrite=true")
+    assert done.returncode == 0, done.stderr
+    assert listed_run_files(folder) == ["config.yml", "metrics.csv", "model_iter_1.pth",
+                                        "model_iter_2.pth", "train.log", "train_state.pth"]
+    assert load_config(str(folder / "config.yml")).max_iter == 2
+    lines = [line.split(" ", 2)[2] for line in (folder / "train.log").read_text().splitlines()]
+    assert lines[0].startswith(SET_ASIDE_NOTE) and lines[-1].startswith("finished: iteration 2")
+    deleted = lines.index("overwrite=true: deleted the run set aside; this run replaces it")
+    assert lines[deleted - 1].endswith("model_iter_1.pth")  # right after its first checkpoint
 
 
 def test_inference_caps_num_worker_and_ends_with_a_summary(run):
@@ -145,3 +200,44 @@ def test_inference_caps_num_worker_and_ends_with_a_summary(run):
     assert "12 images written, 0 skipped" in last and f"{folder}_pictures" in last
     again = run_tool("stage2/infer_cam.py", *args, "save_pictures=true")
     assert "0 images written, 12 skipped (already there)" in again.stderr
+
+
+IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+SEG = os.path.join(REPO, "config", "seg_deeplabv2_vgg16.yml")
+
+
+def _trained_on_imagenet_input(stage, root, out):
+    """A one-iteration run of ``stage`` (2 or 3) with ImageNet's input normalisation (mean,
+    std: the demo's), He-initialised so that its outputs follow the image; the config that
+    infers from it, all else left to the defaults (mean and std among them)."""
+    common = {"dataset_root": root, "save_model_path": str(out / "model"), "cfg_name": "run",
+              "max_iter": 1, "width_mult": 0.125, "num_worker": 0, "init": "kaiming"}
+    if stage == 2:
+        train_sgan.run(load_config(None, {**common, **IMAGENET, "pretrain": None,
+                                          "resize": 33, "batch_size": 2}))
+        return infer_cam.run, {**common, "resize": 33}
+    train_seg.run(load_config(None, {**common, **IMAGENET, "seg_pretrain": None,
+                                     "seed_dir": os.path.join(root, "ini_seed", "base_30_bg"),
+                                     "seg_resize": 41, "crop_size": 33, "batch_size": 2,
+                                     "crf_workers": 0}))
+    return infer_seg.run, {**common, "test_scales": [33, 41], "seg_crf": False}
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_inference_feeds_the_network_the_input_its_run_trained_on(stage, synth_voc, tmp_path):
+    run, infer = _trained_on_imagenet_input(stage, synth_voc, tmp_path)
+    outputs = {}
+    for name, keys in (("given", IMAGENET), ("left_out", {})):
+        folder = run(load_config(None, {**infer, **keys, "res_path": str(tmp_path / name)}))
+        outputs[name] = {n: open(os.path.join(folder, n), "rb").read()
+                         for n in sorted(os.listdir(folder))}
+    assert outputs["given"] and outputs["left_out"] == outputs["given"]
+    log = open(folder + ".log").read()
+    assert f"the network as its run trained it: mean {IMAGENET['mean']!r}, std " in log
+    # the stage's published config says caffe's input: one line naming both values
+    published = PAPER if stage == 2 else SEG
+    with pytest.raises(ConfigError) as error:
+        run(load_config(published, {**infer, "res_path": str(tmp_path / "published")}))
+    line = str(error.value)
+    assert "\n" not in line and "'mean' is [104.008, 116.669, 122.675]" in line
+    assert "trained with [0.485, 0.456, 0.406] (std too)" in line

@@ -75,6 +75,13 @@ def test_train_infer_evaluate_through_the_scripts(work):
     # Caffe's step schedule: lr x 0.5 after 2 iterations; the log shows both loss terms
     assert "iter 2/4 loss" in log and "lr 1.000e-03" in log and "lr 5.000e-04" in log
     assert " seed " in log and " constrain " in log
+    # said once each, before the first iteration: the seeds' class mix, that they are initial
+    # seeds (the generator's), and where the CRFs of the 9 x 9 batches run (crf_workers auto)
+    first_iteration = log.index("iter 1/4")
+    for line in ("seeds in voc/ini_seed/base_30_bg: ", "looks like initial seeds",
+                 "CRF in this process (crf_workers auto: batches of 2 images of 9 x 9 are too "
+                 "small to gain)"):
+        assert log.count(line) == 1 and log.index(line) < first_iteration, line
 
     result = run_tool("stage3/infer_seg.py", *config_args("max_iter=4"), cwd=work)
     assert result.returncode == 0, result.stderr
@@ -87,6 +94,7 @@ def test_train_infer_evaluate_through_the_scripts(work):
             assert labels.mode == "P" and labels.size == image.size
             assert np.asarray(labels).max() <= 20
     assert read_record(str(out))["seg_crf"] is True
+    assert (work / "result" / "seg_deeplabv2_vgg16_val.log").read_text().count("CRF in ") == 1
 
     scores = work / "scores.json"
     result = run_tool("eval_mIoU.py", "--cfg_file", SEG, "dataset_root=voc", "--num_classes",
@@ -115,6 +123,19 @@ def test_an_interrupted_run_resumes_to_the_same_weights(work):
     reference = read_state_dict(str(work / "model" / "straight" / "model_iter_4.pth"))
     for key, value in reference.items():
         assert torch.equal(ours[key], value), key
+
+
+def test_overwrite_with_a_network_the_config_cannot_build_keeps_the_run(work):
+    kept = train(work, "cfg_name=kept", "max_iter=1")
+    assert kept.returncode == 0, kept.stderr
+    run_dir = work / "model" / "kept"
+    before = {name: (run_dir / name).read_bytes() for name in os.listdir(run_dir)}
+    assert {"model_iter_1.pth", "train_state.pth", "config.yml", "train.log"} <= set(before)
+    refused = run_tool("stage3/train_seg.py", *config_args(
+        "cfg_name=kept", "max_iter=1", "width_mult=0.25", "overwrite=true", cfg_file=RESNET,
+        pretrain=""), cwd=work)
+    assert one_line(refused) and "'width_mult' narrows the vgg16 backbone only" in refused.stderr
+    assert before == {name: (run_dir / name).read_bytes() for name in os.listdir(run_dir)}
 
 
 def test_the_crfs_of_a_batch_in_workers_train_the_same_weights(work):

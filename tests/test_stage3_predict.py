@@ -13,6 +13,7 @@ from lib.stage3.predict import (
     PUBLISHED_TEST_INPUT,
     TEST_MEAN_BGR,
     TEST_SCALES,
+    batch_scores,
     labels_from_probabilities,
     multi_scale_scores,
     network_input,
@@ -174,6 +175,27 @@ def test_device_path_agrees_on_golden(name):
 @pytest.mark.parametrize("size,seed", SYNTHETIC)
 def test_device_path_agrees_on_synthetic(size, seed):
     assert min(agreement(pooling_forward(seed), synthetic_image(size, seed))) >= MIN_AGREEMENT
+
+
+@pytest.mark.parametrize("normalisation", [PUBLISHED_TEST_INPUT, IMAGENET])
+def test_a_batch_of_images_of_any_sizes_scores_as_one_at_a_time(normalisation):
+    """One forward per scale for the whole batch (each image zoomed to S x S, stacked), and
+    each image's scores exactly those of the device path alone (the stand-in network runs
+    each image of its batch alone, so only the batching itself is compared)."""
+    images = [synthetic_image(size, seed) for size, seed in SYNTHETIC]
+    alone = pooling_forward(7)
+    shapes = []
+
+    def forward(batch):
+        shapes.append(tuple(batch.shape))
+        return torch.cat([alone(image[None]) for image in batch])
+
+    scores = batch_scores(forward, images, TEST_SCALES, normalisation=normalisation)
+    assert shapes == [(len(images), 3, side, side) for side in TEST_SCALES]
+    for image, got in zip(images, scores):
+        assert got.shape == (NUM_CLASSES,) + image.shape[:2]
+        np.testing.assert_array_equal(got, multi_scale_scores(
+            alone, image, exact=False, normalisation=normalisation))
 
 
 def test_imagenet_normalised_input_is_rgb_over_255_minus_mean_over_std():

@@ -98,6 +98,7 @@ def test_train_cli_reports_a_missing_pretrain_in_one_line(synth_voc, tmp_path):
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "'pretrain'" in result.stderr
+    assert "tools/stage1/train_cls.py" in result.stderr and "pretrain= init=kaiming" in result.stderr
 
 
 def _train_cfg(root, out, **extra):

@@ -48,11 +48,14 @@ def main(argv=None):
     parser.add_argument("--eval_images", type=int, help="label PNGs to evaluate")
     parser.add_argument("--crf_workers", type=int,
                         help="W, the CRF worker processes of stage 3 (default: the cores)")
+    parser.add_argument("--seg_batch", type=int,
+                        help="test_batch_size of stage 3's batched inference (default 8; CPU: 4)")
     parser.add_argument("--work_dir", help="keep the generated files here")
     args = parser.parse_args(argv)
     options = default_options(args.device, args.quick)
     given = {key: getattr(args, key) for key in ("stages", "batch", "size", "workers", "widths",
-                                                 "modes", "eval_images", "crf_workers", "work_dir")}
+                                                 "modes", "eval_images", "crf_workers", "seg_batch",
+                                                 "work_dir")}
     given["data_batch"] = args.batch
     options = replace(options, **{k: v for k, v in given.items() if v is not None})
     print(json.dumps(run_benchmark(options)))

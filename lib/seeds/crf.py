@@ -24,7 +24,6 @@ def crf_settings(cfg):
          "must be >= crf_alpha_low"),
         ("crf_scale", cfg.crf_scale > 0, "must be > 0"),
         ("crf_iterations", cfg.crf_iterations >= 1, "must be >= 1"),
-        ("crf_workers", cfg.crf_workers >= 0, "must be >= 0"),
     ]
     for key, ok, why in checks:
         if not ok:

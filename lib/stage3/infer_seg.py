@@ -1,8 +1,10 @@
-"""Stage-3 inference: labels of a split by the trained segmentation network (SPEC 11.5).
+"""Stage-3 inference: labels of a split by the trained segmentation network (SPEC 11.5), one
+stage of the inference skeleton (lib.inference).
 
-Per image: the three test scales, normalised as the backbone's weights expect
-(lib.stage3.normalisation), through the network on the device, zoomed back and summed
-there (lib.stage3.predict), then, in worker processes, softmax with the 1e-5 floor, the
+Per batch of ``test_batch_size`` images: each image zoomed to the three test scales,
+normalised as the backbone's weights expect (lib.stage3.normalisation), one forward per
+scale for the batch on the device, each image's logits zoomed back and summed there
+(lib.stage3.predict), then, per image, in worker processes, softmax with the 1e-5 floor, the
 full-size dense CRF (``seg_crf``), the argmax (restricted to the tags with
 ``restrict_to_tags``) and a palette PNG ``<res_path>/<cfg_name>_<split>/NAME.png``. Several
 processes (torchrun or ``num_processes``) each take every world_size-th image; the folder
@@ -10,13 +12,10 @@ records what made it and a rerun continues where it stopped (lib.records).
 """
 import functools
 import os
-import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
+from torch.utils.data import Dataset
 
 from lib.config import ConfigError
 from lib.dataset.check import check_files
@@ -24,25 +23,24 @@ from lib.dataset.tags import load_tags
 from lib.errors import UserError, first_few
 from lib.files import read_names
 from lib.image import is_complete_file, read_image, write_palette_png
+from lib.inference import InferencePlan, InferenceStage, run_inference
 from lib.network.deeplab import deeplab_from_config
 from lib.paths import dataset_path, segmentation_dir, split_list_path
-from lib.records import names_to_write, outputs_summary, prepare_output_folder, weights_identity
-from lib.stage3.normalisation import inference_normalisation
+from lib.stage3.normalisation import check_input_scale, inference_normalisation
 from lib.stage3.predict import (
     PUBLISHED_TEST_INPUT,
+    batch_scores,
     labels_from_probabilities,
-    multi_scale_scores,
     probabilities,
 )
-from lib.training.distributed import all_reduce_sum, barrier, launch
 from lib.training.run_folder import load_trained_network
-from lib.training.runtime import amp_dtype, autocast, loader_workers, process_logger, usable_workers
-from lib.workers import WorkerQueue
 
 # Config keys that change the labels (the folder's record, with the weights' identity).
 PREDICTION_KEYS = ("dataset_root", "split", "seg_backbone", "width_mult", "mean", "std",
                    "test_scales", "seg_crf", "restrict_to_tags", "amp")
-NETWORK_KEYS = ("seg_backbone", "width_mult")  # the keys that choose the network (a run records them)
+# The keys that choose the network: with its input's (mean, std), taken from the checkpoint's
+# run (lib.training.run_folder.load_trained_network).
+NETWORK_KEYS = ("seg_backbone", "width_mult")
 
 
 def split_names(cfg):
@@ -85,10 +83,12 @@ def write_labels(crf, job):
 
 
 class Images(Dataset):
-    """RGB uint8 images by name, decoded in loader workers."""
+    """RGB uint8 images by name, decoded in loader workers, with their tags (``tags``:
+    {name: classes} for restrict_to_tags, else None). Items are dicts; batches, lists of
+    them (:func:`as_list`): the images differ in size."""
 
-    def __init__(self, root, names):
-        self.root, self.names = root, names
+    def __init__(self, root, names, tags=None):
+        self.root, self.names, self.tags = root, names, tags
 
     def path(self, name):
         return os.path.join(self.root, "JPEGImages", name + ".jpg")
@@ -97,71 +97,73 @@ class Images(Dataset):
         return len(self.names)
 
     def __getitem__(self, index):
-        name = self.names[index]
-        return name, np.ascontiguousarray(read_image(self.path(name))[:, :, ::-1])
+        name, path = self.names[index], self.path(self.names[index])
+        return {"name": name, "image": np.ascontiguousarray(read_image(path)[:, :, ::-1]),
+                "path": path, "tags": None if self.tags is None else self.tags[name]}
+
+
+def label_path(folder, name):
+    """Where the labels of image ``name`` go in ``folder``."""
+    return os.path.join(folder, name + ".png")
+
+
+def as_list(items):
+    """The loader's batch of :class:`Images` items: the list itself."""
+    return items
+
+
+def label_jobs(forward, batch, scales, device, out_path, normalisation=PUBLISHED_TEST_INPUT):
+    """The LabelJobs of a batch of :class:`Images` items: their multi-scale scores, one
+    ``forward`` per scale for the whole batch (the input normalised by ``normalisation``,
+    zooms on ``device``); ``out_path(name)``: the PNG to write."""
+    scores = batch_scores(forward, [item["image"] for item in batch], scales, device,
+                          normalisation)
+    return [LabelJob(item["name"], item_scores, item["path"], item["tags"],
+                     out_path(item["name"])) for item, item_scores in zip(batch, scores)]
 
 
 def run(cfg):
     """Write the labels of every image of the split; return the output folder."""
-    launch(_infer, cfg)
+    run_inference(cfg, LabelInference())
     return segmentation_dir(cfg)
 
 
-def _infer(ctx, cfg):
-    names = split_names(cfg)
-    tags = image_tags(cfg, names)
-    trained = load_trained_network(cfg, NETWORK_KEYS, deeplab_from_config)
-    model, weights, cfg = trained.model, trained.weights, trained.cfg  # before writing anything
-    normalisation = inference_normalisation(cfg)
-    images = Images(cfg.dataset_root, names)
-    check_files(names, images.path, {})
-    folder = segmentation_dir(cfg)
-    record = {**{key: cfg[key] for key in PREDICTION_KEYS}, "weights": weights_identity(weights)}
+class LabelInference(InferenceStage):
+    """The labels of the split's images by the trained segmentation network."""
 
-    def out_path(name):
-        return os.path.join(folder, name + ".png")
+    name = "infer_seg"
 
-    prepare_output_folder(ctx, folder, record, cfg.overwrite,
-                          "or write elsewhere with another cfg_name or res_path",
-                          lambda: [os.unlink(out_path(n)) for n in names
-                                   if os.path.exists(out_path(n))])
-    images.names = names_to_write(names, ctx, lambda n: is_complete_file(out_path(n)),
-                                  cfg.overwrite)
-    todo = int(all_reduce_sum(torch.tensor([len(images.names)]), ctx))
-    logger = process_logger("sgan.infer_seg", folder.rstrip("/") + ".log", ctx.is_main)
-    if trained.adopted:
-        logger.info("the network as its run trained it: %s", ", ".join(trained.adopted))
-    logger.info("labels of %d images of split '%s' on %d x %s from %s into %s; %d already there",
-                todo, cfg.split, ctx.world_size, ctx.device, weights, folder, len(names) - todo)
-    device, dtype = ctx.device, amp_dtype(cfg.amp, ctx.device)
-    memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
+    def plan(self, cfg):
+        names = split_names(cfg)
+        tags = image_tags(cfg, names)
+        trained = load_trained_network(cfg, NETWORK_KEYS, deeplab_from_config)
+        cfg = trained.cfg
+        check_input_scale(cfg)  # before anything is written
+        images = Images(cfg.dataset_root, names, tags)
+        check_files(names, images.path, {})
+        folder = segmentation_dir(cfg)
+        out_path = functools.partial(label_path, folder)
 
-    def forward(batch):
-        with autocast(dtype, device):
-            return model(batch.contiguous(memory_format=memory_format)).float()
+        def remove(name):
+            if os.path.exists(out_path(name)):
+                os.unlink(out_path(name))
 
-    workers = usable_workers(cfg.crf_workers, ctx) if cfg.seg_crf and images.names else 0
-    started = time.monotonic()
-    with WorkerQueue(functools.partial(write_labels, cfg.seg_crf), workers) as writer, \
-            torch.no_grad():
-        model.to(device, memory_format=memory_format).eval()  # after the workers forked
-        submit_images(forward, images, writer, cfg.test_scales, device, out_path, normalisation,
-                      tags, loader_workers(cfg, ctx, logger), progress=ctx.is_main)
-    barrier(ctx)
-    logger.info("%s", outputs_summary(todo, len(names) - todo, 0, time.monotonic() - started,
-                                      [folder]))
+        return InferencePlan(
+            trained=trained, dataset=images, folder=folder,
+            record={key: cfg[key] for key in PREDICTION_KEYS},
+            log_file=folder.rstrip("/") + ".log",
+            retry_hint="or write elsewhere with another cfg_name or res_path",
+            describe=lambda count: f"labels of {count} images of split '{cfg.split}'",
+            write=functools.partial(write_labels, cfg.seg_crf),
+            done=lambda name: is_complete_file(out_path(name)), remove=remove,
+            folders=[folder], crf=cfg.seg_crf, collate=as_list)
 
+    def jobs(self, plan, batch, on):
+        cfg, model = plan.trained.cfg, plan.trained.model
 
-def submit_images(forward, images, writer, scales, device, out_path,
-                  normalisation=PUBLISHED_TEST_INPUT, tags=None, workers=0, progress=False):
-    """The network's part of every image of ``images`` (an Images, decoded by ``workers``
-    loader processes): the multi-scale scores of the input normalised by ``normalisation``,
-    zoomed on ``device``; the rest goes to ``writer`` (a WorkerQueue of :func:`write_labels`)
-    as a LabelJob. ``tags``: {name: classes} or None; ``out_path(name)``: the PNG to write."""
-    loader = DataLoader(images, batch_size=None, num_workers=workers)
-    for name, image_rgb in tqdm(loader, desc="infer_seg", dynamic_ncols=True,
-                                disable=not progress):
-        scores = multi_scale_scores(forward, image_rgb.numpy(), scales, device, exact=False,
-                                    normalisation=normalisation)
-        writer.submit(LabelJob(name, scores, images.path(name),
-                               None if tags is None else tags[name], out_path(name)))
+        def forward(images):
+            with on.autocast():
+                return model(images.contiguous(memory_format=on.memory_format)).float()
+
+        return label_jobs(forward, batch, cfg.test_scales, on.device,
+                          functools.partial(label_path, plan.folder), inference_normalisation(cfg))

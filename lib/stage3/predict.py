@@ -11,7 +11,8 @@ coordinate lands past the last input by rounding, that row or column is 0 (befor
 ``exact=False`` does the zooms with torch on the network's device instead (bilinear,
 align_corners=True, float32, the same edge zeros): the labels agree with the exact path on
 at least 99.9% of pixels (SPEC 11.5 allows that; all of them on the test images) and is
-several times faster, even on the CPU.
+several times faster, even on the CPU. That path also takes several images at once
+(:func:`batch_scores`): one forward per scale for them all, so a GPU runs full batches.
 """
 
 import numpy as np
@@ -70,18 +71,29 @@ def _exact_scores(forward, image_rgb, scales, device, normalisation):
 
 def _device_scores(forward, image_rgb, scales, device, normalisation):
     """:func:`multi_scale_scores` with torch's bilinear zooms on ``device``."""
-    height, width = image_rgb.shape[:2]
-    image = torch.from_numpy(np.ascontiguousarray(image_rgb)).to(device)
-    image = image.permute(2, 0, 1)[None].float()  # 1 x 3 x H x W, RGB
+    return batch_scores(forward, [image_rgb], scales, device, normalisation)[0]
+
+
+def batch_scores(forward, images_rgb, scales=TEST_SCALES, device="cpu",
+                 normalisation=PUBLISHED_TEST_INPUT):
+    """:func:`multi_scale_scores` (``exact=False``) of each image of ``images_rgb`` (RGB uint8,
+    of any sizes), with one ``forward`` per scale for them all: each image is zoomed to S x S
+    on ``device``, the zooms are stacked into one N x 3 x S x S batch, and each image's logits
+    are zoomed back to its own size. Every image's arithmetic is that of a batch of one."""
+    images = [torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None]
+              .float() for image in images_rgb]  # 1 x 3 x H x W, RGB
     mean, std = (None if v is None else
                  torch.tensor(v, dtype=torch.float32, device=device).view(1, 3, 1, 1)
                  for v in normalisation)
-    total = torch.zeros((1, NUM_CLASSES, height, width), dtype=torch.float32, device=device)
+    totals = [torch.zeros((1, NUM_CLASSES) + image.shape[-2:], dtype=torch.float32,
+                          device=device) for image in images]
     for side in scales:
-        zoomed = zoom_on_device(image, (side, side))
+        zoomed = torch.cat([zoom_on_device(image, (side, side)) for image in images])
         batch = zoomed.flip(1) - mean if std is None else (zoomed / 255 - mean) / std
-        total += zoom_on_device(forward(batch).float(), (height, width))
-    return total[0].cpu().numpy()
+        logits = forward(batch).float()
+        for total, image_logits in zip(totals, logits.split(1)):
+            total += zoom_on_device(image_logits, total.shape[-2:])
+    return [total[0].cpu().numpy() for total in totals]
 
 
 def zoom_on_device(maps, out_hw):

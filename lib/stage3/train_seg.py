@@ -3,27 +3,34 @@
 DeepLab-v2 from ``seg_pretrain``, the names of ``cue_file`` with their seeds from ``seed_dir``
 (names of ``strong_list`` with their ground truth, SPEC 12), Caffe's distortions and crops,
 the balanced seed loss plus the constrain loss through the training-time dense CRF (the CRFs
-of a batch in ``crf_workers`` processes, equal to the serial ones), Caffe's SGD with the step
-schedule. Checkpoints ``<save_model_path>/<cfg_name>/model_iter_<N>.pth``; resume as stage 2.
+of a batch in ``crf_workers`` processes, equal to the serial ones; lib.crf.workers), Caffe's
+SGD with the step schedule. Before training, the log shows the seeds' class mix and warns of
+initial seeds or seeds with almost no class (lib.dataset.seed_check). Checkpoints
+``<save_model_path>/<cfg_name>/model_iter_<N>.pth``; resume as stage 2.
 """
 import os
 
 import torch
 
-from lib.config import ConfigError
+from lib.config import DATASET_ROOT_FIELD, ConfigError
 from lib.crf.batch import BatchCRF
+from lib.crf.workers import CRFBatch, crf_choice
+from lib.dataset.seed_check import seed_notes
 from lib.dataset.strong import strong_names, strong_note
 from lib.dataset.tags import load_tags
-from lib.dataset.voc12_seg import VOC12SegDataset, check_seg_files
+from lib.dataset.voc12_seg import LABEL_STRIDE, VOC12SegDataset, check_seg_files
 from lib.losses import seg_loss
-from lib.network.deeplab import deeplab_from_config, load_initial_weights
+from lib.losses.seg import CRF_ITERATIONS
+from lib.network.deeplab import deeplab_from_config
+from lib.network.deeplab_init import load_initial_weights
 from lib.optim import build_caffe_sgd, step_lr
 from lib.paths import dataset_path, model_dir
 from lib.stage3.normalisation import check_input_scale, training_normalisation
 from lib.stage3.validation import VAL_COLUMN, Validation
 from lib.training.distributed import all_reduce_sum
 from lib.training.loop import TrainingTask, train
-from lib.training.runtime import autocast, usable_workers
+from lib.training.runtime import autocast
+from lib.voc import NUM_CLASSES
 
 
 class SegTraining(TrainingTask):
@@ -36,6 +43,8 @@ class SegTraining(TrainingTask):
     def __init__(self):
         self.crf = None
         self.validation = None
+        self.crf_line = ""  # where the CRFs run, and why (start)
+        self.notes = []  # (logging level, line) of the seeds (build_dataset)
 
     def network(self, cfg):
         return deeplab_from_config(cfg)
@@ -47,7 +56,9 @@ class SegTraining(TrainingTask):
         check_input_scale(cfg)  # before anything is written
         if not os.path.isdir(cfg.seed_dir):
             raise ConfigError(f"config key 'seed_dir': folder not found: {cfg.seed_dir} (the "
-                              f"seeds infer_cam writes)")
+                              f"seeds infer_cam writes; a relative path is read from the "
+                              f"working folder, and '{DATASET_ROOT_FIELD}/...' follows "
+                              f"dataset_root)")
         names = sorted(load_tags(dataset_path(cfg, cfg.cue_file)))
         dataset = VOC12SegDataset(
             cfg.dataset_root, names, cfg.seed_dir, resize=cfg.seg_resize,
@@ -57,6 +68,7 @@ class SegTraining(TrainingTask):
             normalise=False)  # uint8 images, normalised on the device
         check_seg_files(dataset)
         self.validation = Validation(cfg) if cfg.val_every else None
+        self.notes = seed_notes(dataset)
         return dataset
 
     def dataset_note(self, dataset):
@@ -73,8 +85,14 @@ class SegTraining(TrainingTask):
         return step_lr(cfg.lr, iteration, cfg.lr_step, cfg.lr_gamma)
 
     def start(self, cfg, ctx):
-        workers = usable_workers(cfg.crf_workers, ctx)
-        self.crf = BatchCRF(workers if workers > 1 else 0)  # one worker only adds transfers
+        workers, line = crf_choice(cfg, ctx, training_crf_batch(cfg, ctx))
+        self.crf = BatchCRF(workers)
+        self.crf_line = line
+
+    def report(self, logger):
+        for level, line in self.notes:
+            logger.log(level, "%s", line)
+        logger.info("%s", self.crf_line)
 
     def stop(self, failed):
         if self.crf is not None:
@@ -101,6 +119,13 @@ class SegTraining(TrainingTask):
                                           num_samples=cfg.batch_size, crf=self.crf)
         terms = torch.stack([total, seed, constrain]).detach()
         return total, all_reduce_sum(terms, ctx)
+
+
+def training_crf_batch(cfg, ctx):
+    """The CRFs of this process's share of a batch: images at the label side (label[::8])."""
+    return CRFBatch(images=-(-cfg.batch_size // ctx.world_size),
+                    side=len(range(0, cfg.crop_size, LABEL_STRIDE)), labels=NUM_CLASSES,
+                    iterations=CRF_ITERATIONS)
 
 
 def run(cfg):

@@ -2,22 +2,22 @@
 
 Every ``step_size`` iterations and at the end, rank 0 writes ``model_iter_<N>.pth`` (a plain
 state dict, SPEC section 8) and ``train_state.pth``: model, optimizer, iteration, every
-process's RNG states and the configuration. ``resume`` continues from a train state only
-under the configuration it was trained with: keys that change what training computes (batch,
-schedule, data, seed, precision ...) must be the saved ones; keys of AFTER_TRAINING_KEYS (less
-``gt_path`` with ``strong_list``, lib.config.after_training_keys) and RUN_TIME_KEYS may
-differ, and the differences are logged.
+process's RNG states and the configuration; a run stopped by Ctrl-C or SIGTERM writes
+``train_state.pth`` alone, where it stopped. Both are written durably (lib.files).
+``resume`` continues from a train state only under the configuration it was trained with:
+keys that change what training computes (batch, schedule, data, seed, precision ...) must be
+the saved ones; keys of AFTER_TRAINING_KEYS (less ``gt_path`` with ``strong_list``,
+lib.config.after_training_keys) and RUN_TIME_KEYS may differ, and the differences are logged.
 """
 import os
 
 import torch
-import torch.distributed as dist
 
 from lib.config import RUN_TIME_KEYS, SCHEMA, after_training_keys
 from lib.errors import UserError
 from lib.network.checkpoint import load_file, save_state_dict
 from lib.paths import model_dir
-from lib.training.distributed import barrier
+from lib.training.distributed import barrier, gather_objects
 from lib.training.run_folder import TRAIN_STATE
 
 
@@ -73,14 +73,6 @@ def _rng_state(ctx):
     return state
 
 
-def _gather(obj, ctx):
-    if not ctx.distributed:
-        return [obj]
-    gathered = [None] * ctx.world_size
-    dist.all_gather_object(gathered, obj)
-    return gathered
-
-
 def restore(state, model, optimizer, ctx, logger):
     """Load a train state into ``model`` and ``optimizer`` and this process's RNG; return
     the iteration it was saved at."""
@@ -98,13 +90,27 @@ def restore(state, model, optimizer, ctx, logger):
 
 
 def save_checkpoint(model, optimizer, step, cfg, ctx):
-    """``model_iter_<step>.pth`` and the resumable ``train_state.pth``, written by rank 0."""
-    rng = _gather(_rng_state(ctx), ctx)
+    """``model_iter_<step>.pth`` and the resumable ``train_state.pth``, written by rank 0; a
+    collective (every process calls it). Returns the checkpoint's path."""
     path = os.path.join(model_dir(cfg), f"model_iter_{step}.pth")
+    _save(model, optimizer, step, cfg, ctx, path)
+    return path
+
+
+def save_train_state(model, optimizer, step, cfg, ctx):
+    """``train_state.pth`` alone, where an interrupted run stopped between checkpoints (a
+    ``model_iter_<step>.pth`` there would offer inference weights at no checkpoint of the
+    recipe); a collective like save_checkpoint. Returns its path."""
+    _save(model, optimizer, step, cfg, ctx, None)
+    return os.path.join(model_dir(cfg), TRAIN_STATE)
+
+
+def _save(model, optimizer, step, cfg, ctx, weights_path):
+    rng = gather_objects(_rng_state(ctx), ctx)
     if ctx.is_main:
-        save_state_dict(model.state_dict(), path)
+        if weights_path:
+            save_state_dict(model.state_dict(), weights_path)
         save_state_dict({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "iteration": step, "rng": rng, "config": {k: cfg[k] for k in SCHEMA}},
                         os.path.join(model_dir(cfg), TRAIN_STATE))
     barrier(ctx)
-    return path

@@ -4,6 +4,10 @@ Under ``torchrun`` (RANK / WORLD_SIZE / LOCAL_RANK in the environment) every pro
 the group torchrun made. Started plainly, a job spawns ``num_processes`` processes itself
 (0 = one per visible GPU, so the paper's ``CUDA_VISIBLE_DEVICES=0,1 python ...`` uses both);
 with one process nothing distributed is set up at all. Backend nccl on CUDA, gloo on CPU.
+The parent of self-spawned processes passes SIGTERM on to them and waits while they stop
+(lib/training/interrupt.py).
+Every collective of the repository goes through the helpers here, which put its tensors on
+the process's device (NCCL takes no CPU tensor).
 """
 import os
 import socket
@@ -14,8 +18,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lib.errors import UserError
+from lib.errors import Interrupted, UserError
+from lib.training.interrupt import forwarding_stop_signals
 from lib.training.runtime import check_device, resolve_device
+
+INTERRUPTED_STATUSES = (130, 143)  # 128 + SIGINT, 128 + SIGTERM
+STOPPING_SECONDS = 10  # when one self-spawned process ends with an error, the others get this
+#                        long to end as well before they are terminated
 
 
 @dataclass(frozen=True)
@@ -40,11 +49,30 @@ def shard(items, ctx):
     return list(items)[ctx.rank::ctx.world_size]
 
 
-def all_reduce_sum(tensor, ctx):
-    """Sum ``tensor`` over processes (in place) and return it; a no-op on one process."""
+def all_reduce_sum(value, ctx):
+    """The sum over the job's processes of ``value`` (a number or a tensor), as a tensor on
+    this process's device: NCCL, the backend of every multi-GPU job, reduces only tensors
+    there. A tensor given is left as it was."""
+    total = torch.as_tensor(value, device=ctx.device)
     if ctx.distributed:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
+        total = total.clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total
+
+
+def sum_over_processes(count, ctx):
+    """The sum of the integer ``count`` over the job's processes (e.g. the images left to
+    write)."""
+    return int(all_reduce_sum(count, ctx).item())
+
+
+def gather_objects(obj, ctx):
+    """The picklable ``obj`` of every process, by rank ([obj] on one process)."""
+    if not ctx.distributed:
+        return [obj]
+    gathered = [None] * ctx.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
 
 
 def barrier(ctx):
@@ -74,6 +102,15 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _run_then_leave_together(worker, ctx, cfg):
+    """``worker(ctx, cfg)``, then a barrier: a process that finished waits for the others
+    before the group is destroyed, so rank 0, whose store the group uses, is not gone while
+    another process still talks to it (under load that aborted the other process)."""
+    result = worker(ctx, cfg)
+    dist.barrier()
+    return result
+
+
 def _spawned(local_rank, world_size, port, worker, cfg):
     """Entry point of a self-spawned process: join the group, run, report errors in one line."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -81,13 +118,13 @@ def _spawned(local_rank, world_size, port, worker, cfg):
     if ctx.device.type == "cpu":  # share the cores instead of oversubscribing them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
     try:
-        worker(ctx, cfg)
+        _run_then_leave_together(worker, ctx, cfg)
     except UserError as exc:
         if ctx.is_main:
             print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:  # the parent reports the interruption
-        sys.exit(130)
+    except KeyboardInterrupt as exc:  # the loop logged where and how to resume
+        sys.exit(getattr(exc, "status", 130))
     finally:
         dist.destroy_process_group()
 
@@ -110,15 +147,22 @@ def launch(worker, cfg):
         ctx = _join_group(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
                           int(os.environ.get("LOCAL_RANK", 0)), cfg.device)
         try:
-            return worker(ctx, cfg)
+            return _run_then_leave_together(worker, ctx, cfg)
         finally:
             dist.destroy_process_group()
     processes = requested_processes(cfg)
     if processes == 1:
         return worker(DistContext(0, 1, _process_device(cfg.device, 0)), cfg)
+    context = mp.start_processes(_spawned, args=(processes, _free_port(), worker, cfg),
+                                 nprocs=processes, join=False, start_method="spawn")
     try:
-        mp.spawn(_spawned, args=(processes, _free_port(), worker, cfg), nprocs=processes)
+        with forwarding_stop_signals(context.processes):
+            while not context.join(grace_period=STOPPING_SECONDS):
+                pass
     except mp.ProcessExitedException as exc:
+        if exc.exit_code in INTERRUPTED_STATUSES:
+            raise Interrupted("interrupted (see the last line of process 0 above)",
+                              exc.exit_code - 128) from None
         raise UserError(f"process {exc.error_index} of {processes} failed "
                         f"(exit code {exc.exit_code}); see its message above") from None
     return None

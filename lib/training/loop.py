@@ -6,14 +6,17 @@ global batch, and a task's loss is that share's part of the global batch's loss,
 DistributedDataParallel's gradient average (times the number of processes) equals the
 gradient of the whole batch's loss (what the log shows). Checkpoints every ``step_size``
 iterations and at the end, and resuming from them: lib/training/checkpointing.py; the run's
-folder, which a new run takes only from no other run: lib/training/run_folder.py. A run
-stops with one line, its last checkpoint intact, if the loss is NaN or infinite, if fp16's
-gradient scaler skips too many steps in a row, or if the loader ends before ``max_iter``;
-its log ends with how it ended.
+folder, which a new run takes only from no other run (or replaces, with ``overwrite``, once it
+has built its network): lib/training/run_folder.py. A run stops with one line, its last
+checkpoint intact, if the loss is NaN or infinite, if fp16's gradient scaler skips too many
+steps in a row, or if the loader ends before ``max_iter``. Ctrl-C or SIGTERM stops it at the
+end of the iteration under way, its train state saved there, with the command that resumes
+it (lib/training/interrupt.py). Its log ends with how it ended.
 A task's loader may ship uint8 images; they are normalised on the device (prepare_batch).
 """
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass
 
@@ -23,17 +26,23 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from lib import signal_point
+from lib.cli import resume_command
 from lib.dataset.sampler import GlobalBatchSampler
-from lib.errors import UserError
+from lib.errors import Interrupted, UserError
 from lib.image import normalise_on_device
 from lib.network.checkpoint import load_backbone
 from lib.optim import build_optimizer, poly_lr, set_lr
 from lib.paths import check_dataset_paths, model_dir, pretrain_path
-from lib.training.checkpointing import load_train_state, restore, resume_path, save_checkpoint
+from lib.training.checkpointing import (load_train_state, restore, resume_path, save_checkpoint,
+                                        save_train_state)
 from lib.training.distributed import barrier, launch
+from lib.training.interrupt import stop_requests
 from lib.training.metrics import RunMetrics, Throughput, metric_columns
-from lib.training.run_folder import LOG_NAME, claim_for_new_run, ending_line, write_record_once
+from lib.training.run_folder import (LOG_NAME, SET_ASIDE, SET_ASIDE_NOTE, TRAIN_STATE,
+                                     claim_for_new_run, ending_line, finish_replacement,
+                                     put_back, recover_set_aside, set_aside, write_record_once)
 from lib.training.runtime import amp_dtype, loader_workers, process_logger
+from lib.workers import ignore_stop_signals
 
 MAX_SKIPPED_STEPS = 100  # fp16: training stops after this many skipped steps in a row
 
@@ -93,6 +102,11 @@ class TrainingTask:
     def start(self, cfg, ctx):
         """Called on every process before the first iteration (e.g. to start worker pools)."""
 
+    def report(self, logger):
+        """Log what the task found or chose before the first iteration (its data, its worker
+        processes), after the line that starts training (only the main process's logger
+        writes)."""
+
     def stop(self, failed):
         """Called on every process when training ends, also after an error (``failed``)."""
 
@@ -125,12 +139,13 @@ class TrainingTask:
 
 def build_train_loader(dataset, cfg, ctx, start_batch=0, workers=0):
     """This process's loader: its share of every global batch, from ``start_batch`` on, read by
-    ``workers`` processes."""
+    ``workers`` processes (which leave Ctrl-C and SIGTERM to the loop)."""
     sampler = GlobalBatchSampler(len(dataset), cfg.batch_size, cfg.random_seed, ctx.rank,
                                  ctx.world_size, start_batch)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
                       pin_memory=ctx.device.type == "cuda", persistent_workers=workers > 0,
-                      generator=torch.Generator().manual_seed(cfg.random_seed))
+                      generator=torch.Generator().manual_seed(cfg.random_seed),
+                      worker_init_fn=ignore_stop_signals)
 
 
 def prepare_batch(batch, cfg, device, normalisation=None):
@@ -226,11 +241,17 @@ class _Worker:
 
 def _train(ctx, cfg, task):
     check_dataset_paths(cfg, "cue_file")  # check the inputs before writing anything
+    out_dir = model_dir(cfg)
+    if ctx.is_main:
+        recovered = recover_set_aside(out_dir)  # a replacement a kill cut short
+        if recovered:
+            process_logger(f"sgan.{task.name}", os.path.join(out_dir, LOG_NAME), True).info(
+                "%s", recovered)
+    barrier(ctx)  # every process sees the folder as rank 0 left it
     state_file = resume_path(cfg)
     state, changes = load_train_state(state_file, cfg) if state_file else (None, [])
     pretrain = None if state_file else pretrain_path(cfg, task.pretrain_key)
-    stale = [] if state_file else claim_for_new_run(cfg, task.outputs)
-    out_dir = model_dir(cfg)
+    old_run = [] if state_file else claim_for_new_run(cfg, task.outputs)
     if state is not None and int(state["iteration"]) >= cfg.max_iter:
         run_dir = os.path.dirname(state_file)  # its log, not a new folder's
         process_logger(f"sgan.{task.name}", os.path.join(run_dir, LOG_NAME), ctx.is_main).info(
@@ -238,36 +259,87 @@ def _train(ctx, cfg, task):
             state["iteration"], cfg.max_iter)
         return
     dataset = task.build_dataset(cfg)
+    torch.manual_seed(cfg.random_seed)  # the same initial weights on every process
+    model = task.build_model(cfg, pretrain)  # refused here, the folder is still untouched
     barrier(ctx)  # every process has checked the folder before it changes
     if ctx.is_main:
-        for path in stale:  # overwrite=true: the run this one replaces
-            os.unlink(path)
         os.makedirs(out_dir, exist_ok=True)
     logger = process_logger(f"sgan.{task.name}", os.path.join(out_dir, LOG_NAME), ctx.is_main)
-    if stale:
-        logger.info("overwrite=true: removed the run that was in %s", out_dir)
+    begin = _Start(state_file, state, changes, pretrain, replaces=bool(old_run))
     try:
-        _run(ctx, cfg, task, dataset, logger, _Start(state_file, state, changes, pretrain))
+        if old_run:
+            if ctx.is_main:
+                set_aside(out_dir, old_run)
+            logger.info("%s (now in %s) until this run's first checkpoint", SET_ASIDE_NOTE,
+                        os.path.join(out_dir, SET_ASIDE))
+        _run(ctx, cfg, task, dataset, model, logger, begin)
     except (Exception, KeyboardInterrupt) as exc:
         logger.info("%s", ending_line(exc))
+        if begin.replaces and ctx.is_main and put_back(out_dir):
+            logger.info("overwrite=true: this run stopped before its first checkpoint; the run "
+                        "it was to replace is back in %s", out_dir)
         raise
 
 
 @dataclass
 class _Start:
     """Where a run starts: a train state to resume (its file, content and the run-time keys
-    that changed) or the pretrained weights of a fresh run."""
+    that changed) or the pretrained weights of a fresh run; ``replaces``: an old run is set
+    aside until this run's first checkpoint."""
 
     state_file: str
     state: dict
     changes: list
     pretrain: str
+    replaces: bool = False
 
 
-def _run(ctx, cfg, task, dataset, logger, begin):
+@dataclass
+class _Saves:
+    """What a run saves: its checkpoints, and its train state where Ctrl-C or SIGTERM stopped
+    it. The first save ends the replacement of a run set aside (``begin.replaces``)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    cfg: dict
+    ctx: object
+    begin: _Start
+    logger: object
+    last: int  # the iteration the train state on disk holds
+
+    def checkpoint(self, step):
+        """``model_iter_<step>.pth`` and the train state (every process calls it)."""
+        self._record()
+        self.logger.info("saved %s", save_checkpoint(self.model, self.optimizer, step,
+                                                     self.cfg, self.ctx))
+        self._saved(step)
+
+    def interrupted(self, step, signum):
+        """Save the train state of iteration ``step`` unless the last checkpoint holds it;
+        return the Interrupted that says where the run stopped and how to resume it."""
+        if step > self.last:
+            self._record()
+            self.logger.info("saved %s", save_train_state(self.model, self.optimizer, step,
+                                                          self.cfg, self.ctx))
+            self._saved(step)
+        path = os.path.join(model_dir(self.cfg), TRAIN_STATE)
+        return Interrupted(f"interrupted by {signal.Signals(signum).name} at iteration {step} "
+                           f"of {self.cfg.max_iter}, saved in {path}: resume with: "
+                           f"{resume_command(self.cfg.get('command_line'))}", signum)
+
+    def _record(self):
+        if self.ctx.is_main:  # the run's record, true from its first save on
+            write_record_once(self.cfg)
+
+    def _saved(self, step):
+        self.last = step
+        if self.begin.replaces and self.ctx.is_main and finish_replacement(model_dir(self.cfg)):
+            self.logger.info("overwrite=true: deleted the run set aside; this run replaces it")
+        self.begin.replaces = False
+
+
+def _run(ctx, cfg, task, dataset, model, logger, begin):
     out_dir, device = model_dir(cfg), ctx.device
-    torch.manual_seed(cfg.random_seed)  # the same initial weights on every process
-    model = task.build_model(cfg, begin.pretrain)
     memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
     model.to(device, memory_format=memory_format).train()
     optimizer = task.build_optimizer(model, cfg)
@@ -294,12 +366,15 @@ def _run(ctx, cfg, task, dataset, logger, begin):
                 "weights from %s", cfg.cfg_name, ctx.world_size, device,
                 len(loader.dataset.names), task.dataset_note(dataset), start + 1, cfg.max_iter,
                 cfg.batch_size, begin.state_file or begin.pretrain or "scratch")
+    task.report(logger)
+    saves = _Saves(model, optimizer, cfg, ctx, begin, logger, last=start)
     step = start
     metrics = RunMetrics(out_dir, metric_columns(task.term_names, task.validates(cfg)), start,
                          ctx.is_main, logger)
     throughput = Throughput(device, time.monotonic)
-    with metrics, tqdm(total=cfg.max_iter, initial=start, desc=task.name, dynamic_ncols=True,
-                       disable=not ctx.is_main) as progress:
+    with metrics, stop_requests() as stop, \
+            tqdm(total=cfg.max_iter, initial=start, desc=task.name, dynamic_ncols=True,
+                 disable=not ctx.is_main) as progress:
         for iteration, batch in zip(range(start, cfg.max_iter), loader):
             lr = task.learning_rate(cfg, iteration)
             set_lr(optimizer, lr)
@@ -328,10 +403,11 @@ def _run(ctx, cfg, task, dataset, logger, begin):
             if row or scores:
                 metrics.write(step, {**row, **scores})
             if step % cfg.step_size == 0 or step == cfg.max_iter:
-                if ctx.is_main:  # the run's record, true from its first checkpoint on
-                    write_record_once(cfg)
-                logger.info("saved %s", save_checkpoint(model, optimizer, step, cfg, ctx))
+                saves.checkpoint(step)
             signal_point.reach("iteration")
+            signum = stop.requested(ctx) if step < cfg.max_iter else 0
+            if signum:
+                raise saves.interrupted(step, signum)
     if step < cfg.max_iter:
         raise UserError(f"the training data ran out after iteration {step} of {cfg.max_iter} "
                         f"(max_iter): {len(dataset)} samples, fewer than max_iter x batch_size; "

@@ -18,7 +18,7 @@ DEFAULT_SOURCES = {"vgg16": "VGG16_Weights.IMAGENET1K_V1",
 
 
 def main(argv=None):
-    from lib.network.deeplab import make_initial_weights
+    from lib.network.deeplab_init import make_initial_weights
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -41,6 +41,7 @@ class BenchOptions:
     crf_repeats: int = 10           # timed batches of seg_crf, each way
     seg_infer_images: int = 32      # images of seg_infer with the CRF workers
     seg_serial_images: int = 8      # images of seg_infer's serial ways (their rate is per image)
+    seg_batch: int = 8              # test_batch_size of seg_infer's batched ways
     work_dir: str = None            # keep the generated files here (default: a temporary folder)
 
 
@@ -61,13 +62,14 @@ def default_options(device="auto", quick=False):
     if bench_device(device).type == "cpu":
         options = replace(options, batch=2, widths=(0.25, 1.0), modes=("fp32", "fp32-cl"),
                           warmup=1, steps=2, infer_images=12, infer_batch_sizes=(1, 4),
-                          eval_images=1500, seg_infer_images=8, seg_serial_images=4)
+                          eval_images=1500, seg_infer_images=8, seg_serial_images=4,
+                          seg_batch=4)
     if quick:
         options = replace(options, size=65, images=6, min_side=64, max_side=96, batch=2,
                           data_batch=2, data_batches=2, widths=(0.125,), modes=("fp32",),
                           warmup=0, steps=1, infer_images=4, infer_batch_sizes=(2,),
                           eval_images=24, eval_workers=min(2, options.eval_workers),
-                          crf_repeats=2, seg_infer_images=3, seg_serial_images=2)
+                          crf_repeats=2, seg_infer_images=3, seg_serial_images=2, seg_batch=2)
     return options
 
 
@@ -87,10 +89,11 @@ def check_options(options):
     if options.size < 8 or min(options.batch, options.data_batch, options.images,
                                options.steps, options.eval_images, options.crf_workers,
                                options.crf_batch, options.crf_repeats, options.seg_infer_images,
-                               options.seg_serial_images) < 1 or options.workers < 0:
+                               options.seg_serial_images, options.seg_batch) < 1 \
+            or options.workers < 0:
         raise UserError("size must be >= 8, batch, images, steps, eval_images, crf_workers, "
-                        "crf_batch, crf_repeats, seg_infer_images and seg_serial_images >= 1, "
-                        "workers >= 0")
+                        "crf_batch, crf_repeats, seg_infer_images, seg_serial_images and "
+                        "seg_batch >= 1, workers >= 0")
     if (options.size - 1) % 8 and set(SEG_STAGES) & set(options.stages):
         raise UserError(f"the stage-3 stages need a size of 8k + 1 (a crop size, e.g. 321), "
                         f"got {options.size}")

@@ -4,32 +4,39 @@ W = ``crf_workers`` (default: the cores this process may use). Issue 14's goal: 
 and the inference at least 0.8 x W times the serial figure with W workers.
 - seg_crf: the dense CRFs of one training batch (``crf_batch`` images at the label side, 41 x 41
   for S = 321, the image41 of VOC12SegDataset) serially, as the published CRF layer runs them,
-  and in W worker processes (lib.crf.batch.BatchCRF), alternately; the marginals must be
-  equal.
+  in W worker processes (lib.crf.batch.BatchCRF) and as the default (``crf_workers: auto``,
+  lib.crf.workers) chooses for the batch, alternately; the marginals must be equal.
 - seg_infer: images/s end to end (decode, three scales, zooms, softmax, full-size CRF, PNG): the
   published test_ms.py's way (one image at a time, scipy zooms, the CRF in this process)
   against infer_seg's own loop (zooms on the device, the CRFs in W worker processes while the
-  network takes the next image; also with the CRF in this process; the serial ways on fewer
-  images, as their rate is per image). On a CPU the network is a stub, fixed random logits of
-  DeepLabV2's shapes: the real one would dominate and take the cores the CRF workers need. On
-  CUDA it is DeepLabV2 with random weights.
+  network takes the next image; also with the CRF in this process, and in batches of
+  ``seg_batch`` images, one forward per scale each; the serial ways on fewer images, as their
+  rate is per image), and what the default chooses. On a CPU the network is a stub, fixed
+  random logits of DeepLabV2's shapes: the real one would dominate and take the cores the CRF
+  workers need. On CUDA it is DeepLabV2 with random weights. And the network part alone
+  (zooms on the device and the forwards, no CRF) with DeepLabV2, one image at a time against
+  batches of ``seg_batch`` (on a CPU at the smallest of ``widths``).
 - seg_train: SegTraining's step at S through the loop's own step, the seconds in its batch CRF
-  and their share of the step, with the CRFs in W workers and serially (as published); FLOPs
-  counted from the layer shapes, MFU on CUDA.
+  and their share of the step, with the CRFs in W workers, serially (as published) and where
+  the default puts them; FLOPs counted from the layer shapes, MFU on CUDA.
 """
+import contextlib
 import functools
 import os
 import time
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
+from lib.config import AUTO, load_config
 from lib.crf.batch import BatchCRF
+from lib.crf.workers import CRFBatch, crf_choice
 from lib.image import read_label_png, write_palette_png
 from lib.losses.seg import CRF_ITERATIONS, CRF_SCALE, smoothed_probabilities
 from lib.network.deeplab import DeepLabV2
-from lib.stage3.infer_seg import Images, submit_images, write_labels
-from lib.stage3.predict import TEST_SCALES, predict_labels
+from lib.stage3.infer_seg import Images, as_list, label_jobs, label_path, write_labels
+from lib.stage3.predict import TEST_SCALES, batch_scores, predict_labels
 from lib.stage3.train_seg import SegTraining
 from lib.tooling.bench.common import (
     CHANNELS_LAST,
@@ -47,6 +54,7 @@ from lib.tooling.bench.train import (
     throughput,
     time_training,
 )
+from lib.training.distributed import DistContext
 from lib.training.runtime import available_cores, resolve_device
 from lib.voc import NUM_CLASSES
 from lib.workers import WorkerQueue
@@ -88,32 +96,49 @@ def crf_batch_inputs(root, options):
     return (-smoothed_probabilities(logits)).detach().numpy(), images
 
 
+def default_choice(batch=None, pipelined=False):
+    """{"workers", "choice"}: where the default ``crf_workers`` (auto) runs the CRFs of one
+    process here (lib.crf.workers.crf_choice), and its log line."""
+    workers, line = crf_choice(load_config(None), DistContext(0, 1, torch.device("cpu")), batch,
+                               pipelined)
+    return {"workers": workers, "choice": line}
+
+
+def default_text(result):
+    return f"default: {result['default']['choice']}"
+
+
 def bench_seg_crf(root, options):
-    """Milliseconds per batch CRF serially and in W workers, timed alternately (so that other
-    load on the machine hits both alike); their marginals must be equal."""
+    """Milliseconds per batch CRF serially, in W workers and as the default chooses, timed
+    alternately (so that other load on the machine hits each alike; the default's way is one
+    of the others, or a third); their marginals must be equal."""
     unary, images = crf_batch_inputs(root, options)
+    default = default_choice(CRFBatch(len(images), images.shape[1], NUM_CLASSES, CRF_ITERATIONS))
+    ways = {"serial": 0, "workers": options.crf_workers, "auto": default["workers"]}
     load = os.getloadavg()[0]
-    seconds = {"serial": 0.0, "workers": 0.0}
-    with BatchCRF(0) as serial, BatchCRF(options.crf_workers) as parallel:
-        crfs = {"serial": serial, "workers": parallel}
-        first = {key: crf(unary, images, CRF_SCALE, CRF_ITERATIONS) for key, crf in crfs.items()}
-        if not np.array_equal(first["serial"], first["workers"]):
+    seconds = dict.fromkeys(set(ways.values()), 0.0)
+    with contextlib.ExitStack() as stack:
+        crfs = {workers: stack.enter_context(BatchCRF(workers)) for workers in seconds}
+        first = {workers: crf(unary, images, CRF_SCALE, CRF_ITERATIONS)
+                 for workers, crf in crfs.items()}
+        if not all(np.array_equal(first[0], marginals) for marginals in first.values()):
             raise RuntimeError("the batch CRF in workers differs from the serial one")
         for _ in range(options.crf_repeats):
-            for key, crf in crfs.items():
+            for workers, crf in crfs.items():
                 start = time.perf_counter()
                 crf(unary, images, CRF_SCALE, CRF_ITERATIONS)
-                seconds[key] += time.perf_counter() - start
-    ms = {key: 1e3 * value / options.crf_repeats for key, value in seconds.items()}
+                seconds[workers] += time.perf_counter() - start
+    ms = {key: 1e3 * seconds[workers] / options.crf_repeats for key, workers in ways.items()}
     return {"batch": len(images), "side": images.shape[1], "workers": options.crf_workers,
             "repeats": options.crf_repeats, "ms_per_batch": ms, "load_average": load,
-            **goal_fields(ms["serial"] / ms["workers"], options.crf_workers)}
+            "default": default, **goal_fields(ms["serial"] / ms["workers"], options.crf_workers)}
 
 
 def seg_crf_table(result):
     ms = result["ms_per_batch"]
     body = [["serial, one image after another (published)", f"{ms['serial']:.1f}"],
-            [f"BatchCRF, {result['workers']} worker processes", f"{ms['workers']:.1f}"]]
+            [f"BatchCRF, {result['workers']} worker processes", f"{ms['workers']:.1f}"],
+            [default_text(result), f"{ms['auto']:.1f}"]]
     return (f"\nstage 3 batch CRF: {result['batch']} images of {result['side']} x "
             f"{result['side']}, {CRF_ITERATIONS} mean-field iterations, {result['repeats']} "
               f"batches each way\n"
@@ -134,7 +159,8 @@ class StubNetwork:
             self.logits[side] = STUB_LOGIT_STD * torch.randn(shape, generator=generator)
 
     def __call__(self, batch):
-        return self.logits[batch.shape[-1]].to(batch.device)
+        logits = self.logits[batch.shape[-1]]
+        return logits.expand(len(batch), *logits.shape[1:]).to(batch.device)
 
 
 def inference_network(device):
@@ -150,17 +176,52 @@ def published_inference(forward, images, device, out_dir):
     """test_ms.py's loop: one image after another, scipy zooms, softmax, the CRF and the PNG
     in this process."""
     for index in range(len(images)):
-        name, image_rgb = images[index]
-        labels = predict_labels(forward, image_rgb, TEST_SCALES, device, exact=True, crf=True)
-        write_palette_png(os.path.join(out_dir, name + ".png"), labels)
+        item = images[index]
+        labels = predict_labels(forward, item["image"], TEST_SCALES, device, exact=True, crf=True)
+        write_palette_png(os.path.join(out_dir, item["name"] + ".png"), labels)
 
 
-def repository_inference(forward, images, device, out_dir, workers, loader_workers):
-    """infer_seg's loop: the network in this process, softmax, CRF and PNG in ``workers``
-    processes (0: in this process)."""
+def repository_inference(forward, images, device, out_dir, workers, loader_workers,
+                         batch_size=1):
+    """infer_seg's loop (lib.inference): the images decoded by ``loader_workers`` processes,
+    the network in this process on batches of ``batch_size`` (test_batch_size), softmax, CRF
+    and PNG in ``workers`` processes (0: in this process)."""
+    loader = DataLoader(images, batch_size=batch_size, collate_fn=as_list,
+                        num_workers=loader_workers)
     with WorkerQueue(functools.partial(write_labels, True), workers) as writer, torch.no_grad():
-        submit_images(forward, images, writer, TEST_SCALES, device,
-                      lambda name: os.path.join(out_dir, name + ".png"), workers=loader_workers)
+        for batch in loader:
+            for job in label_jobs(forward, batch, TEST_SCALES, device,
+                                  functools.partial(label_path, out_dir)):
+                writer.submit(job)
+
+
+def scores_rate(forward, images, device, batch_size):
+    """Images/s of the network part of infer_seg (lib.stage3.predict.batch_scores: zooms on
+    the device, one forward per scale per batch of ``batch_size``) on decoded ``images``,
+    after one untimed batch."""
+    with torch.no_grad():
+        batch_scores(forward, images[:batch_size], TEST_SCALES, device)
+        sync(device)
+        start = time.perf_counter()
+        for first in range(0, len(images), batch_size):
+            batch_scores(forward, images[first:first + batch_size], TEST_SCALES, device)
+        sync(device)
+    return len(images) / (time.perf_counter() - start)
+
+
+def bench_seg_batching(images, options, device):
+    """The network part one image at a time and in batches of ``seg_batch``: DeepLabV2 with
+    random weights (on a CPU at the smallest width of ``widths``)."""
+    width = 1.0 if device.type == "cuda" else min(options.widths)
+    torch.manual_seed(0)
+    model = DeepLabV2(width_mult=width).to(device).eval()
+    decoded = [images[i]["image"] for i in range(len(images))]
+    rates = {size: scores_rate(lambda batch: model(batch).float(), decoded, device, size)
+             for size in (1, options.seg_batch)}
+    return {"network": f"DeepLabV2 width {width:g} (random weights) on {device}",
+            "images": len(decoded), "batch": options.seg_batch,
+            "images_per_s": {"one_at_a_time": rates[1], "batched": rates[options.seg_batch]},
+            "speedup": rates[options.seg_batch] / rates[1]}
 
 
 def label_agreement(names, folders):
@@ -188,7 +249,12 @@ def bench_seg_infer(root, work, options, device):
                                               options.workers)),
             ("workers", f"infer_seg's loop, CRF in {options.crf_workers} worker processes",
              images, lambda out: repository_inference(forward, images, device, out,
-                                                      options.crf_workers, options.workers)))
+                                                      options.crf_workers, options.workers)),
+            ("batched", f"infer_seg's loop, test_batch_size {options.seg_batch}, CRF in "
+                        f"{options.crf_workers} worker processes",
+             images, lambda out: repository_inference(forward, images, device, out,
+                                                      options.crf_workers, options.workers,
+                                                      options.seg_batch)))
     load = os.getloadavg()[0]
     rows = {}
     for key, description, subset, run in ways:
@@ -204,19 +270,34 @@ def bench_seg_infer(root, work, options, device):
     rates = {key: row["images_per_s"] for key, row in rows.items()}
     return {"network": network, "workers": options.crf_workers,
             "loader_workers": options.workers, "rows": rows, "load_average": load,
+            "default": default_choice(pipelined=True),
             "label_agreement": label_agreement(
                 names[:min(options.seg_serial_images, options.seg_infer_images)], folders),
+            "batch_labels_equal": label_agreement(
+                names[:options.seg_infer_images],
+                [os.path.join(work, f"seg_infer_{key}") for key in ("workers", "batched")]) == 1,
+            "network_part": bench_seg_batching(images, options, device),
             **goal_fields(rates["workers"] / rates["published"], options.crf_workers)}
 
 
 def seg_infer_table(result):
     body = [[row["description"], row["images"], f"{row['images_per_s']:.2f}"]
             for row in result["rows"].values()]
+    part = result["network_part"]
+    rates = part["images_per_s"]
+    batching = [["1 (one image at a time)", f"{rates['one_at_a_time']:.2f}"],
+                [f"{part['batch']} (test_batch_size {part['batch']})", f"{rates['batched']:.2f}"]]
     return (f"\nstage 3 inference end to end: scales {'/'.join(map(str, TEST_SCALES))} + "
             f"full-size CRF; {result['network']}\n"
             + format_table(["way", "images", "images/s"], body) + "\n" + goal_text(result)
             + f"; labels equal to the published way's on {100 * result['label_agreement']:.3f}%"
-              " of pixels")
+              f" of pixels; batched labels equal to one at a time's: "
+              f"{'yes' if result['batch_labels_equal'] else 'NO'}"
+            + f"\nstage 3 network part (zooms on the device, one forward per scale per batch; "
+              f"no CRF): {part['network']}, {part['images']} images\n"
+            + format_table(["images per forward", "images/s"], batching)
+            + f"\nbatches of {part['batch']}: {part['speedup']:.2f}x one image at a time\n"
+            + default_text(result))
 
 
 class TimedCRF:
@@ -238,6 +319,7 @@ class TimedSegTraining(SegTraining):
     def start(self, cfg, ctx):
         super().start(cfg, ctx)
         self.crf_durations = []
+        self.crf_processes = self.crf.workers
         self.crf = TimedCRF(self.crf, self.crf_durations)
 
     def stop(self, failed):
@@ -265,7 +347,8 @@ def _seg_train_row(root, options, mode, crf_workers):
     seconds, peak, peak_kind = time_training(task, cfg, options, device)
     crf_seconds = sum(task.crf_durations[-options.steps:]) / options.steps
     flops = BACKWARD_FACTOR * deeplab_forward_flops(options.size, options.batch)
-    return {"mode": mode, "crf_workers": crf_workers, "batch": options.batch,
+    return {"mode": mode, "crf_workers": crf_workers, "crf_processes": task.crf_processes,
+            "crf_choice": task.crf_line, "batch": options.batch,
             "s_per_iter": seconds, "samples_per_s": options.batch / seconds,
             "crf_s_per_iter": crf_seconds, "crf_share": crf_seconds / seconds,
             "peak_memory_bytes": peak, "peak_memory_kind": peak_kind,
@@ -273,21 +356,32 @@ def _seg_train_row(root, options, mode, crf_workers):
 
 
 def bench_seg_train(root, options, device):
-    """One row per mode with the CRFs in W workers, and one (the first mode) with them serial.
-    On CPU each runs in a fresh process."""
-    configs = [(mode, options.crf_workers) for mode in options.modes] + [(options.modes[0], 0)]
+    """One row per mode with the CRFs in W workers, one (the first mode) with them serial and
+    one (the first mode) with the default, crf_workers auto. On CPU each runs in a fresh
+    process."""
+    configs = [(mode, options.crf_workers) for mode in options.modes] + [
+        (options.modes[0], 0), (options.modes[0], AUTO)]
     if device.type == "cuda":
         return [_seg_train_row(root, options, mode, workers) for mode, workers in configs]
     return [in_fresh_process(_seg_train_row, root, options, mode, workers)
             for mode, workers in configs]
 
 
+def crf_cell(row):
+    """Where a row's CRFs ran: W workers, serial, or what the default chose."""
+    workers = row["crf_processes"]
+    where = f"{workers} workers" if workers > 1 else "serial"
+    return f"auto: {where}" if row["crf_workers"] == AUTO else where
+
+
 def seg_train_table(rows):
-    body = [[r["mode"], f"{r['crf_workers']} workers" if r["crf_workers"] > 1 else "serial",
+    body = [[r["mode"], crf_cell(r),
              r["batch"], f"{r['s_per_iter']:.3f}", f"{r['samples_per_s']:.1f}",
              f"{1e3 * r['crf_s_per_iter']:.0f} ({100 * r['crf_share']:.1f}%)",
              peak_memory_cell(r), f"{r['flops_per_iter'] / 1e9:.4g}",
              f"{r['tflops_per_s']:.3g}", mfu_cell(r)] for r in rows]
     return ("\nstage 3 training step (DeepLabV2 vgg16, seed + constrain loss with its CRF)\n"
             + format_table(["mode", "CRF", "batch", "s/iter", "samples/s", "CRF ms (share)",
-                            "peak MiB", "GFLOP/iter", "TFLOP/s", "MFU"], body))
+                            "peak MiB", "GFLOP/iter", "TFLOP/s", "MFU"], body)
+            + "".join(f"\ndefault: {r['crf_choice']}" for r in rows
+                      if r["crf_workers"] == AUTO))

@@ -1,0 +1,84 @@
+"""Ctrl-C and SIGTERM during training: stop at the end of the iteration under way, where the
+weights and optimizer are whole, so that the loop saves the run there and says how to resume.
+
+Who sends what: a terminal sends Ctrl-C (SIGINT) to every process of its foreground job; a
+scheduler sends SIGTERM before it preempts a job (SLURM to every process of the job, torchrun
+passes its own on to its workers, Kubernetes sends it to the container's first process, which
+passes it on when it spawned the job's processes itself: forwarding_stop_signals). The
+first signal asks the loop to stop; every process of the job learns it at the same iteration
+(StopRequests.requested, a one-number all-reduce), so they all stop there and save together.
+Further SIGTERMs are ignored (a scheduler, torchrun and a parent may each send one); a second
+Ctrl-C stops at once, without saving.
+"""
+import contextlib
+import signal
+import threading
+
+import torch
+import torch.distributed as dist
+
+from lib.workers import STOP_SIGNALS
+
+
+
+@contextlib.contextmanager
+def _handling_stop_signals(handler):
+    """``handler`` for SIGINT and SIGTERM within the block, the previous handlers after it
+    (only the main thread may set handlers; elsewhere the block changes nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+class StopRequests:
+    """The stop a signal asked for: its number (0: none yet)."""
+
+    def __init__(self):
+        self.signum = 0
+
+    def ask(self, signum, frame=None):
+        """The signal handler: keep the first signal; a second Ctrl-C stops at once."""
+        if self.signum and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = self.signum or signum
+
+    def requested(self, ctx):
+        """The number of the signal that asked any process of the job to stop (0: none). A
+        collective: every process calls it after the same iterations and gets the same answer."""
+        if not ctx.distributed:
+            return self.signum
+        asked = torch.tensor([self.signum], device=ctx.device)
+        dist.all_reduce(asked, op=dist.ReduceOp.MAX)
+        return int(asked.item())
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """Within the block, SIGINT and SIGTERM ask to stop (the StopRequests it yields) instead
+    of ending the process; the loop asks after every iteration."""
+    requests = StopRequests()
+    with _handling_stop_signals(requests.ask):
+        yield requests
+
+
+@contextlib.contextmanager
+def forwarding_stop_signals(processes):
+    """In the parent of self-spawned processes (``multiprocessing`` processes): pass SIGTERM on
+    to them, leave Ctrl-C to them (a terminal sends it to each), and keep waiting for them
+    instead of ending first, while they stop and save."""
+    def forward(signum, frame):
+        if signum != signal.SIGTERM:
+            return
+        for process in processes:
+            if process.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.terminate()  # SIGTERM
+
+    with _handling_stop_signals(forward):
+        yield
