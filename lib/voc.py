@@ -23,6 +23,7 @@ BGR_MEAN = (104.008, 116.669, 122.675)  # caffe-layout input mean (SPEC 2 step 3
 SAL_THRESH = 0.06     # saliency / 255 above this is salient: the attention mask (SPEC 2 step 6)
 BG_THRESH = 0.06      # saliency / 255 below this is background in seeds (SPEC 5 step 2)
 SEGMENTATION_GT = "SegmentationClass/"  # ground truth of segmentation results (SPEC 7)
+SEED_GT = "SegmentationClassAug/"  # ground truth of seeds: gt_path's default (recipe 1, 10)
 
 
 def image_path(root, name):

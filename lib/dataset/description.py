@@ -10,6 +10,9 @@ classes (VOC 20, COCO 80):
 - seed masks: C + 1 marks "unlabeled", so the evaluator's seed mode counts C + 2 classes and
   averages over 0..C; the seed branch of SGAN ignores index C (class c -> c - 1).
 
+Image paths, ground-truth folders and split lists are the description's too: no other module
+builds them.
+
 The VOC and COCO literals live in lib/voc.py and lib/coco.py; this module is the one place
 that turns them into descriptions, and every stage asks :func:`describe` for its dataset.
 """
@@ -21,10 +24,10 @@ from typing import Callable
 import numpy as np
 
 from lib import coco, voc
-from lib.errors import UserError
+from lib.errors import ConfigError
 
-IGNORE = 255  # a ground-truth pixel that is not scored, in every dataset
 LIST_FOLDER = os.path.join("ImageSets", "Segmentation")  # <split>.txt lists, in every dataset
+UNLABELED_NAME = "unlabeled"  # the name of seed value C + 1 (tables, legends)
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class DatasetDescription:
     palette: np.ndarray  # (256, 3) uint8 RGB of label values, 255 the ignore colour
     image_path: Callable  # (dataset_root, NAME) -> the image's path
     segmentation_gt: str  # ground truth of segmentation results, under dataset_root
+    seed_gt: str  # ground truth of seeds under dataset_root (the configs' gt_path)
     boat_train: tuple  # the class names of the seeds' boat/train rule (recipe 5 step 4)
 
     @property
@@ -72,19 +76,20 @@ class DatasetDescription:
         """The label values of the boat/train rule's classes (VOC 4 and 19, COCO 9 and 7)."""
         return tuple(self.class_index(n) for n in self.boat_train)
 
-    def check_tags(self, tags, source):
-        """UserError naming ``source`` unless every tag of ``{name: classes}`` is in 1..C."""
-        for name, classes in tags.items():
-            bad = [int(c) for c in np.asarray(classes).ravel() if not 1 <= c <= self.num_fg_classes]
-            if bad:
-                raise UserError(f"{source}: {name} has tag {bad[0]}, outside the classes 1.."
-                                f"{self.num_fg_classes} of dataset_name {self.name}")
+    def image_relative_path(self, name):
+        """The path of image ``name`` relative to the dataset root (id lists, messages)."""
+        return self.image_path("", name)
+
+
+def list_path(root, split):
+    """``<root>/ImageSets/Segmentation/<split>.txt``: the names of a split, in every dataset."""
+    return os.path.join(root, LIST_FOLDER, split + ".txt")
 
 
 VOC12 = DatasetDescription("voc12", voc.VOC_CLASSES, voc.VOC_PALETTE, voc.image_path,
-                           voc.SEGMENTATION_GT, ("boat", "train"))
+                           voc.SEGMENTATION_GT, voc.SEED_GT, ("boat", "train"))
 COCO14 = DatasetDescription("coco14", coco.COCO_CLASSES, coco.COCO_PALETTE, coco.image_path,
-                            coco.LABEL_FOLDER + "/", ("boat", "train"))
+                            coco.LABEL_FOLDER + "/", coco.LABEL_FOLDER + "/", ("boat", "train"))
 # dataset_name -> description; voc12_sgan is the published configs' name for VOC.
 DATASETS = {"voc12_sgan": VOC12, "voc12": VOC12, "coco14": COCO14}
 
@@ -95,8 +100,8 @@ def dataset_description(name):
         return DATASETS[name]
     nearest = difflib.get_close_matches(str(name), DATASETS, n=1, cutoff=0.5)
     hint = f"did you mean '{nearest[0]}'? " if nearest else ""
-    raise UserError(f"config key 'dataset_name': unknown dataset {name!r} ({hint}one of "
-                    f"{', '.join(DATASETS)})")
+    raise ConfigError(f"config key 'dataset_name': unknown dataset {name!r} ({hint}one of "
+                      f"{', '.join(DATASETS)})")
 
 
 def describe(cfg):
