@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from lib.dataset.voc12_sgan import VOC12Images, is_flipped, multi_hot, repeat_names
-from lib.image import normalise_image
+from lib.normalisation import normalise_image
 from lib.voc import BGR_MEAN
 
 

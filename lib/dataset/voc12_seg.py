@@ -21,17 +21,12 @@ from lib.dataset.distort import random_distort
 from lib.dataset.strong import invalid_ground_truth
 from lib.dataset.voc12_sgan import repeat_names
 from lib.errors import UserError, first_few
-from lib.image import normalise_image, read_image, read_label_png, read_prediction_png
+from lib.image import read_image, read_label_png, read_prediction_png
+from lib.normalisation import caffe_mean, normalise_image
 from lib.voc import BGR_MEAN, IGNORE, UNLABELED
 
 LABEL_STRIDE = 8  # label41 = label[::8, ::8]: the pixels Caffe's Interp (shrink_factor 8) samples
 SHOWN = 3         # files named in a check's error
-
-
-def caffe_mean(mean):
-    """The mean as Caffe holds it (a protobuf float): each value rounded to float32, so that
-    float64 x - mean rounded to float32 is Caffe's float32 subtraction exactly."""
-    return tuple(float(np.float32(m)) for m in mean)
 
 
 def invalid_values(label, strong):
@@ -45,7 +40,8 @@ def invalid_values(label, strong):
 class VOC12SegDataset(Dataset):
     """Stage-3 training samples: dicts of ``name``, ``image`` (float32 3 x crop x crop, BGR
     minus the mean; uint8 crop x crop x 3 BGR if not ``normalise``, for
-    :func:`lib.image.normalise_on_device` with ``self.mean``), ``label`` (int64, the crop's
+    :func:`lib.normalisation.normalise_on_device` with ``self.mean``), ``label`` (int64, the
+    crop's
     label [::8, ::8]: 0 background, 1..20, 21 unlabeled) and ``image41`` (uint8 BGR, the
     distorted crop [::8, ::8], the image the CRF of the loss sees).
 

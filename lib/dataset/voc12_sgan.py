@@ -12,14 +12,8 @@ from torch.utils.data import Dataset
 
 from lib.dataset.strong import read_ground_truth
 from lib.dataset.tags import load_tags
-from lib.image import (
-    feature_size,
-    normalise_image,
-    read_grey,
-    read_image,
-    scipy_zoom_to,
-    zoom_to,
-)
+from lib.image import feature_size, read_grey, read_image, scipy_zoom_to, zoom_to
+from lib.normalisation import normalise_image
 from lib.voc import BG_THRESH, BGR_MEAN, NUM_FG_CLASSES, SAL_THRESH, SEED_IGNORE
 
 

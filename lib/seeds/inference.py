@@ -14,8 +14,8 @@ import numpy as np
 
 from lib.dataset.check import check_files
 from lib.dataset.voc12_sgan import VOC12SalInferDataset
-from lib.image import normalise_on_device
 from lib.inference import InferencePlan, InferenceStage, run_inference
+from lib.normalisation import normalise_on_device
 from lib.paths import check_dataset_paths
 from lib.seeds.writer import ImageJob, write_image_outputs
 from lib.training.run_folder import load_trained_network

@@ -2,7 +2,7 @@
 stage of the inference skeleton (lib.inference).
 
 Per batch of ``test_batch_size`` images: each image zoomed to the three test scales,
-normalised as the backbone's weights expect (lib.stage3.normalisation), one forward per
+normalised as the backbone's weights expect (lib.normalisation), one forward per
 scale for the batch on the device, each image's logits zoomed back and summed there
 (lib.stage3.predict), then, per image, in worker processes, softmax with the 1e-5 floor, the
 full-size dense CRF (``seg_crf``), the argmax (restricted to the tags with
@@ -25,14 +25,9 @@ from lib.files import read_names
 from lib.image import is_complete_file, read_image, write_palette_png
 from lib.inference import InferencePlan, InferenceStage, run_inference
 from lib.network.deeplab import deeplab_from_config
+from lib.normalisation import PUBLISHED_TEST_INPUT, check_input_scale, inference_normalisation
 from lib.paths import dataset_path, segmentation_dir, split_list_path
-from lib.stage3.normalisation import check_input_scale, inference_normalisation
-from lib.stage3.predict import (
-    PUBLISHED_TEST_INPUT,
-    batch_scores,
-    labels_from_probabilities,
-    probabilities,
-)
+from lib.stage3.predict import batch_scores, labels_from_probabilities, probabilities
 from lib.training.run_folder import load_trained_network
 
 # Config keys that change the labels (the folder's record, with the weights' identity).

@@ -2,7 +2,7 @@
 
 The image (RGB uint8, H x W) is zoomed to S x S for each test scale, normalised as the
 backbone's weights expect (``normalisation`` = (mean, std): the published test mean for
-vgg16, ImageNet's mean and std for resnet101; lib.stage3.normalisation), fed to the network, and
+vgg16, ImageNet's mean and std for resnet101; lib.normalisation), fed to the network, and
 the 21 logit maps are zoomed back to H x W and summed; softmax, a floor of 1e-5, then the
 full-size dense CRF on the RGB image (or not), and the argmax. Zooms are scipy.ndimage.zoom
 order 1 in float32, as published, including its constant-mode edge: where the last output
@@ -21,11 +21,10 @@ import torch.nn.functional as F
 
 from lib.crf import PROBABILITY_FLOOR, dense_crf, unary_from_probabilities
 from lib.image import scipy_zoom_to
+from lib.normalisation import PUBLISHED_TEST_INPUT, normalise_test_batch, normalise_test_input
 from lib.voc import NUM_CLASSES, NUM_FG_CLASSES
 
 TEST_SCALES = (288, 385, 481)  # int(0.75 * 385), 385, int(1.25 * 385)
-TEST_MEAN_BGR = (104.0, 117.0, 123.0)  # test_ms.py's mean (training uses lib.voc.BGR_MEAN)
-PUBLISHED_TEST_INPUT = (TEST_MEAN_BGR, None)  # (mean, std): test_ms.py's BGR minus its mean
 CRF_SCALE, CRF_ITERATIONS = 1.0, 10  # the full-size test CRF
 TAG_BONUS = 1.0  # restrict_to_tags: added to background and the image's tags before the argmax
 
@@ -35,12 +34,7 @@ def network_input(image_rgb, side, normalisation=PUBLISHED_TEST_INPUT):
     aspect ignored), then, with ``normalisation`` = (mean, std), RGB -> BGR minus the mean
     (std None, the published test) or RGB / 255, minus the mean, / std (in float32); CHW."""
     zoomed = scipy_zoom_to(image_rgb.astype(np.float32), (side, side), order=1)
-    mean, std = (None if v is None else np.asarray(v, dtype=np.float32) for v in normalisation)
-    if std is None:
-        normalised = zoomed[:, :, ::-1] - mean
-    else:
-        normalised = (zoomed / np.float32(255) - mean) / std
-    return np.ascontiguousarray(normalised.transpose(2, 0, 1), dtype=np.float32)
+    return normalise_test_input(zoomed, normalisation)
 
 
 def multi_scale_scores(forward, image_rgb, scales=TEST_SCALES, device="cpu", exact=True,
@@ -82,15 +76,11 @@ def batch_scores(forward, images_rgb, scales=TEST_SCALES, device="cpu",
     are zoomed back to its own size. Every image's arithmetic is that of a batch of one."""
     images = [torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None]
               .float() for image in images_rgb]  # 1 x 3 x H x W, RGB
-    mean, std = (None if v is None else
-                 torch.tensor(v, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-                 for v in normalisation)
     totals = [torch.zeros((1, NUM_CLASSES) + image.shape[-2:], dtype=torch.float32,
                           device=device) for image in images]
     for side in scales:
         zoomed = torch.cat([zoom_on_device(image, (side, side)) for image in images])
-        batch = zoomed.flip(1) - mean if std is None else (zoomed / 255 - mean) / std
-        logits = forward(batch).float()
+        logits = forward(normalise_test_batch(zoomed, normalisation)).float()
         for total, image_logits in zip(totals, logits.split(1)):
             total += zoom_on_device(image_logits, total.shape[-2:])
     return [total[0].cpu().numpy() for total in totals]

@@ -18,8 +18,8 @@ from lib.evaluation.metrics import ConfusionMatrix
 from lib.evaluation.score import SEGMENTATION_GT
 from lib.files import read_names
 from lib.image import read_image, read_label_png
+from lib.normalisation import inference_normalisation
 from lib.paths import dataset_path, split_list_path
-from lib.stage3.normalisation import inference_normalisation
 from lib.stage3.predict import multi_scale_scores
 from lib.training.distributed import all_reduce_sum, shard
 from lib.voc import NUM_CLASSES

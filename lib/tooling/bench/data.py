@@ -5,7 +5,8 @@ import numpy as np
 import torch
 
 from lib.dataset.voc12_sgan import VOC12ClsSalDataset, multi_hot
-from lib.image import normalise_image, read_grey, read_image, scipy_zoom_to
+from lib.image import read_grey, read_image, scipy_zoom_to
+from lib.normalisation import normalise_image
 from lib.tooling.bench.common import bench_config, format_table, mebibytes, sync
 from lib.training.distributed import DistContext
 from lib.training.loop import build_train_loader, prepare_batch
