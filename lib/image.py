@@ -108,22 +108,23 @@ def write_png(path, array):
     atomic_write_bytes(path, encode_png(array))
 
 
-def encode_palette_png(labels):
-    """PNG bytes of a uint8 H x W label map as a palette (mode P) image in the VOC colours:
-    the PNG indices are the labels, as in VOC's SegmentationClass."""
+def encode_palette_png(labels, palette=VOC_PALETTE):
+    """PNG bytes of a uint8 H x W label map as a palette (mode P) image in the colours of
+    ``palette`` ((256, 3) uint8 RGB; VOC's by default): the PNG indices are the labels, as in
+    VOC's SegmentationClass."""
     labels = np.asarray(labels)
     if labels.dtype != np.uint8 or labels.ndim != 2:
         raise ValueError(f"expected uint8 H x W labels, got {labels.dtype} {labels.shape}")
     image = Image.fromarray(np.ascontiguousarray(labels), mode="P")
-    image.putpalette(VOC_PALETTE.ravel().tolist())
+    image.putpalette(np.asarray(palette, np.uint8).ravel().tolist())
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def write_palette_png(path, labels):
+def write_palette_png(path, labels, palette=VOC_PALETTE):
     """Write :func:`encode_palette_png` of ``labels`` to ``path``, atomically."""
-    atomic_write_bytes(path, encode_palette_png(labels))
+    atomic_write_bytes(path, encode_palette_png(labels, palette))
 
 
 def write_jpg(path, array, quality=95):

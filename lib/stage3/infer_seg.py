@@ -6,7 +6,8 @@ normalised as the backbone's weights expect (lib.normalisation), one forward per
 scale for the batch on the device, each image's logits zoomed back and summed there
 (lib.stage3.predict), then, per image, in worker processes, softmax with the 1e-5 floor, the
 full-size dense CRF (``seg_crf``), the argmax (restricted to the tags with
-``restrict_to_tags``) and a palette PNG ``<res_path>/<cfg_name>_<split>/NAME.png``. Several
+``restrict_to_tags``) and a palette PNG ``<res_path>/<cfg_name>_<split>/NAME.png`` in the
+dataset's colours (labels 0..C, C + 1 classes: VOC 21, COCO 81). Several
 processes (torchrun or ``num_processes``) each take every world_size-th image; the folder
 records what made it and a rerun continues where it stopped (lib.records).
 """
@@ -19,6 +20,7 @@ from torch.utils.data import Dataset
 
 from lib.config import ConfigError
 from lib.dataset.check import check_files
+from lib.dataset.description import VOC12, describe
 from lib.dataset.tags import load_tags
 from lib.errors import UserError, first_few
 from lib.files import read_names
@@ -33,9 +35,9 @@ from lib.training.run_folder import load_trained_network
 # Config keys that change the labels (the folder's record, with the weights' identity).
 PREDICTION_KEYS = ("dataset_root", "split", "seg_backbone", "width_mult", "mean", "std",
                    "test_scales", "seg_crf", "restrict_to_tags", "amp")
-# The keys that choose the network: with its input's (mean, std), taken from the checkpoint's
-# run (lib.training.run_folder.load_trained_network).
-NETWORK_KEYS = ("seg_backbone", "width_mult")
+# The keys that choose the network (dataset_name: its class count): with its input's (mean,
+# std), taken from the checkpoint's run (lib.training.run_folder.load_trained_network).
+NETWORK_KEYS = ("seg_backbone", "width_mult", "dataset_name")
 
 
 def split_names(cfg):
@@ -50,7 +52,7 @@ def image_tags(cfg, names):
     """{name: classes} for ``restrict_to_tags`` (else None); every name must have tags."""
     if not cfg.restrict_to_tags:
         return None
-    tags = load_tags(dataset_path(cfg, cfg.cue_file))
+    tags = load_tags(dataset_path(cfg, cfg.cue_file), describe(cfg))
     untagged = [n for n in names if n not in tags]
     if untagged:
         raise UserError(f"restrict_to_tags: {len(untagged)} images of split '{cfg.split}' have "
@@ -60,7 +62,7 @@ def image_tags(cfg, names):
 
 @dataclass(frozen=True)
 class LabelJob:
-    """One image after the network: summed scores (21 x H x W), its file, tags or None."""
+    """One image after the network: summed scores (C + 1 x H x W), its file, tags or None."""
 
     name: str
     scores: np.ndarray
@@ -69,24 +71,25 @@ class LabelJob:
     out_path: str
 
 
-def write_labels(crf, job):
-    """Softmax, CRF (if ``crf``), argmax and the palette PNG of one image (a worker's job)."""
+def write_labels(crf, palette, job):
+    """Softmax, CRF (if ``crf``), argmax and the PNG of one image in the colours of
+    ``palette`` (a worker's job)."""
     image_rgb = read_image(job.image_path)[:, :, ::-1]
     labels = labels_from_probabilities(probabilities(job.scores), image_rgb, crf=crf,
                                        tags=job.tags)
-    write_palette_png(job.out_path, labels)
+    write_palette_png(job.out_path, labels, palette)
 
 
 class Images(Dataset):
     """RGB uint8 images by name, decoded in loader workers, with their tags (``tags``:
-    {name: classes} for restrict_to_tags, else None). Items are dicts; batches, lists of
-    them (:func:`as_list`): the images differ in size."""
+    {name: classes} for restrict_to_tags, else None), where ``dataset`` keeps them. Items are
+    dicts; batches, lists of them (:func:`as_list`): the images differ in size."""
 
-    def __init__(self, root, names, tags=None):
-        self.root, self.names, self.tags = root, names, tags
+    def __init__(self, root, names, tags=None, dataset=VOC12):
+        self.root, self.names, self.tags, self.dataset = root, names, tags, dataset
 
     def path(self, name):
-        return os.path.join(self.root, "JPEGImages", name + ".jpg")
+        return self.dataset.image_path(self.root, name)
 
     def __len__(self):
         return len(self.names)
@@ -134,7 +137,8 @@ class LabelInference(InferenceStage):
         trained = load_trained_network(cfg, NETWORK_KEYS, deeplab_from_config)
         cfg = trained.cfg
         check_input_scale(cfg)  # before anything is written
-        images = Images(cfg.dataset_root, names, tags)
+        dataset = describe(cfg)
+        images = Images(cfg.dataset_root, names, tags, dataset)
         check_files(names, images.path, {})
         folder = segmentation_dir(cfg)
         out_path = functools.partial(label_path, folder)
@@ -149,7 +153,7 @@ class LabelInference(InferenceStage):
             log_file=folder.rstrip("/") + ".log",
             retry_hint="or write elsewhere with another cfg_name or res_path",
             describe=lambda count: f"labels of {count} images of split '{cfg.split}'",
-            write=functools.partial(write_labels, cfg.seg_crf),
+            write=functools.partial(write_labels, cfg.seg_crf, dataset.palette),
             done=lambda name: is_complete_file(out_path(name)), remove=remove,
             folders=[folder], crf=cfg.seg_crf, collate=as_list)
 
