@@ -10,8 +10,8 @@ classes (VOC 20, COCO 80):
 - seed masks: C + 1 marks "unlabeled", so the evaluator's seed mode counts C + 2 classes and
   averages over 0..C; the seed branch of SGAN ignores index C (class c -> c - 1).
 
-Image paths, ground-truth folders and split lists are the description's too: no other module
-builds them.
+Image paths, ground-truth folders and split lists are the description's too: the stages read
+them from here (only the synthetic generators, which write a tree, spell out its folders).
 
 The VOC and COCO literals live in lib/voc.py and lib/coco.py; this module is the one place
 that turns them into descriptions, and every stage asks :func:`describe` for its dataset.
