@@ -41,6 +41,14 @@ def config_keys_epilog(width=88):
                                                          break_on_hyphens=False))
 
 
+def add_dataset_name(parser, default="voc12_sgan", help_default="VOC 2012"):
+    """``--dataset_name NAME``: the dataset whose classes, colours and image paths a tool uses
+    (lib.dataset.description; a misspelt name is one line with the nearest one)."""
+    parser.add_argument("--dataset_name", default=default,
+                        help=f"voc12_sgan or voc12 (VOC 2012), coco14 (COCO 2014); default: "
+                             f"{help_default}")
+
+
 def config_parser(description):
     """An ArgumentParser with ``--cfg_file CFG`` and trailing ``key=value`` overrides."""
     parser = argparse.ArgumentParser(description=description, epilog=config_keys_epilog(),

@@ -11,14 +11,11 @@ import re
 
 import yaml
 
-from lib.errors import UserError
+from lib.dataset.description import VOC12, dataset_description
+from lib.errors import ConfigError
 
 _NUM = (int, float)
 AUTO = "auto"  # a value of crf_workers: the code chooses (lib.crf.workers)
-
-
-class ConfigError(UserError):
-    """A configuration file or override is invalid; the message names the key."""
 
 
 class Config(dict):
@@ -45,7 +42,7 @@ SCHEMA = {
     "cfg_name": (str, "sgan_vgg16_321x321_snet"),
     "dataset_name": (str, "voc12_sgan"),
     "dataset_root": (str, "data/VOC2012"),
-    "gt_path": (str, "SegmentationClassAug/"),
+    "gt_path": (str, VOC12.seed_gt),
     "sal_subdir": (str, "sal_snet"),
     "sal_thresh": (float, 0.06),
     "seed_subdir": (str, "base_30_bg"),
@@ -73,7 +70,7 @@ SCHEMA = {
     "cam_thresh": (float, 0.25),
     "ignore_conflict": (bool, False),
     "combine_seedseg": (bool, True),
-    "num_classes": (int, 22),
+    "num_classes": (int, 22),  # unset: C + 2 of dataset_name (seeds; VOC 22, COCO 82)
     "bg_thresh": (float, 0.06),  # seeds' background: saliency of sdnet_path / 255 below this
     # ---- keys this repository adds (defaults keep the paper's behaviour) ----
     "random_seed": (int, 7),
@@ -84,6 +81,9 @@ SCHEMA = {
     "checkpoint": ((str, None), None),
     "test_batch_size": (int, 1),
     "overwrite": (bool, False),
+    # stages 1-2: the published multi-label soft margin, or the balanced sigmoid cross-entropy
+    # the SGAN authors describe for COCO (recipe 14.2)
+    "cls_loss": (_choice("soft_margin", "balanced_bce"), "soft_margin"),
     # ---- processes, precision, resume ----
     "num_processes": (int, 0),
     "amp": (_choice("off", "bf16", "fp16"), "off"),
@@ -249,6 +249,8 @@ def load_config(path=None, overrides=()):
         cfg[key] = _coerce(key, spec, values.pop(key)) if key in values else _copy(default)
     if values:
         raise ConfigError(_unknown_keys_line(sorted(values)))
+    if "num_classes" not in given:  # the dataset's seeds (a misspelt dataset_name: one line)
+        cfg["num_classes"] = dataset_description(cfg.dataset_name).seed_classes
     for key, value in cfg.items():
         if isinstance(value, str) and key != "dataset_root":
             cfg[key] = value.replace(DATASET_ROOT_FIELD, cfg.dataset_root)
@@ -282,6 +284,8 @@ DEVICE_PATTERN = r"auto|cpu|cuda(:[0-9]+)?"
 
 
 def _check_ranges(cfg):
+    dataset = dataset_description(cfg.dataset_name)  # a typo: one line with the nearest name
+    num_classes = (dataset.num_classes, dataset.seed_classes)
     checks = [
         ("cam_thresh", 0 < cfg.cam_thresh < 1, "must be in (0, 1)"),
         ("sal_thresh", 0 <= cfg.sal_thresh < 1, "must be in [0, 1)"),
@@ -290,7 +294,9 @@ def _check_ranges(cfg):
         ("test_batch_size", cfg.test_batch_size >= 1, "must be >= 1"),
         ("num_worker", cfg.num_worker >= 0, "must be >= 0"),
         ("num_processes", cfg.num_processes >= 0, "must be >= 0 (0 = one per visible GPU)"),
-        ("num_classes", cfg.num_classes in (21, 22), "must be 21 or 22"),
+        ("num_classes", cfg.num_classes in num_classes,
+         f"must be {num_classes[0]} (segmentation) or {num_classes[1]} (seeds, with "
+         f"unlabeled) for dataset_name {cfg.dataset_name}"),
         ("max_iter", cfg.max_iter >= 1, "must be >= 1"),
         ("step_size", cfg.step_size >= 1, "must be >= 1"),
         ("display_step", cfg.display_step >= 1, "must be >= 1"),

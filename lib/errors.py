@@ -6,6 +6,10 @@ class UserError(Exception):
     """A problem the user can fix; the command-line tools print it as one line."""
 
 
+class ConfigError(UserError):
+    """A configuration file or override is invalid; the message names the key."""
+
+
 def first_few(items, count=5):
     """``a, b, c, d, e, ...``: the first ``count`` items, for one-line messages."""
     items = [str(item) for item in items]

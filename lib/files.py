@@ -55,7 +55,10 @@ def _sync_folder(folder):
         os.close(fd)
 
 
-def file_names(folder, suffix=".png", what=""):
+PNG = ".png"  # the suffix of label maps, seeds and pictures
+
+
+def file_names(folder, suffix=PNG, what=""):
     """Names of the ``*<suffix>`` files of ``folder``, sorted. Hidden files are left out:
     atomic writers leave ``.tmp-*`` files while (or if killed while) writing. ``what`` names
     the folder in the error if it does not exist."""
@@ -65,7 +68,7 @@ def file_names(folder, suffix=".png", what=""):
                   if f.endswith(suffix) and not f.startswith("."))
 
 
-def missing_files(folder, names, suffix=".png"):
+def missing_files(folder, names, suffix=PNG):
     """The ``NAME<suffix>`` files of ``names`` that ``folder`` lacks, in the order of ``names``."""
     return [n + suffix for n in names if not os.path.isfile(os.path.join(folder, n + suffix))]
 

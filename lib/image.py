@@ -1,4 +1,5 @@
-"""Images and label maps: reading, writing, exact resizing and normalisation.
+"""Images and label maps: reading, writing and exact resizing (normalisation of the network
+input: lib.normalisation).
 
 Everything here is per-image array work shared by the datasets, the seeds, the evaluation and
 the pictures. Colour images are BGR uint8 (OpenCV order); maps (saliency, seeds) are 8-bit grey;
@@ -13,12 +14,11 @@ import zipfile
 import cv2
 import numpy as np
 import scipy.ndimage as nd
-import torch
 from PIL import Image
 
 from lib.errors import UserError, one_line
 from lib.files import atomic_write_bytes
-from lib.voc import BGR_MEAN, VOC_PALETTE
+from lib.voc import VOC_PALETTE
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_GREY_DEPTHS = (b"\x08\x00", b"\x10\x00")  # IHDR bit depth 8 or 16, colour type 0 (grey)
@@ -108,22 +108,23 @@ def write_png(path, array):
     atomic_write_bytes(path, encode_png(array))
 
 
-def encode_palette_png(labels):
-    """PNG bytes of a uint8 H x W label map as a palette (mode P) image in the VOC colours:
-    the PNG indices are the labels, as in VOC's SegmentationClass."""
+def encode_palette_png(labels, palette=VOC_PALETTE):
+    """PNG bytes of a uint8 H x W label map as a palette (mode P) image in the colours of
+    ``palette`` ((256, 3) uint8 RGB; VOC's by default): the PNG indices are the labels, as in
+    VOC's SegmentationClass."""
     labels = np.asarray(labels)
     if labels.dtype != np.uint8 or labels.ndim != 2:
         raise ValueError(f"expected uint8 H x W labels, got {labels.dtype} {labels.shape}")
     image = Image.fromarray(np.ascontiguousarray(labels), mode="P")
-    image.putpalette(VOC_PALETTE.ravel().tolist())
+    image.putpalette(np.asarray(palette, np.uint8).ravel().tolist())
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def write_palette_png(path, labels):
+def write_palette_png(path, labels, palette=VOC_PALETTE):
     """Write :func:`encode_palette_png` of ``labels`` to ``path``, atomically."""
-    atomic_write_bytes(path, encode_palette_png(labels))
+    atomic_write_bytes(path, encode_palette_png(labels, palette))
 
 
 def write_jpg(path, array, quality=95):
@@ -215,54 +216,3 @@ def _bilinear_rows(flat, row_idx, row_w, col_idx, col_w, out_rows):
         acc += 0.5
         out[block] = acc  # truncation of x + 0.5 >= 0: scipy's rounding to uint8
     return out
-
-
-def normalise_image(image_bgr, mean=BGR_MEAN, std=None):
-    """uint8 BGR HWC -> float32 CHW: minus the BGR mean, or (std given) RGB/255, minus mean, / std.
-
-    Leading axes are kept: a (batch, H, W, 3) stack gives (batch, 3, H, W). The arithmetic is
-    the published one (SPEC 2 step 3): the mean subtraction in float64, then float32; with
-    ``std``, in place on the float32 image, so that each step's result (/ 255, - mean, / std)
-    is rounded to float32 (NumPy computes a float64 mean or std step in float64).
-    """
-    if std is None:
-        image = image_bgr.astype(np.float64) - np.asarray(mean)
-    else:
-        image = image_bgr[..., ::-1].astype(np.float32)
-        image /= 255.0
-        image -= np.asarray(mean, dtype=np.float64)
-        image /= np.asarray(std, dtype=np.float64)
-    return np.ascontiguousarray(np.moveaxis(image, -1, -3), dtype=np.float32)
-
-
-def normalise_on_device(images, mean=BGR_MEAN, std=None, channels_last=False):
-    """:func:`normalise_image` of a uint8 BGR (batch, S, S, 3) tensor, on its own device.
-
-    Returns float32 (batch, 3, S, S) with exactly normalise_image's values, so a loader can
-    ship uint8 images; laid out channels-last if asked. On the CPU, NumPy does it (faster
-    there than torch in float64).
-    """
-    if images.device.type == "cpu":
-        out = torch.from_numpy(normalise_image(images.numpy(), mean, std))
-    else:
-        out = normalise_tensor(images, mean, std)
-    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
-
-
-def normalise_tensor(images, mean=BGR_MEAN, std=None):
-    """:func:`normalise_on_device` in torch, with normalise_image's arithmetic: each step in
-    float64, rounded to float32 where the published code rounds."""
-    mean = torch.tensor(mean, dtype=torch.float64, device=images.device)
-    if std is None:
-        image = images.to(torch.float64) - mean
-    else:
-        std = torch.tensor(std, dtype=torch.float64, device=images.device)
-        image = _rounded_to_float32(images.flip(-1).to(torch.float64) / 255.0)
-        image = _rounded_to_float32(image - mean)
-        image = image / std
-    return image.permute(0, 3, 1, 2).to(torch.float32).contiguous()
-
-
-def _rounded_to_float32(tensor):
-    """A float64 tensor's values rounded to float32 (kept in float64 for the next step)."""
-    return tensor.to(torch.float32).to(torch.float64)

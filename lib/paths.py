@@ -3,6 +3,7 @@ training runs, seeds and segmentation results."""
 import os
 
 from lib.config import ConfigError
+from lib.dataset.description import list_path
 
 # The one rule for relative paths: keys that name a file or folder of the dataset are relative
 # to ``dataset_root``; every other path (dataset_root itself, pretrain, checkpoint,
@@ -45,7 +46,7 @@ def segmentation_dir(cfg):
 
 def split_list_path(cfg):
     """``<dataset_root>/ImageSets/Segmentation/<split>.txt``: the names of a split."""
-    return os.path.join(cfg.dataset_root, "ImageSets", "Segmentation", cfg.split + ".txt")
+    return list_path(cfg.dataset_root, cfg.split)
 
 
 def checkpoint_path(cfg):

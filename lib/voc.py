@@ -4,6 +4,8 @@ Label values: 0 background, 1..20 the VOC classes (``VOC_CLASSES``), 21 "unlabel
 masks, 255 "ignore" in ground truth. At feature size the seed branch of SGAN uses classes
 0..19 (class c -> c - 1) with 20 as its ignore index.
 """
+import os
+
 import numpy as np
 
 VOC_CLASSES = (
@@ -20,6 +22,13 @@ SEED_IGNORE = 20      # the seed branch's ignore index at feature size (SPEC 2 s
 BGR_MEAN = (104.008, 116.669, 122.675)  # caffe-layout input mean (SPEC 2 step 3)
 SAL_THRESH = 0.06     # saliency / 255 above this is salient: the attention mask (SPEC 2 step 6)
 BG_THRESH = 0.06      # saliency / 255 below this is background in seeds (SPEC 5 step 2)
+SEGMENTATION_GT = "SegmentationClass/"  # ground truth of segmentation results (SPEC 7)
+SEED_GT = "SegmentationClassAug/"  # ground truth of seeds: gt_path's default (recipe 1, 10)
+
+
+def image_path(root, name):
+    """``root/JPEGImages/NAME.jpg``: where VOC keeps image NAME."""
+    return os.path.join(root, "JPEGImages", name + ".jpg")
 
 
 def _voc_palette():

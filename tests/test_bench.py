@@ -16,9 +16,6 @@ from lib.dataset.voc12_sgan import VOC12ClsSalDataset
 from lib.errors import UserError
 from lib.evaluation.folder import evaluate_folder
 from lib.image import (
-    normalise_image,
-    normalise_on_device,
-    normalise_tensor,
     read_label_png,
     read_prediction_png,
     write_png,
@@ -26,6 +23,7 @@ from lib.image import (
 )
 from lib.network.deeplab import DeepLabV2
 from lib.network.sgan import SGAN, saliency_affinity
+from lib.normalisation import normalise_image, normalise_on_device, normalise_tensor
 from lib.tooling.bench.common import BenchOptions, check_options
 from lib.tooling.bench.data import PublishedStyleDataset
 from lib.tooling.bench.evaluation import one_by_one_confusion

@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 
 from conftest import REPO
-from lib.image import normalise_image
 from lib.network.backbone.vgg16 import VGG16
 from lib.network.checkpoint import CheckpointError, load_backbone, read_state_dict
 from lib.network.convert_vgg import (
@@ -19,6 +18,7 @@ from lib.network.convert_vgg import (
     torchvision_to_caffe,
 )
 from lib.network.sgan import SGAN
+from lib.normalisation import normalise_image
 
 WIDTH = 0.125
 

@@ -10,7 +10,8 @@ from lib.dataset.voc12_sgan import (
     saliency_mask,
     seed_target,
 )
-from lib.image import feature_size, normalise_image
+from lib.image import feature_size
+from lib.normalisation import normalise_image
 
 
 @pytest.mark.parametrize("side", [65, 97])

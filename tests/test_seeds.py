@@ -157,3 +157,15 @@ def test_full_size_zoom_is_nearest():
     mask = np.array([[1, 2], [3, 21]], np.uint8)
     full = seed_to_image_size(mask, (5, 7))
     assert full.shape == (5, 7) and set(np.unique(full)) == {1, 2, 3, 21}
+
+
+def test_the_region_threshold_is_rounded_as_numpy_1_rounded_it():
+    """0.3 x 6.369617 is 1.9108851 when the product is taken in float64 and rounded to
+    float32 (the published code under NumPy 1) but 1.9108852 in float32 (NumPy 2): a pixel
+    of exactly 1.9108852 is the tag's under the published arithmetic."""
+    peak, edge = np.float32(6.369617), np.float32(1.9108852)
+    assert np.float32(0.3) * peak == edge  # NumPy 2's own product would exclude the pixel
+    maps = np.zeros((20, 2, 2), np.float32)
+    maps[0] = [[peak, edge], [0, 0]]
+    mask = seeds_from_cams(maps, [1], np.zeros((2, 2), bool), cam_thresh=0.3)
+    assert mask.tolist() == [[1, 1], [21, 21]]

@@ -168,7 +168,7 @@ def test_stage1_from_public_inputs_to_sgan_training(tmp_path):
 
 
 def test_uint8_classifier_items_normalise_to_the_float_items(synth_voc):
-    from lib.image import normalise_on_device
+    from lib.normalisation import normalise_on_device
     floats = VOC12ClsDataset(synth_voc, "im_tags.pkl", new_size=33)
     raw = VOC12ClsDataset(synth_voc, "im_tags.pkl", new_size=33, normalise=False)
     for i in range(len(floats)):

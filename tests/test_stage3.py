@@ -18,10 +18,9 @@ from lib.config import ConfigError, load_config
 from lib.image import read_image, scipy_zoom_to
 from lib.network.checkpoint import read_state_dict
 from lib.network.deeplab import DeepLabV2
+from lib.normalisation import PUBLISHED_TEST_INPUT, inference_normalisation, training_normalisation
 from lib.records import read_record
 from lib.stage3 import infer_seg
-from lib.stage3.normalisation import inference_normalisation, training_normalisation
-from lib.stage3.predict import PUBLISHED_TEST_INPUT
 from lib.stage3.train_seg import SegTraining
 from lib.tooling.synthetic import generate_dataset
 

@@ -9,9 +9,8 @@ import torch.nn.functional as F
 
 from conftest import DATA
 from lib.image import read_image, read_label_png, scipy_zoom_to, write_palette_png
+from lib.normalisation import PUBLISHED_TEST_INPUT, TEST_MEAN_BGR
 from lib.stage3.predict import (
-    PUBLISHED_TEST_INPUT,
-    TEST_MEAN_BGR,
     TEST_SCALES,
     batch_scores,
     labels_from_probabilities,

@@ -17,7 +17,8 @@ from lib.dataset.distort import random_distort
 from lib.dataset.voc12_seg import VOC12SegDataset, check_seg_files
 from lib.errors import UserError
 from lib.files import file_names
-from lib.image import normalise_on_device, read_label_png, write_png
+from lib.image import read_label_png, write_png
+from lib.normalisation import normalise_on_device
 from lib.voc import BGR_MEAN
 
 RESIZE, CROP = 73, 65

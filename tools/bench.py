@@ -8,37 +8,22 @@ import argparse
 import json
 import pathlib
 import sys
-from dataclasses import replace
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from lib.cli import run_main  # noqa: E402
 
 
-def comma_list(kind):
-    """An argparse type: ``"a,b"`` -> (kind(a), kind(b)), non-empty."""
-    def parse(text):
-        try:
-            values = tuple(kind(part) for part in text.split(",") if part.strip())
-        except ValueError:
-            values = ()
-        if not values:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
-        return values
-    return parse
-
-
 def main(argv=None):
-    from lib.tooling.bench import default_options, run_benchmark
-    from lib.tooling.bench.common import STAGES
+    from lib.tooling.bench import run_benchmark
+    from lib.tooling.bench.common import STAGES, comma_list, options_from_arguments
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny counts (a smoke test)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--stages", type=comma_list(str),
                         help=f"some of {','.join(STAGES)} (default all)")
-    parser.add_argument("--batch", type=int,
-                        help="batch of the data, train and seg_train stages (default 15; "
-                             "training on CPU: 2)")
+    parser.add_argument("--batch", type=int, help="batch of the data, train and seg_train "
+                        "stages (default 15; training on CPU: 2)")
     parser.add_argument("--size", type=int, help="network input side S (default 321)")
     parser.add_argument("--workers", type=int, help="loader worker processes (default 1)")
     parser.add_argument("--width_mult", dest="widths", type=comma_list(float),
@@ -51,15 +36,7 @@ def main(argv=None):
     parser.add_argument("--seg_batch", type=int,
                         help="test_batch_size of stage 3's batched inference (default 8; CPU: 4)")
     parser.add_argument("--work_dir", help="keep the generated files here")
-    args = parser.parse_args(argv)
-    options = default_options(args.device, args.quick)
-    given = {key: getattr(args, key) for key in ("stages", "batch", "size", "workers", "widths",
-                                                 "modes", "eval_images", "crf_workers", "seg_batch",
-                                                 "work_dir")}
-    given["data_batch"] = args.batch
-    options = replace(options, **{k: v for k, v in given.items() if v is not None})
-    print(json.dumps(run_benchmark(options)))
-    return 0
+    print(json.dumps(run_benchmark(options_from_arguments(parser.parse_args(argv)))))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pycocotools import mask as mask_utils
 
 from lib.coco import (COCO_CATEGORIES, LABEL_FOLDER, LIST_NAMES, SPLITS, TAGS_FILES,
                       annotation_file, category_classes, image_folder, image_path, is_image_name)
+from lib.dataset.description import list_path
 from lib.dataset.tags import save_tags
 from lib.errors import UserError, first_few, one_line
 from lib.files import file_names, write_names
@@ -34,7 +35,7 @@ from lib.voc import IGNORE
 from lib.workers import chunked, default_workers, imap_in_workers
 
 CROWD_MODES = ("background", "ignore")
-MAX_CHUNK = 64  # images per task sent to a worker
+IMAGES_PER_TASK = 64  # images painted per task sent to a worker
 
 
 def annotation_mask(segmentation, height, width):
@@ -184,7 +185,7 @@ def convert_split(root, split, crowd, workers, progress):
     _check_images(root, tasks, path)
     folder = os.path.join(root, LABEL_FOLDER)
     listed = sorted(name for name, _, _, annotations in tasks if annotations)
-    jobs = [(folder, crowd, path, chunk) for chunk in chunked(tasks, workers, MAX_CHUNK)]
+    jobs = [(folder, crowd, path, chunk) for chunk in chunked(tasks, workers, IMAGES_PER_TASK)]
     classes, written = {}, 0
     with progress_bar(total=len(tasks), shown=progress, desc=split, unit="img") as bar:
         for results in imap_in_workers(_label_chunk, jobs, workers):
@@ -193,7 +194,7 @@ def convert_split(root, split, crowd, workers, progress):
                 written += was_written
             bar.update(len(results))
     tags = {name: classes[name] for name in listed if classes[name].size}
-    write_names(os.path.join(root, "ImageSets", "Segmentation", LIST_NAMES[split] + ".txt"), listed)
+    write_names(list_path(root, LIST_NAMES[split]), listed)
     save_tags(tags, os.path.join(root, TAGS_FILES[split]))
     return {"images": len(tasks), "written": written, "listed": len(listed), "tagged": len(tags)}
 

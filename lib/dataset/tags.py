@@ -1,6 +1,7 @@
 """Image-level tag files: the published pickle format, and plain JSON or text forms.
 
-A tags file maps an image name to the array of its classes in 1..20. The published
+A tags file maps an image name to the array of its classes in 1..C, C the foreground classes
+of the dataset (VOC 20, COCO 80: lib.dataset.description). The published
 ``im_tags.pkl`` is a Python-2 protocol-0 pickle of NumPy int64 arrays whose globals
 reference ``numpy.core.multiarray``; it is read with a restricted unpickler that can
 build NumPy arrays and nothing else, so a pickle from the internet cannot run code.
@@ -12,6 +13,7 @@ import pickle
 
 import numpy as np
 
+from lib.dataset.description import VOC12
 from lib.errors import UserError
 from lib.files import atomic_write_bytes
 
@@ -28,7 +30,7 @@ _ALLOWED_GLOBALS = {
 
 
 class TagsError(UserError):
-    """A tags file is unreadable or holds something other than classes in 1..20."""
+    """A tags file is unreadable or holds something other than classes in 1..C."""
 
 
 class UnsafePickleError(TagsError):
@@ -45,14 +47,16 @@ class _TagsUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _normalise(raw, path):
+def _normalise(raw, path, dataset):
     if not isinstance(raw, dict):
         raise TagsError(f"{path}: expected a dict of name -> classes, got {type(raw).__name__}")
     tags = {}
+    last = dataset.num_fg_classes
     for name, classes in raw.items():
         arr = np.asarray(classes, dtype=np.int64).reshape(-1)
-        if arr.size == 0 or arr.min() < 1 or arr.max() > 20:
-            raise TagsError(f"{path}: tags of '{name}' must be classes in 1..20, got {arr.tolist()}")
+        if arr.size == 0 or arr.min() < 1 or arr.max() > last:
+            raise TagsError(f"{path}: tags of '{name}' must be classes in 1..{last} "
+                            f"(dataset {dataset.name}), got {arr.tolist()}")
         tags[str(name)] = arr
     return tags
 
@@ -67,9 +71,10 @@ def _read_text(f):
     return tags
 
 
-def load_tags(path):
-    """Return ``{name: int64 array of classes in 1..20}`` from a ``.pkl`` (the published
-    format), ``.json`` ({name: [classes]}) or ``.txt`` (lines ``NAME c1 c2 ...``) file."""
+def load_tags(path, dataset=VOC12):
+    """Return ``{name: int64 array of classes in 1..C}`` from a ``.pkl`` (the published
+    format), ``.json`` ({name: [classes]}) or ``.txt`` (lines ``NAME c1 c2 ...``) file; C is
+    the foreground classes of ``dataset`` (a lib.dataset.description.DatasetDescription)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise TagsError(f"tags file not found: {path}")
@@ -87,7 +92,7 @@ def load_tags(path):
         raise
     except Exception as exc:  # a damaged file: any parser error
         raise TagsError(f"cannot read tags file {path}: {' '.join(str(exc).split())}") from None
-    return _normalise(raw, path)
+    return _normalise(raw, path, dataset)
 
 
 def save_tags(tags, path):

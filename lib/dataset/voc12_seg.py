@@ -16,47 +16,49 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lib.dataset.check import check_files
+from lib.dataset.check import SHOWN, check_files
+from lib.dataset.description import VOC12
 from lib.dataset.distort import random_distort
-from lib.dataset.strong import invalid_ground_truth
+from lib.dataset.strong import ground_truth_range, invalid_ground_truth
 from lib.dataset.voc12_sgan import repeat_names
 from lib.errors import UserError, first_few
-from lib.image import normalise_image, read_image, read_label_png, read_prediction_png
-from lib.voc import BGR_MEAN, IGNORE, UNLABELED
+from lib.image import read_image, read_label_png, read_prediction_png
+from lib.normalisation import caffe_mean, normalise_image
+from lib.voc import BGR_MEAN, IGNORE
 
 LABEL_STRIDE = 8  # label41 = label[::8, ::8]: the pixels Caffe's Interp (shrink_factor 8) samples
-SHOWN = 3         # files named in a check's error
 
 
-def caffe_mean(mean):
-    """The mean as Caffe holds it (a protobuf float): each value rounded to float32, so that
-    float64 x - mean rounded to float32 is Caffe's float32 subtraction exactly."""
-    return tuple(float(np.float32(m)) for m in mean)
-
-
-def invalid_values(label, strong):
-    """The sorted values of ``label`` outside its range: seeds 0..21 (21 unlabeled), ground
-    truth 0..20 and 255 (ignore)."""
+def invalid_values(label, strong, dataset=VOC12):
+    """The sorted values of ``label`` outside its range: seeds 0..C + 1 (C + 1 unlabeled),
+    ground truth 0..C and 255 (ignore)."""
     if strong:
-        return invalid_ground_truth(label)
-    return np.unique(label[label > UNLABELED]).tolist()
+        return invalid_ground_truth(label, dataset)
+    return np.unique(label[label > dataset.unlabeled]).tolist()
+
+
+def label_ranges(dataset):
+    """The ranges of seeds and ground truth, for messages: ``seeds 0..21, ground truth ...``."""
+    return f"seeds 0..{dataset.unlabeled}, ground truth {ground_truth_range(dataset)}"
 
 
 class VOC12SegDataset(Dataset):
     """Stage-3 training samples: dicts of ``name``, ``image`` (float32 3 x crop x crop, BGR
     minus the mean; uint8 crop x crop x 3 BGR if not ``normalise``, for
-    :func:`lib.image.normalise_on_device` with ``self.mean``), ``label`` (int64, the crop's
-    label [::8, ::8]: 0 background, 1..20, 21 unlabeled) and ``image41`` (uint8 BGR, the
+    :func:`lib.normalisation.normalise_on_device` with ``self.mean``), ``label`` (int64, the
+    crop's
+    label [::8, ::8]: 0 background, 1..C, C + 1 unlabeled) and ``image41`` (uint8 BGR, the
     distorted crop [::8, ::8], the image the CRF of the loss sees).
 
     Labels are the seed PNGs ``<label_dir>/NAME.png``; names in ``strong_names`` take the
-    ground truth ``<voc12_root>/<gt_dir>/NAME.png`` instead, 255 -> 21 (SPEC 12). With
-    ``max_iters`` the name list is repeated to cover at least that many samples.
+    ground truth ``<voc12_root>/<gt_dir>/NAME.png`` instead, 255 -> C + 1 (recipe 12). With
+    ``max_iters`` the name list is repeated to cover at least that many samples. ``description``
+    (lib.dataset.description) says where the images lie and what C is (VOC 20, COCO 80).
     """
 
     def __init__(self, voc12_root, names, label_dir, resize=353, crop_size=321, mirror=True,
-                 distort=True, mean=BGR_MEAN, strong_names=(), gt_dir="SegmentationClassAug",
-                 max_iters=None, random_seed=7, normalise=True):
+                 distort=True, mean=BGR_MEAN, strong_names=(), gt_dir=VOC12.seed_gt,
+                 max_iters=None, random_seed=7, normalise=True, description=VOC12):
         if crop_size > resize:
             raise UserError(f"crop_size {crop_size} is larger than the resized image "
                             f"({resize} x {resize})")
@@ -71,9 +73,10 @@ class VOC12SegDataset(Dataset):
         self.mean = caffe_mean(mean)
         self.random_seed = random_seed
         self.normalise = normalise
+        self.description = description
 
     def image_path(self, name):
-        return os.path.join(self.root, "JPEGImages", name + ".jpg")
+        return self.description.image_path(self.root, name)
 
     def is_strong(self, name):
         return name in self.strong_names
@@ -83,16 +86,17 @@ class VOC12SegDataset(Dataset):
         return os.path.join(folder, name + ".png")
 
     def read_label(self, name):
-        """The full-size uint8 label of ``name`` in 0..21; UserError naming the file if it is
-        missing, unreadable or has values outside its range."""
+        """The full-size uint8 label of ``name`` in 0..C + 1; UserError naming the file if it
+        is missing, unreadable or has values outside its range."""
         path, strong = self.label_path(name), self.is_strong(name)
         label = read_label_png(path) if strong else read_prediction_png(path)
-        bad = invalid_values(label, strong)
+        bad = invalid_values(label, strong, self.description)
         if bad:
-            allowed = "0..20 and 255" if strong else "0..21"
+            allowed = (ground_truth_range(self.description) if strong
+                       else f"0..{self.description.unlabeled}")
             raise UserError(f"{path}: label values {first_few(bad)} outside {allowed}")
         if strong:
-            label = np.where(label == IGNORE, UNLABELED, label)
+            label = np.where(label == IGNORE, self.description.unlabeled, label)
         return label.astype(np.uint8)
 
     def read_image(self, name):
@@ -143,20 +147,20 @@ def _label_problem(dataset, name):
         label = read_label_png(path) if strong else read_prediction_png(path)
     except UserError as exc:
         return str(exc)
-    bad = invalid_values(label, strong)
+    bad = invalid_values(label, strong, dataset.description)
     return f"{path} (values {first_few(bad)})" if bad else None
 
 
 def check_seg_files(dataset, workers=8):
     """Raise one UserError, before training, if an image or label is missing, unreadable or
-    of another size than its image, or if a label has values outside its range (seeds 0..21,
-    ground truth 0..20 and 255). Images are checked by their headers; labels are read in a
-    pool of ``workers`` threads."""
+    of another size than its image, or if a label has values outside its range (seeds
+    0..C + 1, ground truth 0..C and 255). Images are checked by their headers; labels are
+    read in a pool of ``workers`` threads."""
     names = sorted(set(dataset.names))
     check_files(names, dataset.image_path, {"label": dataset.label_path}, workers, grey=False)
     with ThreadPoolExecutor(workers) as pool:
         problems = [p for p in pool.map(lambda n: _label_problem(dataset, n), names) if p]
     if problems:
         raise UserError(f"{len(problems)} of {len(names)} label PNGs have values outside their "
-                        f"range (seeds 0..21, ground truth 0..20 and 255): "
+                        f"range ({label_ranges(dataset.description)}): "
                         f"{first_few(problems, SHOWN)}")

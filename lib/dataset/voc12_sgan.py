@@ -1,7 +1,9 @@
-"""VOC2012 + saliency + initial seeds: the SGAN training and inference datasets.
+"""Images + saliency + initial seeds: the SGAN training and inference datasets.
 
-SPEC section 2 (and 12, semi-supervised). Items hold only per-image arrays (the h x h
-saliency mask, never the N x N attention masks, which the model builds on its device).
+Recipe 2 (and 12, semi-supervised), for any dataset of lib.dataset.description (VOC 2012 by
+default, as published; COCO 2014): its image paths, and its C classes for the tags'
+multi-hot label and the seed target. Items hold only per-image arrays (the h x h saliency
+mask, never the N x N attention masks, which the model builds on its device).
 """
 import math
 import os
@@ -10,17 +12,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from lib.dataset.description import VOC12
 from lib.dataset.strong import read_ground_truth
 from lib.dataset.tags import load_tags
-from lib.image import (
-    feature_size,
-    normalise_image,
-    read_grey,
-    read_image,
-    scipy_zoom_to,
-    zoom_to,
-)
-from lib.voc import BG_THRESH, BGR_MEAN, NUM_FG_CLASSES, SAL_THRESH, SEED_IGNORE
+from lib.image import feature_size, read_grey, read_image, scipy_zoom_to, zoom_to
+from lib.normalisation import normalise_image
+from lib.voc import BG_THRESH, BGR_MEAN, SAL_THRESH
 
 
 def saliency_mask(sal, h, sal_thresh):
@@ -42,15 +39,16 @@ def saliency_background(sal, h, bg_thresh=BG_THRESH):
     return small < np.float32(bg_thresh)
 
 
-def seed_target(seed, h):
-    """S x S uint8 seed -> h x h int64 target: class c in 1..20 -> c - 1, else the ignore index."""
+def seed_target(seed, h, num_fg_classes=VOC12.num_fg_classes):
+    """S x S uint8 seed -> h x h int64 target: class c in 1..C -> c - 1, else the ignore
+    index C (C = ``num_fg_classes``)."""
     small = zoom_to(seed, (h, h), order=0).astype(np.int64)
-    return np.where((small >= 1) & (small <= NUM_FG_CLASSES), small - 1, SEED_IGNORE)
+    return np.where((small >= 1) & (small <= num_fg_classes), small - 1, num_fg_classes)
 
 
-def multi_hot(classes):
-    """Tags in 1..20 -> float32 20-vector."""
-    label = np.zeros(NUM_FG_CLASSES, dtype=np.float32)
+def multi_hot(classes, num_fg_classes=VOC12.num_fg_classes):
+    """Tags in 1..C -> float32 C-vector (C = ``num_fg_classes``)."""
+    label = np.zeros(num_fg_classes, dtype=np.float32)
     label[np.asarray(classes) - 1] = 1
     return label
 
@@ -67,18 +65,25 @@ def is_flipped(flip_seed, index):
 
 
 class VOC12Images(Dataset):
-    """A VOC tree's names (the sorted keys of the tags file), tags and resized images."""
+    """A dataset tree's names (the sorted keys of the tags file), tags and resized images;
+    ``description`` (lib.dataset.description) says where the images lie and how many classes
+    the tags may name."""
 
-    def __init__(self, voc12_root, cue_file, new_size, mean, std):
+    def __init__(self, voc12_root, cue_file, new_size, mean, std, description=VOC12):
         self.root = voc12_root
-        self.tags = load_tags(os.path.join(voc12_root, cue_file))
+        self.description = description
+        self.tags = load_tags(os.path.join(voc12_root, cue_file), description)
         self.names = sorted(self.tags)
         self.new_size = new_size
         self.feat_size = feature_size(new_size)
         self.mean, self.std = mean, std
 
     def image_path(self, name):
-        return os.path.join(self.root, "JPEGImages", name + ".jpg")
+        return self.description.image_path(self.root, name)
+
+    def label(self, name):
+        """The multi-hot label of image ``name``'s tags (float32 C)."""
+        return multi_hot(self.tags[name], self.description.num_fg_classes)
 
     def resized_image(self, name):
         """The BGR image resized to S x S (uint8), and its original (H, W)."""
@@ -89,8 +94,9 @@ class VOC12Images(Dataset):
 class _VOC12SalBase(VOC12Images):
     """Images with their saliency maps."""
 
-    def __init__(self, voc12_root, cue_file, new_size, mean, std, sal_subdir, sal_thresh):
-        super().__init__(voc12_root, cue_file, new_size, mean, std)
+    def __init__(self, voc12_root, cue_file, new_size, mean, std, sal_subdir, sal_thresh,
+                 description=VOC12):
+        super().__init__(voc12_root, cue_file, new_size, mean, std, description)
         self.sal_dir = os.path.join(voc12_root, "sal", sal_subdir)
         self.sal_thresh = sal_thresh
 
@@ -111,7 +117,7 @@ class VOC12ClsSalDataset(_VOC12SalBase):
     from the initial seed ``ini_seed/<seed_subdir>/NAME.png``. Semi-supervised (SPEC 12:
     ``strong_names`` a collection) names in it take their ground truth
     ``<gt_dir>/NAME.png`` instead, through the same resizing, flip and mapping (class c ->
-    c - 1; background and 255 -> the ignore index), and the other names have no target (all
+    c - 1; background and 255 -> the ignore index C), and the other names have no target (all
     ignore). With ``max_iters`` the name list is repeated to cover at least that many samples.
     Flips are drawn from ``(flip_seed, index)`` so they do not depend on workers or order.
     With ``normalise`` false the image stays uint8 BGR S x S x 3 (resized and flipped), a
@@ -121,8 +127,9 @@ class VOC12ClsSalDataset(_VOC12SalBase):
     def __init__(self, voc12_root, cue_file, max_iters=None, new_size=321, mirror=True,
                  mean=BGR_MEAN, std=None, sal_subdir="sal_snet", seed_subdir="base_30_bg",
                  sal_thresh=SAL_THRESH, flip_seed=7, normalise=True, strong_names=None,
-                 gt_dir="SegmentationClassAug"):
-        super().__init__(voc12_root, cue_file, new_size, mean, std, sal_subdir, sal_thresh)
+                 gt_dir=VOC12.seed_gt, description=VOC12):
+        super().__init__(voc12_root, cue_file, new_size, mean, std, sal_subdir, sal_thresh,
+                         description)
         self.seed_dir = os.path.join(voc12_root, "ini_seed", seed_subdir)
         self.gt_dir = os.path.join(voc12_root, gt_dir)
         self.strong_names = None if strong_names is None else frozenset(strong_names)
@@ -142,7 +149,7 @@ class VOC12ClsSalDataset(_VOC12SalBase):
         if self.strong_names is None:
             return read_grey(self.seed_path(name))
         if name in self.strong_names:
-            return read_ground_truth(self.gt_path(name))
+            return read_ground_truth(self.gt_path(name), self.description)
         return None
 
     def __len__(self):
@@ -161,12 +168,13 @@ class VOC12ClsSalDataset(_VOC12SalBase):
             image = image[:, :, ::-1] if self.normalise else image[:, ::-1]
             sal = sal[:, ::-1]
             seed = None if seed is None else seed[:, ::-1]
-        target = (np.full((h, h), SEED_IGNORE, dtype=np.int64) if seed is None
-                  else seed_target(np.ascontiguousarray(seed), h))
+        ignore = self.description.seed_ignore
+        target = (np.full((h, h), ignore, dtype=np.int64) if seed is None
+                  else seed_target(np.ascontiguousarray(seed), h, self.description.num_fg_classes))
         return {
             "name": name,
             "image": torch.from_numpy(np.ascontiguousarray(image)),
-            "label": torch.from_numpy(multi_hot(self.tags[name])),
+            "label": torch.from_numpy(self.label(name)),
             "sal": torch.from_numpy(saliency_mask(np.ascontiguousarray(sal), h, self.sal_thresh)),
             "seed": torch.from_numpy(target),
             "size": torch.tensor(size, dtype=torch.int64),
@@ -185,8 +193,9 @@ class VOC12SalInferDataset(_VOC12SalBase):
 
     def __init__(self, voc12_root, cue_file, new_size=321, mean=BGR_MEAN, std=None,
                  sal_subdir="sal_snet", sal_thresh=SAL_THRESH, names=None, normalise=True,
-                 bg_subdir=None, bg_thresh=BG_THRESH):
-        super().__init__(voc12_root, cue_file, new_size, mean, std, sal_subdir, sal_thresh)
+                 bg_subdir=None, bg_thresh=BG_THRESH, description=VOC12):
+        super().__init__(voc12_root, cue_file, new_size, mean, std, sal_subdir, sal_thresh,
+                         description)
         self.bg_dir = os.path.join(voc12_root, "sal", bg_subdir or sal_subdir)
         self.bg_thresh = bg_thresh
         self.normalise = normalise
@@ -216,7 +225,7 @@ class VOC12SalInferDataset(_VOC12SalBase):
             "name": name,
             "image": torch.from_numpy(normalise_image(image, self.mean, self.std)
                                       if self.normalise else image),
-            "label": torch.from_numpy(multi_hot(self.tags[name])),
+            "label": torch.from_numpy(self.label(name)),
             "sal": torch.from_numpy(saliency_mask(sal, h, self.sal_thresh)),
             "bg": torch.from_numpy(saliency_background(sal_full, h, self.bg_thresh)),
             "size": torch.tensor(size, dtype=torch.int64),

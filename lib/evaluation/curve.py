@@ -1,11 +1,11 @@
 """The threshold-curve step of ``tools/threshold_curve.py``: seed scores against cam_thresh
 from the class maps infer_cam saved (``save_class_maps=true``), as a table, JSON and a plot."""
+from lib.dataset.description import describe
 from lib.errors import UserError
 from lib.evaluation.sweep import curve_json_bytes, format_curve, parse_thresholds, sweep_thresholds
 from lib.files import read_names, write_output
 from lib.paths import dataset_path, result_dir
 from lib.seeds.class_maps import class_maps_dir
-from lib.voc import SEED_CLASSES
 
 
 def run(cfg, thresholds, maps=None, res_path=None, gt_path=None, num_classes=None,
@@ -13,8 +13,10 @@ def run(cfg, thresholds, maps=None, res_path=None, gt_path=None, num_classes=Non
     """Sweep ``thresholds`` (strings: ``start:stop:step`` or numbers) over the class maps in
     ``maps`` (default: the results folder + ``_maps``); print the table, write the JSON and
     the plot if asked. Returns the curve points."""
-    if (num_classes or cfg.num_classes) != SEED_CLASSES:
-        raise UserError("the threshold curve evaluates seeds: it needs --num_classes 22")
+    dataset = describe(cfg)
+    if (num_classes or cfg.num_classes) != dataset.seed_classes:
+        raise UserError(f"the threshold curve evaluates seeds: it needs --num_classes "
+                        f"{dataset.seed_classes} (dataset_name {cfg.dataset_name})")
     if maps is None:
         if res_path is None and not from_file:
             raise UserError("give --maps (or --res_path / --cfg_file to use their _maps folder)")
@@ -22,7 +24,8 @@ def run(cfg, thresholds, maps=None, res_path=None, gt_path=None, num_classes=Non
     gt_path = gt_path or dataset_path(cfg, cfg.gt_path)
     names = read_names(list_path) if list_path else None
     points = sweep_thresholds(maps, gt_path, parse_thresholds(thresholds),
-                              ignore_conflict=cfg.ignore_conflict, names=names, workers=workers)
+                              ignore_conflict=cfg.ignore_conflict, names=names, workers=workers,
+                              dataset=dataset)
     print(f"class maps: {maps}\nground truth: {gt_path}")
     print(format_curve(points, cfg.cam_thresh))
     if plot_path:

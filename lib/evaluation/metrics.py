@@ -1,23 +1,25 @@
-"""Segmentation metrics of SPEC section 7: a confusion matrix and its IoU / precision / recall.
+"""Segmentation metrics of recipe 7: a confusion matrix and its IoU / precision / recall.
 
 The numbers are computed in float64 exactly as the published evaluation writes them, so they
 match it to rounding: IoU = C_kk / (row_k + col_k - C_kk), precision = C_kk / (col_k + 1e-5),
-recall = C_kk / (row_k + 1e-5), with NaN-ignoring means over the VOC classes 0..20 only (in
-22-class seed mode class 21, "unlabeled", is counted in the matrix but not in the means).
+recall = C_kk / (row_k + 1e-5), with NaN-ignoring means over the dataset's classes 0..C only
+(in seed mode, C + 2 classes, class C + 1 "unlabeled" is counted in the matrix but not in the
+means: VOC 22 classes and means over 21, COCO 82 and 81).
 """
 import math
 import warnings
 
 import numpy as np
 
-from lib.voc import VOC_CLASSES
+from lib.dataset.description import UNLABELED_NAME, VOC12
 
 EPS = 1e-5
 
 
-def class_names(num_classes):
-    """Names of classes 0..num_classes-1: the VOC classes, then "unlabeled" (seed class 21)."""
-    names = VOC_CLASSES + ("unlabeled",)
+def class_names(num_classes, dataset=VOC12):
+    """Names of classes 0..num_classes-1: the dataset's classes, then "unlabeled" (seed class
+    C + 1)."""
+    names = dataset.class_names + (UNLABELED_NAME,)
     if num_classes <= len(names):
         return list(names[:num_classes])
     return list(names) + [f"class_{k}" for k in range(len(names), num_classes)]
@@ -79,13 +81,15 @@ class ConfusionMatrix:
     """Pixel counts C[gt, pred] accumulated over images; rows ground truth, columns prediction.
 
     Counts are int64 (exact, so merging partial matrices in any order gives the same result).
+    The means run over the classes 0..C of ``dataset`` (all of a smaller matrix): seed mode's
+    "unlabeled" C + 1 is left out.
     """
 
-    def __init__(self, num_classes):
+    def __init__(self, num_classes, dataset=VOC12):
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = int(num_classes)
-        self.mean_classes = min(self.num_classes, len(VOC_CLASSES))
+        self.mean_classes = min(self.num_classes, dataset.num_classes)
         self.matrix = np.zeros((self.num_classes, self.num_classes), np.int64)
 
     def update(self, gt, pred):

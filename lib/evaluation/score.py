@@ -1,14 +1,17 @@
 """The evaluation step of ``tools/eval_mIoU.py``: which folders and names to score, then the
-table and the JSON file (SPEC 7 and 9).
+table and the JSON file (recipe 7 and 9).
 
-Without ``gt_path`` the ground truth is the config's ``dataset_root``/``gt_path`` for seeds (22
-classes) and ``dataset_root``/SegmentationClass for segmentation (21 classes, SPEC 7); without
+The dataset (``dataset_name``: VOC by default, COCO) gives the class count C and names.
+Seeds are scored with C + 2 classes (VOC 22, COCO 82), segmentation results with C + 1.
+Without ``gt_path`` the ground truth is the config's ``dataset_root``/``gt_path`` for seeds
+and the dataset's segmentation ground truth (``SegmentationClass``) for segmentation; without
 ``res_path`` the predictions are the config's results folder (what inference writes: the seeds
 of infer_cam, or the labels of infer_seg for the config's split), and with a config the names
 are its tags file's (seeds) or its split's (segmentation).
 """
 import os
 
+from lib.dataset.description import describe
 from lib.errors import UserError
 from lib.evaluation.folder import (
     evaluate_folder,
@@ -24,50 +27,52 @@ from lib.paths import (
     segmentation_dir,
     split_list_path,
 )
-from lib.voc import SEED_CLASSES
-
-SEGMENTATION_GT = "SegmentationClass/"  # SPEC section 7: segmentation results are scored here
 
 
-def evaluation_paths(cfg, res_path=None, gt_path=None, num_classes=None, from_file=False):
-    """(res_path, gt_path, num_classes) as given, the gaps filled from the config.
-    ``from_file``: the config came from a file (else it is the defaults alone). A default
-    ground-truth folder that does not exist is a one-line error that says it is a default."""
+def evaluation_paths(cfg, res_path=None, gt_path=None, from_file=False):
+    """(res_path, gt_path) as given, the gaps filled from the config (its ``num_classes`` says
+    seeds or segmentation). ``from_file``: the config came from a file (else it is the
+    defaults alone). A default ground-truth folder that does not exist is a one-line error
+    that says it is a default."""
     if res_path is None and not from_file:
         raise UserError("give --res_path (or --cfg_file to use its res_path)")
-    num_classes = num_classes or cfg.num_classes
+    dataset = describe(cfg)
+    seeds = cfg.num_classes == dataset.seed_classes
     if res_path is None:
-        res_path = result_dir(cfg) if num_classes == SEED_CLASSES else segmentation_dir(cfg)
+        res_path = result_dir(cfg) if seeds else segmentation_dir(cfg)
     if gt_path is None:
-        seeds = num_classes == SEED_CLASSES
-        gt_path = dataset_path(cfg, cfg.gt_path if seeds else SEGMENTATION_GT)
+        gt_path = dataset_path(cfg, cfg.gt_path if seeds else dataset.segmentation_gt)
         if not os.path.isdir(gt_path):
             if from_file:
                 check_dataset_paths(cfg)  # names dataset_root when it is the cause
-            rule = "dataset_root/gt_path" if seeds else "dataset_root/SegmentationClass"
+            rule = ("dataset_root/gt_path" if seeds else
+                    f"dataset_root/{dataset.segmentation_gt.rstrip('/')}")
             source = ("of --cfg_file" if from_file else
                       "of the default config (no --cfg_file)")
             raise UserError(f"ground-truth folder not found: {gt_path}, the default ({rule} "
                             f"{source}): give --gt_path DIR"
                             + ("" if from_file else ", or --cfg_file with its dataset_root"))
-    return res_path, gt_path, num_classes
+    return res_path, gt_path
 
 
-def run(cfg, res_path=None, gt_path=None, num_classes=None, list_path=None, strict=True,
-        workers=None, json_path=None, from_file=False):
-    """Score a folder of predictions, print the table, write ``json_path`` if given; return
-    the result of :func:`lib.evaluation.folder.evaluate_folder`."""
-    res_path, gt_path, num_classes = evaluation_paths(cfg, res_path, gt_path, num_classes,
-                                                      from_file)
-    seeds_of_config = from_file and num_classes == SEED_CLASSES
-    if from_file and num_classes != SEED_CLASSES and list_path is None:
+def run(cfg, res_path=None, gt_path=None, list_path=None, strict=True, workers=None,
+        json_path=None, from_file=False):
+    """Score a folder of predictions with the config's ``num_classes`` (seeds or segmentation
+    of its dataset), print the table, write ``json_path`` if given; return the result of
+    :func:`lib.evaluation.folder.evaluate_folder`."""
+    res_path, gt_path = evaluation_paths(cfg, res_path, gt_path, from_file)
+    dataset = describe(cfg)
+    seeds = cfg.num_classes == dataset.seed_classes
+    seeds_of_config = from_file and seeds
+    if from_file and not seeds and list_path is None:
         list_path = split_list_path(cfg)
     if seeds_of_config and list_path is None:
         check_dataset_paths(cfg, "cue_file")  # the names are the tags file's
     names, unscored = evaluation_names(
         res_path, gt_path, list_path,
-        dataset_path(cfg, cfg.cue_file) if seeds_of_config else None, strict)
-    result = evaluate_folder(res_path, gt_path, num_classes, names=names, workers=workers)
+        dataset_path(cfg, cfg.cue_file) if seeds_of_config else None, strict, dataset)
+    result = evaluate_folder(res_path, gt_path, cfg.num_classes, names=names, workers=workers,
+                             dataset=dataset)
     print(f"predictions: {res_path}\nground truth: {gt_path}\n"
           f"ground-truth files not scored: {unscored} of {unscored + len(names)}")
     print(format_table(result))

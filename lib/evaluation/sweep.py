@@ -12,16 +12,17 @@ import os
 
 import numpy as np
 
+from lib.dataset.description import VOC12
+from lib.dataset.strong import ground_truth_problem
 from lib.errors import UserError, first_few
 from lib.evaluation.metrics import ConfusionMatrix, fraction
 from lib.image import read_label_png, zoom_to
 from lib.progress import progress_bar
 from lib.seeds.class_maps import list_class_maps, load_class_maps
 from lib.seeds.threshold import seeds_from_cams
-from lib.voc import SEED_CLASSES
 from lib.workers import chunked, default_workers, imap_in_workers
 
-MAX_CHUNK = 16
+MAPS_PER_TASK = 16  # class-map records per worker task (each image costs a matrix product)
 
 
 def parse_thresholds(specs):
@@ -62,45 +63,52 @@ def cell_index(feature_hw, size):
     return zoom_to(cells, (int(size[0]), int(size[1])), order=0)
 
 
-def image_confusions(record, gt, thresholds, ignore_conflict=False):
-    """(len(thresholds), 22, 22) int64 confusion matrices C[gt, seed] of one image."""
+def image_confusions(record, gt, thresholds, ignore_conflict=False, dataset=VOC12):
+    """(len(thresholds), C + 2, C + 2) int64 confusion matrices C[gt, seed] of one image
+    (VOC 22 x 22)."""
     bg = record["bg"]
+    classes = dataset.seed_classes
     cells = cell_index(bg.shape, record["size"]).ravel()
     gt = gt.ravel()
-    counted = gt < SEED_CLASSES
-    per_cell = np.bincount(cells[counted] * SEED_CLASSES + gt[counted],
-                           minlength=(bg.size + 1) * SEED_CLASSES)
-    per_cell = per_cell.reshape(bg.size + 1, SEED_CLASSES)
+    counted = gt < classes
+    per_cell = np.bincount(cells[counted] * classes + gt[counted],
+                           minlength=(bg.size + 1) * classes)
+    per_cell = per_cell.reshape(bg.size + 1, classes)
     masks = np.zeros((len(thresholds), bg.size + 1), np.uint8)  # cell 0: the constant 0
     for k, t in enumerate(thresholds):
-        masks[k, 1:] = seeds_from_cams(record["maps"], record["tags"], bg, t,
-                                       ignore_conflict).ravel()
-    one_hot = (masks[..., None] == np.arange(SEED_CLASSES)).astype(np.float64)
+        masks[k, 1:] = seeds_from_cams(record["maps"], record["tags"], bg, t, ignore_conflict,
+                                       dataset.boat_train_classes).ravel()
+    one_hot = (masks[..., None] == np.arange(classes)).astype(np.float64)
     # float64 sums of pixel counts are exact far beyond any image size
     return np.rint(per_cell.T.astype(np.float64) @ one_hot).astype(np.int64)
 
 
 def _chunk_confusions(task):
     """Worker: the summed confusion matrices of a chunk of names, and the chunk's size."""
-    maps_dir, gt_dir, names, thresholds, ignore_conflict = task
-    total = np.zeros((len(thresholds), SEED_CLASSES, SEED_CLASSES), np.int64)
+    maps_dir, gt_dir, names, thresholds, ignore_conflict, dataset = task
+    classes = dataset.seed_classes
+    total = np.zeros((len(thresholds), classes, classes), np.int64)
     for name in names:
-        record = load_class_maps(os.path.join(maps_dir, name + ".npz"))
+        record = load_class_maps(os.path.join(maps_dir, name + ".npz"), dataset)
         gt_file = os.path.join(gt_dir, name + ".png")
         if not os.path.isfile(gt_file):
             raise UserError(f"class maps of {name} have no ground truth {gt_file}")
         gt = read_label_png(gt_file)
+        problem = ground_truth_problem(gt_file, gt, dataset)
+        if problem:
+            raise UserError(f"{problem}; is dataset_name (--dataset_name) right?")
         if gt.shape != tuple(record["size"]):
             raise UserError(f"{gt_file}: size {gt.shape[1]}x{gt.shape[0]} differs from the "
                             f"image size in its class maps ({record['size'][1]}x"
                             f"{record['size'][0]})")
-        total += image_confusions(record, gt, thresholds, ignore_conflict)
+        total += image_confusions(record, gt, thresholds, ignore_conflict, dataset)
     return total, len(names)
 
 
 def sweep_thresholds(maps_dir, gt_dir, thresholds, ignore_conflict=False, names=None,
-                     workers=None, progress=True):
-    """Seed scores at each threshold, from the class maps in ``maps_dir`` (all, or ``names``).
+                     workers=None, progress=True, dataset=VOC12):
+    """Seed scores at each threshold, from the class maps in ``maps_dir`` (all, or ``names``)
+    of images of ``dataset``.
 
     Returns a list of {"cam_thresh", "mIoU", "mp", "mr", "matrix"} in threshold order, the
     scores as lib.evaluation.folder.evaluate_folder gives them for the seeds of that threshold.
@@ -118,9 +126,10 @@ def sweep_thresholds(maps_dir, gt_dir, thresholds, ignore_conflict=False, names=
     if not names:
         raise UserError(f"no class maps found: no *.npz in {maps_dir}")
     workers = default_workers() if workers is None else int(workers)
-    tasks = [(maps_dir, gt_dir, chunk, thresholds, ignore_conflict)
-             for chunk in chunked(names, workers, MAX_CHUNK)]
-    total = np.zeros((len(thresholds), SEED_CLASSES, SEED_CLASSES), np.int64)
+    tasks = [(maps_dir, gt_dir, chunk, thresholds, ignore_conflict, dataset)
+             for chunk in chunked(names, workers, MAPS_PER_TASK)]
+    classes = dataset.seed_classes
+    total = np.zeros((len(thresholds), classes, classes), np.int64)
     with progress_bar(total=len(names), shown=progress, desc="threshold sweep",
                       unit="img") as bar:
         for matrices, count in imap_in_workers(_chunk_confusions, tasks, workers):
@@ -128,7 +137,7 @@ def sweep_thresholds(maps_dir, gt_dir, thresholds, ignore_conflict=False, names=
             bar.update(count)
     points = []
     for threshold, matrix in zip(thresholds, total):
-        scores = ConfusionMatrix(SEED_CLASSES).merge(matrix).scores()
+        scores = ConfusionMatrix(classes, dataset).merge(matrix).scores()
         points.append({"cam_thresh": threshold, "mIoU": scores["mIoU"], "mp": scores["mp"],
                        "mr": scores["mr"], "matrix": matrix})
     return points

@@ -9,13 +9,15 @@
 
 Caffe sums the gradients that reach the shared probability blob from the three layers; autograd
 does the same here. Tensors are float32, as Caffe's blobs were; the CRF layer's floor and
-renormalisation of Q are float64, as its NumPy result array was.
+renormalisation of Q are float64, as its NumPy result array was. z has a channel for each of
+the dataset's classes 0..C (VOC 21, COCO 81); a seed label C + 1 (the channel count) is no
+seed.
 """
 import numpy as np
 import torch
 
 from lib.crf.batch import BatchCRF
-from lib.voc import NUM_CLASSES, UNLABELED
+from lib.dataset.description import VOC12
 
 # The published layers' one floor ``min_prob``: the softmax smoothing, the in-place clamp of p,
 # the seed-count floor and the floor of the CRF's marginals.
@@ -75,8 +77,9 @@ def smoothed_probabilities(z):
 def seed_loss(probs, labels, num_samples):
     """BalancedSeedLossLayer: per image, -sum log p over the background seeds / their count
     (floored at MIN_PROB), the same over the foreground seeds; summed over the images and
-    divided by ``num_samples``. ``labels``: N x h x w in 0..21 (21: no seed)."""
-    seeded = labels != UNLABELED
+    divided by ``num_samples``. ``labels``: N x h x w in 0..C + 1 (C + 1, the channel count of
+    ``probs``: no seed)."""
+    seeded = labels != probs.shape[1]
     seed_class = torch.where(seeded, labels, torch.zeros_like(labels))
     log_p = probs.log().gather(1, seed_class.unsqueeze(1)).squeeze(1)
     background = labels == 0
@@ -106,8 +109,9 @@ def _check_inputs(z, labels, images, num_samples):
             or labels.dtype == torch.bool:
         raise ValueError(f"seg_loss label41 must be integer {count} x {height} x {width}, got "
                          f"{labels.dtype} {tuple(labels.shape)}")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > UNLABELED):
-        raise ValueError(f"seg_loss label41 values must be in 0..{UNLABELED}, got "
+    unlabeled = z.shape[1]
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > unlabeled):
+        raise ValueError(f"seg_loss label41 values must be in 0..{unlabeled}, got "
                          f"{int(labels.min())}..{int(labels.max())}")
     if tuple(images.shape) != (count, height, width, 3) or images.dtype != np.uint8:
         raise ValueError(f"seg_loss image41 must be uint8 {count} x {height} x {width} x 3, got "
@@ -120,23 +124,25 @@ def _check_inputs(z, labels, images, num_samples):
                          f"(and >= 1), got {num_samples!r}")
 
 
-def _check_z(z):
-    """ValueError unless z is a float tensor N x 21 x h x w."""
+def _check_z(z, num_classes):
+    """ValueError unless z is a float tensor N x num_classes x h x w."""
     if not (torch.is_tensor(z) and z.is_floating_point() and z.ndim == 4
-            and z.shape[1] == NUM_CLASSES):
+            and z.shape[1] == num_classes):
         found = f"{z.dtype} {tuple(z.shape)}" if torch.is_tensor(z) else type(z).__name__
-        raise ValueError(f"seg_loss z must be a float tensor N x {NUM_CLASSES} x h x w, "
+        raise ValueError(f"seg_loss z must be a float tensor N x {num_classes} x h x w, "
                          f"got {found}")
 
 
-def seg_loss(z, label41, image41, num_samples=None, crf=None):
+def seg_loss(z, label41, image41, num_samples=None, crf=None, num_classes=VOC12.num_classes):
     """(total, seed, constrain) of SPEC 11.3, float32 scalars; ``total.backward()`` gives the
-    published gradient. z: float N x 21 x h x w (any float dtype); label41: int64 N x h x w in
-    0..21 (21: no seed); image41: uint8 N x h x w x 3 BGR (tensor or array), the image the CRF
+    published gradient. z: float N x (C + 1) x h x w (any float dtype; VOC 21 classes);
+    label41: int64 N x h x w in 0..C + 1 (C + 1: no seed); image41: uint8 N x h x w x 3 BGR
+    (tensor or array), the image the CRF
     sees. ``num_samples``: the global batch size when this process holds part of it (both
     terms are means over images, so the per-process losses then sum to the global batch's);
-    default N. ``crf``: a BatchCRF (default: serial in this process)."""
-    _check_z(z)
+    default N. ``crf``: a BatchCRF (default: serial in this process). ``num_classes``: C + 1,
+    the dataset's classes with background (VOC 21, COCO 81)."""
+    _check_z(z, num_classes)
     labels = torch.as_tensor(label41, device=z.device)
     images = image41.cpu().numpy() if torch.is_tensor(image41) else np.asarray(image41)
     _check_inputs(z, labels, images, num_samples)

@@ -1,15 +1,18 @@
-"""Stage 1 and 2 losses (SPEC section 4): multi-label soft margin on the class scores (or, for
-COCO, the balanced sigmoid cross-entropy of recipe 14.2), and SGAN's cross-entropy on the
-initial seeds."""
+"""Stage 1 and 2 losses (recipe 4): multi-label soft margin on the class scores (or, for
+COCO, the balanced sigmoid cross-entropy of recipe 14.2: config key ``cls_loss``), and SGAN's
+cross-entropy on the initial seeds.
+
+Scores are N x C (C the dataset's foreground classes); the seed branch's target holds class
+c - 1 for class c and C (its channel count) where it is ignored.
+"""
 import torch
 import torch.nn.functional as F
 
-from lib.voc import SEED_IGNORE
 
-
-def classification_loss(score, label, num_samples=None):
-    """Multi-label soft margin of the class scores, a mean over ``num_samples`` samples (by
-    default this batch's; a process holding part of a global batch passes the global size)."""
+def soft_margin(score, label, num_samples=None):
+    """Multi-label soft margin of the class scores (the published loss), a mean over
+    ``num_samples`` samples (by default this batch's; a process holding part of a global
+    batch passes the global size)."""
     num_samples = score.shape[0] if num_samples is None else num_samples
     return F.multilabel_soft_margin_loss(score.float(), label, reduction="sum") / num_samples
 
@@ -32,20 +35,33 @@ def balanced_bce(score, label, num_samples=None):
     return (positive + negative).sum() / num_samples
 
 
+# config key cls_loss -> the classification loss of stages 1 and 2
+CLASSIFICATION_LOSSES = {"soft_margin": soft_margin, "balanced_bce": balanced_bce}
+
+
+def classification_loss(score, label, num_samples=None, kind="soft_margin"):
+    """The classification loss ``kind`` (config key ``cls_loss``) of the class scores, a mean
+    over ``num_samples`` samples (see :func:`soft_margin`)."""
+    return CLASSIFICATION_LOSSES[kind](score, label, num_samples)
+
+
 def sgan_loss(score, seg, label, seed, seed_loss_ratio, use_seed_loss=True, num_samples=None,
-              num_seed_pixels=None):
-    """Multi-label soft margin on the CAM scores + ratio x cross-entropy on the seeds.
+              num_seed_pixels=None, cls_loss="soft_margin"):
+    """The classification loss ``cls_loss`` (the published multi-label soft margin by
+    default) on the CAM scores + ratio x cross-entropy on the seeds.
 
     Both terms are means: over ``num_samples`` samples and ``num_seed_pixels`` labelled seed
     pixels, by default those of this batch. A process holding part of a global batch passes
     the global counts, so the processes' losses add up to the global batch's loss. A batch
-    without labelled seed pixels adds 0 for the seed term. Returns (total, cls, seed).
+    without labelled seed pixels adds 0 for the seed term. The seed target's ignore index is
+    C, the channel count of ``seg``. Returns (total, cls, seed).
     """
-    cls_loss = classification_loss(score, label, num_samples)
+    cls_loss = classification_loss(score, label, num_samples, cls_loss)
     if not use_seed_loss:
         return cls_loss, cls_loss, torch.zeros_like(cls_loss)
+    ignore = seg.shape[1]
     if num_seed_pixels is None:
-        num_seed_pixels = (seed != SEED_IGNORE).sum()
-    seed_sum = F.cross_entropy(seg.float(), seed, ignore_index=SEED_IGNORE, reduction="sum")
+        num_seed_pixels = (seed != ignore).sum()
+    seed_sum = F.cross_entropy(seg.float(), seed, ignore_index=ignore, reduction="sum")
     seed_loss = seed_sum / max(int(num_seed_pixels), 1)
     return cls_loss + seed_loss_ratio * seed_loss, cls_loss, seed_loss

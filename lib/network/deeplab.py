@@ -18,10 +18,10 @@ from collections import OrderedDict
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lib.dataset.description import VOC12, describe
 from lib.errors import UserError
 from lib.network.backbone import he_init_
 from lib.network.backbone.vgg16 import CONV_NAMES, VGG16
-from lib.voc import NUM_CLASSES
 
 BACKBONES = ("vgg16", "resnet101")
 ASPP_RATES = (6, 12, 18, 24)
@@ -36,10 +36,14 @@ VGG_POOLS_AFTER = {"conv1_2": ("pool1",), "conv2_2": ("pool2",), "conv3_3": ("po
 # torchvision's ResNet modules before its average pool: the trunk under ``backbone.``.
 RESNET_TRUNK = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 RESNET_CHANNELS = 2048
-class DeepLabV2(nn.Module):
-    """DeepLab-v2, ``backbone`` "vgg16" or "resnet101"; ``forward(image)`` -> z (N x C x h x w)."""
 
-    def __init__(self, backbone="vgg16", num_classes=NUM_CLASSES, width_mult=1.0, init="pytorch"):
+
+class DeepLabV2(nn.Module):
+    """DeepLab-v2, ``backbone`` "vgg16" or "resnet101"; ``forward(image)`` -> z (N x
+    ``num_classes`` x h x w): background and the C foreground classes (VOC 21, COCO 81)."""
+
+    def __init__(self, backbone="vgg16", num_classes=VOC12.num_classes, width_mult=1.0,
+                 init="pytorch"):
         super().__init__()
         if backbone not in BACKBONES:
             raise UserError(f"unknown DeepLab backbone '{backbone}' (expected one of "
@@ -119,8 +123,10 @@ class DeepLabV2(nn.Module):
 
 
 def deeplab_from_config(cfg):
-    """The DeepLabV2 a configuration describes (``seg_backbone``, ``width_mult``, ``init``)."""
-    return DeepLabV2(cfg.seg_backbone, width_mult=cfg.width_mult, init=cfg.init)
+    """The DeepLabV2 a configuration describes (``seg_backbone``, ``width_mult``, ``init``),
+    with the C + 1 classes of its ``dataset_name``."""
+    return DeepLabV2(cfg.seg_backbone, num_classes=describe(cfg).num_classes,
+                     width_mult=cfg.width_mult, init=cfg.init)
 
 
 def __getattr__(name):

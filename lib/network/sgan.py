@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lib.dataset.description import VOC12, describe
 from lib.network.backbone import build_backbone, he_init_
-from lib.voc import NUM_FG_CLASSES
 
 _AFFINITY_EPS = 1e-5
 
@@ -61,12 +61,13 @@ def _attend(x, query, key, sal, gamma):
 class SGAN(nn.Module):
     """SGAN as published: ``forward`` for training, ``forward_cam`` for seed inference.
 
-    ``conv5_dilation``, ``width_mult`` and ``init`` are this repository's additions; their
-    defaults give the published network.
+    ``conv5_dilation``, ``width_mult``, ``init`` and ``num_classes`` (C, the foreground classes
+    of ``fc8`` and ``fc9``: VOC 20, COCO 80) are this repository's additions; their defaults
+    give the published network.
     """
 
     def __init__(self, backbone_name="vgg16", use_sal=True, conv5_dilation=1, width_mult=1.0,
-                 init="pytorch"):
+                 init="pytorch", num_classes=VOC12.num_fg_classes):
         super().__init__()
         self.backbone = build_backbone(backbone_name, conv5_dilation=conv5_dilation,
                                        width_mult=width_mult)
@@ -81,8 +82,8 @@ class SGAN(nn.Module):
         self.f_query = nn.Conv2d(channels, key_channels, 1)
         self.fc6_CAM = nn.Conv2d(channels, hidden, 3, padding=1)
         self.dropout = nn.Dropout2d(0.5)
-        self.fc8 = nn.Conv2d(hidden, NUM_FG_CLASSES, 1, bias=False)
-        self.fc9 = nn.Conv2d(channels, NUM_FG_CLASSES, 1)
+        self.fc8 = nn.Conv2d(hidden, num_classes, 1, bias=False)
+        self.fc9 = nn.Conv2d(channels, num_classes, 1)
         if init == "kaiming":
             he_init_(self)
 
@@ -101,7 +102,7 @@ class SGAN(nn.Module):
         return seg, cam
 
     def forward(self, image, sal):
-        """Return (score, seg): score = global average of the CAM (batch x 20)."""
+        """Return (score, seg): score = global average of the CAM (batch x C)."""
         seg, cam = self._heads(self.fuse(image, sal))
         return cam.mean(dim=(2, 3)), seg
 
@@ -113,11 +114,14 @@ class SGAN(nn.Module):
         return conv, seg, cam
 
 
-# The config keys that choose SGAN's network: a checkpoint's run records them (lib/training).
-SGAN_KEYS = ("backbone", "use_sal", "conv5_dilation", "width_mult")
+# The config keys that choose SGAN's network: a checkpoint's run records them (lib/training);
+# dataset_name gives its class count.
+SGAN_KEYS = ("backbone", "use_sal", "conv5_dilation", "width_mult", "dataset_name")
 
 
 def sgan_from_config(cfg):
-    """The SGAN a configuration describes (paper defaults unless the config says otherwise)."""
+    """The SGAN a configuration describes (paper defaults unless the config says otherwise),
+    with the C classes of its ``dataset_name``."""
     return SGAN(cfg.backbone, use_sal=cfg.use_sal, conv5_dilation=cfg.conv5_dilation,
-                width_mult=cfg.width_mult, init=cfg.init)
+                width_mult=cfg.width_mult, init=cfg.init,
+                num_classes=describe(cfg).num_fg_classes)

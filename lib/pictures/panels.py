@@ -1,7 +1,9 @@
 """Pictures of images, saliency, class maps and seeds: colourising, overlays and grids.
 
-Label values follow the seed convention of this repository: 0 background, 1..20 the VOC
-classes, 21 "unlabeled" (a seed pixel that carries no label) and 255 "ignore" (ground truth).
+Label values follow the seed convention of this repository: 0 background, 1..C the dataset's
+classes, C + 1 "unlabeled" (a seed pixel that carries no label) and 255 "ignore" (ground
+truth); names and colours are the dataset's (lib.dataset.description: VOC's by default, COCO's
+81 colours far apart).
 """
 import io
 import math
@@ -10,8 +12,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from lib.dataset.description import UNLABELED_NAME, VOC12
 from lib.files import atomic_write_bytes
-from lib.voc import IGNORE, UNLABELED, VOC_CLASSES, VOC_PALETTE
+from lib.voc import IGNORE
+
+UNLABELED_COLOUR = (255, 255, 255)  # white: "unlabeled" in every picture
 
 
 def figure_png(fig, dpi=100):
@@ -33,16 +38,16 @@ def _check_labels(mask):
     return mask.astype(np.intp)
 
 
-def colorize_labels(mask, unlabeled_color=(255, 255, 255)):
-    """Return the H x W x 3 uint8 RGB picture of a label mask in the VOC palette.
+def colorize_labels(mask, unlabeled_color=UNLABELED_COLOUR, dataset=VOC12):
+    """Return the H x W x 3 uint8 RGB picture of a label mask in the palette of ``dataset``.
 
-    Seed value 21 means "unlabeled", so it is drawn in ``unlabeled_color`` (white by default);
-    pass ``None`` to keep the palette's own colour for 21.
+    Seed value C + 1 means "unlabeled", so it is drawn in ``unlabeled_color`` (white by
+    default); pass ``None`` to keep the palette's own colour for it.
     """
     labels = _check_labels(mask)
-    rgb = VOC_PALETTE[labels]
+    rgb = dataset.palette[labels]
     if unlabeled_color is not None:
-        rgb[labels == UNLABELED] = np.asarray(unlabeled_color, dtype=np.uint8)
+        rgb[labels == dataset.unlabeled] = np.asarray(unlabeled_color, dtype=np.uint8)
     return rgb
 
 
@@ -53,19 +58,20 @@ def _check_rgb(image_rgb):
     return image
 
 
-def overlay(image_rgb, mask, alpha=0.5):
-    """Blend label colours over an RGB image.
+def overlay(image_rgb, mask, alpha=0.5, dataset=VOC12):
+    """Blend label colours (the palette of ``dataset``) over an RGB image.
 
     Background (0) blends with the palette's black, so it shows as a darkened image; values
-    with no class (21 unlabeled, 255 ignore and anything else above 20) leave the image as is.
+    with no class (C + 1 unlabeled, 255 ignore and anything else above C) leave the image as
+    is.
     """
     image = _check_rgb(image_rgb)
     labels = _check_labels(mask)
     if labels.shape != image.shape[:2]:
         raise ValueError(f"mask {labels.shape} and image {image.shape[:2]} differ in size")
-    colours = VOC_PALETTE[labels].astype(np.float32)
+    colours = dataset.palette[labels].astype(np.float32)
     blended = (1 - alpha) * image.astype(np.float32) + alpha * colours
-    has_class = (labels <= 20)[..., None]
+    has_class = (labels <= dataset.num_fg_classes)[..., None]
     return np.where(has_class, np.round(blended), image).astype(np.uint8)
 
 
@@ -97,7 +103,7 @@ class Panel:
 
     "rgb": an H x W x 3 uint8 image; "gray": a 2-D map in grey (uint8 on 0..255, a map
     inside 0..1 on 0..1, anything else on its own range); "labels": an integer label mask
-    drawn with :func:`colorize_labels`.
+    drawn with :func:`colorize_labels` in the grid's dataset colours.
     """
 
     kind: str
@@ -116,7 +122,7 @@ def _gray_range(data):
     return None, None
 
 
-def _draw_panel(ax, panel):
+def _draw_panel(ax, panel, dataset):
     data = np.asarray(panel.data)
     if panel.kind == "rgb":
         ax.imshow(_check_rgb(data))
@@ -124,34 +130,37 @@ def _draw_panel(ax, panel):
         low, high = _gray_range(data)
         ax.imshow(data, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
     else:
-        ax.imshow(colorize_labels(data), interpolation="nearest")
+        ax.imshow(colorize_labels(data, dataset=dataset), interpolation="nearest")
 
 
-def _legend_entries(rows, class_names):
+def label_name(value, dataset=VOC12):
+    """The name of label ``value`` in pictures: the dataset's class, "unlabeled" (C + 1),
+    "ignore" (255), else the number."""
+    if value == dataset.unlabeled:
+        return UNLABELED_NAME
+    if value == IGNORE:
+        return "ignore"
+    return dataset.class_names[value] if value < dataset.num_classes else str(value)
+
+
+def _legend_entries(rows, dataset):
     """(value, name, colour) for every label value found in any "labels" panel, in order."""
     present = set()
     for row in rows:
         for panel in row:
             if panel.kind == "labels":
                 present.update(np.unique(_check_labels(panel.data)).tolist())
-    entries = []
-    for value in sorted(present):
-        if value == UNLABELED:
-            name, colour = "unlabeled", (255, 255, 255)
-        elif value == IGNORE:
-            name, colour = "ignore", tuple(VOC_PALETTE[IGNORE])
-        else:
-            name = class_names[value] if value < len(class_names) else str(value)
-            colour = tuple(VOC_PALETTE[value])
-        entries.append((value, name, colour))
-    return entries
+    return [(value, label_name(value, dataset),
+             tuple(colorize_labels(np.array([[value]]), dataset=dataset)[0, 0]))
+            for value in sorted(present)]
 
 
-def save_seed_grid(rows, path, column_titles=(), class_names=VOC_CLASSES, panel_inches=2.0,
-                   dpi=100, legend_columns=6):
+def save_seed_grid(rows, path, column_titles=(), dataset=VOC12, panel_inches=2.0, dpi=100,
+                   legend_columns=6):
     """Draw rows of panels as one PNG figure, with column titles and a class legend below.
 
-    ``rows`` is a list of rows, each a list of :class:`Panel`. The legend lists only the label
+    ``rows`` is a list of rows, each a list of :class:`Panel`; labels take the names and
+    colours of ``dataset``. The legend lists only the label
     values that occur in some "labels" panel (plus "unlabeled" / "ignore" when present). The
     figure is ``ncols * panel_inches`` wide; its height is the rows plus a title strip and the
     legend. The PNG is written atomically. Returns the legend entries as (value, name) pairs.
@@ -159,7 +168,7 @@ def save_seed_grid(rows, path, column_titles=(), class_names=VOC_CLASSES, panel_
     if not rows or not any(rows):
         raise ValueError("save_seed_grid needs at least one panel")
     num_rows, num_cols = len(rows), max(len(row) for row in rows)
-    entries = _legend_entries(rows, class_names)
+    entries = _legend_entries(rows, dataset)
     title_inches = 0.35 if column_titles else 0.1
     legend_rows = math.ceil(len(entries) / legend_columns)
     legend_inches = 0.1 + 0.28 * legend_rows
@@ -179,7 +188,7 @@ def save_seed_grid(rows, path, column_titles=(), class_names=VOC_CLASSES, panel_
             if c >= len(rows[r]):
                 ax.set_axis_off()
                 continue
-            _draw_panel(ax, rows[r][c])
+            _draw_panel(ax, rows[r][c], dataset)
             ax.set_xticks([])
             ax.set_yticks([])
             for spine in ax.spines.values():  # a thin frame keeps white "unlabeled" visible

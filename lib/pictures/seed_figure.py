@@ -1,10 +1,11 @@
 """Pictures of seeds: one strip per image for infer_cam, and comparison grids of seed folders.
 
-The strip shows, side by side and titled, the image, its seeds in the VOC palette and one heat
-map per tag (the class probability P_c of SPEC section 6 over the image), with the heat maps'
+The strip shows, side by side and titled, the image, its seeds in the dataset's palette and one
+heat map per tag (the class probability P_c of recipe 6 over the image), with the heat maps'
 colour bar and a legend of the seed's labels; drawn with OpenCV (one strip per image, in the
 writer's workers). The grid puts chosen images in rows: the image, each seed folder, the
-ground truth, with a class legend.
+ground truth, with a class legend. Names, colours and image paths are those of the dataset
+(lib.dataset.description; VOC's by default).
 """
 import math
 import os
@@ -12,12 +13,13 @@ import os
 import cv2
 import numpy as np
 
+from lib.dataset.description import VOC12
 from lib.errors import UserError
+from lib.files import PNG
 from lib.image import read_image, read_label_png
-from lib.pictures.panels import Panel, colorize_labels, heatmap, save_seed_grid
+from lib.pictures.panels import Panel, colorize_labels, heatmap, label_name, save_seed_grid
 from lib.seeds.crf import class_probabilities
 from lib.seeds.export import seed_names
-from lib.voc import UNLABELED, VOC_CLASSES
 
 GAP = 6  # pixels of background around and between the panels of a strip
 BACKGROUND = (64, 64, 64)  # dark grey: the white of "unlabeled" and the black of background show
@@ -29,21 +31,20 @@ FONT_SCALE = 0.5
 BAR_WIDTH = 14  # the colour bar of the heat maps, with its tick labels beside it
 BAR_TICKS = (1.0, 0.5, 0.0)
 SWATCH = 12  # the legend's colour squares
-PNG = ".png"
 
 
-def strip_panels(image_rgb, seed, maps, tags):
-    """(titles, panels) of an image's strip: the image, its seeds in the VOC palette
-    ("unlabeled" white) and, per tag (sorted), the class probability P_c of SPEC section 6
-    over the image as a heat map; panels H x W x 3 uint8 RGB at the image's size.
+def strip_panels(image_rgb, seed, maps, tags, dataset=VOC12):
+    """(titles, panels) of an image's strip: the image, its seeds in the palette of
+    ``dataset`` ("unlabeled" white) and, per tag (sorted), the class probability P_c of
+    recipe 6 over the image as a heat map; panels H x W x 3 uint8 RGB at the image's size.
 
-    maps: (20, h, w) class maps M; seed: H x W labels (0, 1..20, 21 unlabeled).
+    maps: (C, h, w) class maps M; seed: H x W labels (0, 1..C, C + 1 unlabeled).
     """
     tags = np.unique(np.asarray(tags, dtype=np.int64))
-    titles, panels = ["image", "seeds"], [image_rgb, colorize_labels(seed)]
+    titles, panels = ["image", "seeds"], [image_rgb, colorize_labels(seed, dataset=dataset)]
     if tags.size:
         probs = class_probabilities(maps, tags, image_rgb.shape[:2])
-        titles += [f"P({VOC_CLASSES[t]})" for t in tags]
+        titles += [f"P({dataset.class_names[t]})" for t in tags]
         panels += [heatmap(p, image_rgb, vmin=0.0, vmax=1.0) for p in probs]
     return titles, panels
 
@@ -53,19 +54,20 @@ def enlargement(height):
     return max(1, math.ceil(MIN_PANEL_HEIGHT / height))
 
 
-def seed_picture(image_rgb, seed, maps, tags):
+def seed_picture(image_rgb, seed, maps, tags, dataset=VOC12):
     """The strip of one image as H' x W' x 3 uint8 RGB on a dark background: the panels of
     :func:`strip_panels` side by side (enlarged by :func:`enlargement`, starting at
     (TITLE_HEIGHT, GAP) with GAP between them), a title above each, the heat maps' colour bar
-    on the right, and a legend of the seed's labels below."""
-    titles, panels = strip_panels(image_rgb, seed, maps, tags)
+    on the right, and a legend of the seed's labels below (names and colours of
+    ``dataset``)."""
+    titles, panels = strip_panels(image_rgb, seed, maps, tags, dataset)
     factor = enlargement(image_rgb.shape[0])
     panels = [np.repeat(np.repeat(p, factor, axis=0), factor, axis=1) for p in panels]
     height, width = panels[0].shape[:2]
     bar = _colour_bar(height) if len(panels) > 2 else np.zeros((height, 0, 3), np.uint8)
     strip_width = GAP + len(panels) * (width + GAP) + bar.shape[1]
-    entries = [(UNLABELED_NAME if v == UNLABELED else VOC_CLASSES[v], _label_colour(v))
-               for v in np.unique(seed).tolist() if v <= UNLABELED]
+    entries = [(label_name(v, dataset), _label_colour(v, dataset))
+               for v in np.unique(seed).tolist() if v <= dataset.unlabeled]
     legend = _legend(entries, strip_width)
     picture = np.empty((TITLE_HEIGHT + height + legend.shape[0], strip_width, 3), np.uint8)
     picture[:] = BACKGROUND
@@ -80,11 +82,8 @@ def seed_picture(image_rgb, seed, maps, tags):
     return picture
 
 
-UNLABELED_NAME = "unlabeled"
-
-
-def _label_colour(value):
-    return tuple(int(c) for c in colorize_labels(np.array([[value]]))[0, 0])
+def _label_colour(value, dataset):
+    return tuple(int(c) for c in colorize_labels(np.array([[value]]), dataset=dataset)[0, 0])
 
 
 def _text(picture, text, x, baseline, width):
@@ -157,9 +156,11 @@ def _read_labels(path, size):
     return labels
 
 
-def save_seed_figure(names, seed_dirs, dataset_root, path, titles=None,
-                     gt_subdir="SegmentationClassAug"):
-    """Write a grid PNG: per name a row image | seeds of each folder | ground truth.
+def save_seed_figure(names, seed_dirs, dataset_root, path, titles=None, gt_subdir=None,
+                     dataset=VOC12):
+    """Write a grid PNG: per name a row image | seeds of each folder | ground truth, the
+    images, ground truth (``gt_subdir``, default the seeds' ground truth of ``dataset``),
+    names and colours of ``dataset``.
 
     ``titles`` name the seed columns (default: the folders' base names). Returns the legend
     entries as (value, name) pairs. UserError for a missing or mis-sized file.
@@ -169,9 +170,10 @@ def save_seed_figure(names, seed_dirs, dataset_root, path, titles=None,
     titles = list(titles) if titles else [os.path.basename(os.path.normpath(d)) for d in seed_dirs]
     if len(titles) != len(seed_dirs):
         raise UserError(f"{len(titles)} titles for {len(seed_dirs)} seed folders")
+    gt_subdir = gt_subdir or dataset.seed_gt
     rows = []
     for name in names:
-        image_path = os.path.join(dataset_root, "JPEGImages", name + ".jpg")
+        image_path = dataset.image_path(dataset_root, name)
         if not os.path.isfile(image_path):
             raise UserError(f"image not found: {image_path}")
         image = read_image(image_path)[:, :, ::-1].copy()
@@ -182,4 +184,5 @@ def save_seed_figure(names, seed_dirs, dataset_root, path, titles=None,
         row.append(Panel("labels", _read_labels(os.path.join(dataset_root, gt_subdir,
                                                              name + PNG), size)))
         rows.append(row)
-    return save_seed_grid(rows, path, column_titles=["image", *titles, "ground truth"])
+    return save_seed_grid(rows, path, column_titles=["image", *titles, "ground truth"],
+                          dataset=dataset)

@@ -3,7 +3,7 @@
 A file holds what the seeds of SPEC section 5 depend on, so seeds for any ``cam_thresh`` can
 be made again without the network: ``maps`` (float32 K x h x w, the class maps M[c-1] of
 the image's K tags, unrounded so that re-made seeds equal the inferred ones), ``tags``
-(int64 K, classes 1..20), ``size`` (int64 [H, W]) and ``bg`` (bool h x w, the saliency
+(int64 K, classes 1..C), ``size`` (int64 [H, W]) and ``bg`` (bool h x w, the saliency
 background). Channels of classes outside the tags never reach a seed and are not stored.
 """
 import io
@@ -12,8 +12,8 @@ import os
 import numpy as np
 
 from lib.errors import UserError
+from lib.dataset.description import VOC12
 from lib.files import atomic_write_bytes, file_names
-from lib.voc import NUM_FG_CLASSES
 
 SUFFIX = ".npz"
 _KEYS = ("maps", "tags", "size", "bg")
@@ -25,7 +25,7 @@ def class_maps_dir(seed_dir):
 
 
 def save_class_maps(path, maps, tags, size, bg):
-    """Write the record of one image atomically; ``maps`` is the full (20, h, w) M."""
+    """Write the record of one image atomically; ``maps`` is the full (C, h, w) M."""
     tags = np.unique(np.asarray(tags, dtype=np.int64))
     buffer = io.BytesIO()
     np.savez_compressed(buffer, maps=np.asarray(maps, dtype=np.float32)[tags - 1], tags=tags,
@@ -33,9 +33,10 @@ def save_class_maps(path, maps, tags, size, bg):
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_class_maps(path):
-    """Read a record: {"maps" (20, h, w) float32 with zeros outside the tags, "tags", "size",
-    "bg"}; UserError if the file is missing or not such a record."""
+def load_class_maps(path, dataset=VOC12):
+    """Read a record: {"maps" (C, h, w) float32 with zeros outside the tags, C the foreground
+    classes of ``dataset``, "tags", "size", "bg"}; UserError if the file is missing or not
+    such a record."""
     try:
         with np.load(path) as data:
             record = {key: data[key] for key in _KEYS}
@@ -45,7 +46,10 @@ def load_class_maps(path):
     if record["maps"].shape != (tags.size,) + record["bg"].shape:
         raise UserError(f"{path}: maps {record['maps'].shape} do not fit {tags.size} tags and "
                         f"bg {record['bg'].shape}")
-    full = np.zeros((NUM_FG_CLASSES,) + record["bg"].shape, dtype=np.float32)
+    if tags.size and tags.max() > dataset.num_fg_classes:
+        raise UserError(f"{path}: tag {tags.max()} is not a class of dataset {dataset.name} "
+                        f"(1..{dataset.num_fg_classes})")
+    full = np.zeros((dataset.num_fg_classes,) + record["bg"].shape, dtype=np.float32)
     full[tags - 1] = record["maps"]
     record["maps"] = full
     return record

@@ -1,18 +1,18 @@
-"""Seeds from class maps through a dense CRF on the image: SPEC section 6 ("crf" mode).
+"""Seeds from class maps through a dense CRF on the image: recipe 6 ("crf" mode).
 
 Per image, the tags' maps become probabilities P_c = ReLU(M[c-1]) / max, zoomed bilinearly
 (corner-aligned, as scipy.ndimage.zoom) to the image size. Two dense CRFs (pydensecrf, the
 reference code's settings) sharpen [bg, P_c ...] along colour edges, with a background score
 bg = (1 - max_c P_c) ** alpha for a low and a high alpha. The low alpha keeps background
 strong, so its classes are confident foreground; the high alpha makes background weak, so
-its background is confident background; what lies between is unlabeled (21).
+its background is confident background; what lies between is unlabeled (C + 1, C the
+number of class maps).
 """
 import numpy as np
 
 from lib.config import ConfigError
 from lib.crf import dense_crf, unary_from_probabilities
 from lib.image import zoom_to
-from lib.voc import UNLABELED
 
 
 def crf_settings(cfg):
@@ -44,17 +44,17 @@ def class_probabilities(maps, tags, size):
 
 def seeds_from_crf(maps, tags, image_rgb, alpha_low=4.0, alpha_high=32.0, scale=1.0,
                    iterations=10):
-    """The H x W uint8 seed of one image (0 background, 1..20 class, 21 unlabeled).
+    """The H x W uint8 seed of one image (0 background, 1..C class, C + 1 unlabeled).
 
-    maps: (20, h, w) class maps M; tags: classes in 1..20; image_rgb: H x W x 3 uint8.
-    Seed = the low-alpha CRF's class where it picks one, 21 where it picks background, then
-    0 where the high-alpha CRF picks background. When no tag's map has a positive value
-    there is no class evidence to refine, and the whole seed is 21.
+    maps: (C, h, w) class maps M; tags: classes in 1..C; image_rgb: H x W x 3 uint8.
+    Seed = the low-alpha CRF's class where it picks one, C + 1 where it picks background,
+    then 0 where the high-alpha CRF picks background. When no tag's map has a positive value
+    there is no class evidence to refine, and the whole seed is C + 1.
     """
     image_rgb = np.asarray(image_rgb)
     size = image_rgb.shape[:2]
     tags = np.unique(np.asarray(tags, dtype=np.int64))
-    seed = np.full(size, UNLABELED, dtype=np.uint8)
+    seed = np.full(size, len(maps) + 1, dtype=np.uint8)
     if tags.size == 0:
         return seed
     probs = class_probabilities(maps, tags, size)

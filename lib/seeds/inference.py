@@ -8,14 +8,16 @@ every world_size-th image; their outputs are disjoint files, written atomically,
 skips the images whose files exist (unless ``overwrite``). The two stages differ only in their
 network (a :class:`SeedModel`) and their output settings.
 """
+import dataclasses
 import functools
 
 import numpy as np
 
 from lib.dataset.check import check_files
+from lib.dataset.description import describe
 from lib.dataset.voc12_sgan import VOC12SalInferDataset
-from lib.image import normalise_on_device
 from lib.inference import InferencePlan, InferenceStage, run_inference
+from lib.normalisation import normalise_on_device
 from lib.paths import check_dataset_paths
 from lib.seeds.writer import ImageJob, write_image_outputs
 from lib.training.run_folder import load_trained_network
@@ -46,7 +48,7 @@ class SeedModel:
         return load_trained_network(cfg, self.network_keys, self.network)
 
     def class_maps(self, model, image, sal, cfg):
-        """float32 (batch, 20, h, w) class maps M of normalised images and saliency masks."""
+        """float32 (batch, C, h, w) class maps M of normalised images and saliency masks."""
         raise NotImplementedError
 
 
@@ -60,11 +62,11 @@ def inference_dataset(cfg, attends_to_saliency=True, names=None, normalise=False
         cfg.dataset_root, cfg.cue_file, new_size=cfg.resize, mean=cfg.mean, std=cfg.std,
         sal_subdir=cfg.sal_subdir if attends_to_saliency else cfg.sdnet_path,
         sal_thresh=cfg.sal_thresh, names=names, normalise=normalise,
-        bg_subdir=cfg.sdnet_path, bg_thresh=cfg.bg_thresh)
+        bg_subdir=cfg.sdnet_path, bg_thresh=cfg.bg_thresh, description=describe(cfg))
 
 
 def tags_of(label):
-    """Classes 1..20 of a multi-hot label (20,)."""
+    """Classes 1..C of a multi-hot label (C,)."""
     return np.flatnonzero(np.asarray(label)) + 1
 
 
@@ -85,7 +87,8 @@ class SeedInference(InferenceStage):
     def plan(self, cfg):
         check_dataset_paths(cfg, "cue_file")
         trained = self.seed_model.build(cfg)  # check the inputs before writing anything
-        cfg, settings = trained.cfg, self.settings
+        cfg = trained.cfg  # with the dataset_name of the network's run
+        settings = dataclasses.replace(self.settings, dataset=describe(cfg))
         dataset = inference_dataset(cfg, self.seed_model.attends_to_saliency)
         check_files(dataset.names, dataset.image_path, dataset.map_paths())
         return InferencePlan(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lib.dataset.description import VOC12, DatasetDescription
 from lib.image import is_complete_file, read_image, write_png
 from lib.seeds.class_maps import SUFFIX as MAPS_SUFFIX
 from lib.seeds.class_maps import class_maps_dir, save_class_maps
@@ -24,7 +25,8 @@ def pictures_dir(seed_dir):
 
 @dataclass(frozen=True)
 class OutputSettings:
-    """What to write for each image and how to make its seeds."""
+    """What to write for each image and how to make its seeds; ``dataset`` gives the classes
+    of the boat/train rule and the names and colours of the pictures."""
 
     seed_dir: str
     seed_mode: str = "threshold"
@@ -33,6 +35,7 @@ class OutputSettings:
     crf: dict = field(default_factory=dict)  # keyword arguments of lib.crf.seeds_from_crf
     save_class_maps: bool = False
     save_pictures: bool = False
+    dataset: DatasetDescription = VOC12
 
     def seed_path(self, name):
         return os.path.join(self.seed_dir, name + ".png")
@@ -78,7 +81,7 @@ class OutputSettings:
 
 @dataclass(frozen=True)
 class ImageJob:
-    """One image's inputs after the network: maps (20, h, w) float32, tags (1..20), bg (bool
+    """One image's inputs after the network: maps (C, h, w) float32, tags (1..C), bg (bool
     h x w), size (H, W) and the image file (read only where needed, by whoever runs the job)."""
 
     name: str
@@ -98,7 +101,7 @@ def write_image_outputs(settings, job):
         seed = seeds_from_crf(job.maps, job.tags, image_rgb, **settings.crf)
     else:
         mask = seeds_from_cams(job.maps, job.tags, job.bg, settings.cam_thresh,
-                               settings.ignore_conflict)
+                               settings.ignore_conflict, settings.dataset.boat_train_classes)
         seed = seed_to_image_size(mask, job.size)
     write_png(settings.seed_path(job.name), seed)
     if settings.save_class_maps:
@@ -106,6 +109,6 @@ def write_image_outputs(settings, job):
     if settings.save_pictures:
         from lib.pictures.seed_figure import seed_picture
 
-        picture = seed_picture(image_rgb, seed, job.maps, job.tags)
+        picture = seed_picture(image_rgb, seed, job.maps, job.tags, settings.dataset)
         write_png(settings.picture_path(job.name), picture[:, :, ::-1])
     return job.name

@@ -2,11 +2,11 @@
 
 Per image with tags T (input side ``resize``): each c in T claims CAM[c-1] > fg_thresh (0.30)
 x its max; the saliency of ``sdnet_path`` says background where the full-size saliency / 255,
-zoomed to h x h in float32, is below bg_thresh (0.06); claims are painted by the area rule of SPEC section 5 (larger first, so
-smaller regions win; then boat/train pixels that are background go back to 0); the rest is
-21. Masks are zoomed to image size and written as 8-bit grey PNGs of raw values, by the
-seed-inference path that stage 2 uses (lib/seeds/inference.py): several processes, atomic
-files, reruns skip finished images.
+zoomed to h x h in float32, is below bg_thresh (0.06); claims are painted by the area rule of
+recipe 5 (larger first, so smaller regions win; then boat/train pixels that are background go
+back to 0); the rest is C + 1 (unlabeled; VOC 21). Masks are zoomed to image size and written
+as 8-bit grey PNGs of raw values, by the seed-inference path that stage 2 uses
+(lib/seeds/inference.py): several processes, atomic files, reruns skip finished images.
 """
 import os
 

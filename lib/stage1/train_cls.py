@@ -1,14 +1,16 @@
 """Train the baseline classifier and export its backbone as ``vgg_init.pth``.
 
-ImageNet VGG16 (converted by tools/convert_vgg.py) fine-tuned for VOC multi-label
-classification with SGAN's recipe (SPEC section 4: SGD, four parameter groups, poly lr) and
-the multi-label soft margin loss alone, in the shared loop of lib/training/loop.py. The published
+ImageNet VGG16 (converted by tools/convert_vgg.py) fine-tuned for the dataset's multi-label
+classification with SGAN's recipe (recipe 4: SGD, four parameter groups, poly lr) and the
+classification loss alone (``cls_loss``: the multi-label soft margin, or the balanced
+sigmoid cross-entropy for COCO), in the shared loop of lib/training/loop.py. The published
 ``vgg_init.pth`` was made this way but never released with its code; ours has its format
 (SPEC section 8).
 """
 import os
 
 from lib.dataset.check import check_files
+from lib.dataset.description import describe
 from lib.dataset.voc12_cls import VOC12ClsDataset
 from lib.losses import classification_loss
 from lib.network.checkpoint import save_state_dict
@@ -48,14 +50,15 @@ class ClassifierTraining(TrainingTask):
         return classifier_from_config(cfg)
 
     def build_dataset(self, cfg):
-        dataset = VOC12ClsDataset(cfg.dataset_root, cfg.cue_file, **self.sample_options(cfg))
+        dataset = VOC12ClsDataset(cfg.dataset_root, cfg.cue_file, description=describe(cfg),
+                                  **self.sample_options(cfg))
         check_files(dataset.names, dataset.image_path, {})
         return dataset
 
     def loss(self, net, batch, cfg, ctx, dtype):
         with autocast(dtype, batch["image"].device):
             score = net(batch["image"])
-        loss = classification_loss(score, batch["label"], cfg.batch_size)
+        loss = classification_loss(score, batch["label"], cfg.batch_size, cfg.cls_loss)
         return loss, all_reduce_sum(loss.detach().reshape(1), ctx)
 
     def finish(self, model, cfg, ctx, logger):

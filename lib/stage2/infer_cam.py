@@ -1,5 +1,5 @@
-"""Seed inference with a trained SGAN: class maps -> seed PNGs (SPEC section 5, or 6 with a
-CRF), through the shared seed-inference path of lib/seeds/inference.py."""
+"""Seed inference with a trained SGAN: class maps -> seed PNGs (recipe 5, or 6 with a CRF),
+through the shared seed-inference path of lib/seeds/inference.py."""
 from lib.network.sgan import SGAN_KEYS, sgan_from_config
 from lib.paths import result_dir
 from lib.seeds.crf import crf_settings
@@ -20,7 +20,7 @@ CONFIG_KEYS = frozenset({
 
 
 def class_maps(model, image, sal, combine_seedseg):
-    """M = cam + seg (``combine_seedseg``) or cam, as float32 (batch x 20 x h x w)."""
+    """M = cam + seg (``combine_seedseg``) or cam, as float32 (batch x C x h x w)."""
     _, seg, cam = model.forward_cam(image, sal)
     return (cam + seg if combine_seedseg else cam).float()
 

@@ -5,6 +5,7 @@ import os
 import torch
 
 from lib.dataset.check import check_files
+from lib.dataset.description import describe
 from lib.dataset.strong import check_ground_truth, strong_names, strong_note
 from lib.dataset.tags import load_tags
 from lib.dataset.voc12_sgan import VOC12ClsSalDataset
@@ -14,7 +15,6 @@ from lib.paths import dataset_path, model_dir
 from lib.training.distributed import all_reduce_sum
 from lib.training.loop import TrainingTask, train
 from lib.training.runtime import autocast
-from lib.voc import SEED_IGNORE
 
 
 # The config keys this step reads: one given on the command line that is not among them
@@ -41,18 +41,19 @@ class SGANTraining(TrainingTask):
     def build_dataset(self, cfg):
         """Weakly supervised: the initial seeds; with ``strong_list`` (SPEC 12) the ground truth
         of its names and no seed target for the others (no initial seed is read)."""
-        names = sorted(load_tags(dataset_path(cfg, cfg.cue_file)))
+        description = describe(cfg)
+        names = sorted(load_tags(dataset_path(cfg, cfg.cue_file), description))
         strong = strong_names(cfg, names)
         dataset = VOC12ClsSalDataset(
             cfg.dataset_root, cfg.cue_file, sal_subdir=cfg.sal_subdir,
             seed_subdir=cfg.seed_subdir, sal_thresh=cfg.sal_thresh, strong_names=strong,
-            gt_dir=cfg.gt_path, **self.sample_options(cfg))
+            gt_dir=cfg.gt_path, description=description, **self.sample_options(cfg))
         maps = {"saliency map": dataset.sal_path}
         if strong is None:
             maps["seed map"] = dataset.seed_path
         check_files(dataset.names, dataset.image_path, maps)
         if strong:
-            check_ground_truth(strong, dataset.image_path, dataset.gt_path)
+            check_ground_truth(strong, dataset.image_path, dataset.gt_path, dataset=description)
         return dataset
 
     def dataset_note(self, dataset):
@@ -62,12 +63,12 @@ class SGANTraining(TrainingTask):
         return not cfg.use_sal  # without saliency the seed branch gets no gradient
 
     def loss(self, net, batch, cfg, ctx, dtype):
-        seed_pixels = all_reduce_sum((batch["seed"] != SEED_IGNORE).sum(), ctx)
+        seed_pixels = all_reduce_sum((batch["seed"] != describe(cfg).seed_ignore).sum(), ctx)
         with autocast(dtype, batch["image"].device):
             score, seg = net(batch["image"], batch["sal"])
         loss, cls_loss, seed_loss = sgan_loss(score, seg, batch["label"], batch["seed"],
                                               cfg.seed_loss_ratio, cfg.use_sal, cfg.batch_size,
-                                              seed_pixels)
+                                              seed_pixels, cfg.cls_loss)
         terms = torch.stack([loss, cls_loss, seed_loss]).detach()
         return loss, all_reduce_sum(terms, ctx)
 

@@ -2,11 +2,12 @@
 stage of the inference skeleton (lib.inference).
 
 Per batch of ``test_batch_size`` images: each image zoomed to the three test scales,
-normalised as the backbone's weights expect (lib.stage3.normalisation), one forward per
+normalised as the backbone's weights expect (lib.normalisation), one forward per
 scale for the batch on the device, each image's logits zoomed back and summed there
 (lib.stage3.predict), then, per image, in worker processes, softmax with the 1e-5 floor, the
 full-size dense CRF (``seg_crf``), the argmax (restricted to the tags with
-``restrict_to_tags``) and a palette PNG ``<res_path>/<cfg_name>_<split>/NAME.png``. Several
+``restrict_to_tags``) and a palette PNG ``<res_path>/<cfg_name>_<split>/NAME.png`` in the
+dataset's colours (labels 0..C, C + 1 classes: VOC 21, COCO 81). Several
 processes (torchrun or ``num_processes``) each take every world_size-th image; the folder
 records what made it and a rerun continues where it stopped (lib.records).
 """
@@ -19,20 +20,16 @@ from torch.utils.data import Dataset
 
 from lib.config import ConfigError
 from lib.dataset.check import check_files
+from lib.dataset.description import VOC12, describe
 from lib.dataset.tags import load_tags
 from lib.errors import UserError, first_few
 from lib.files import read_names
 from lib.image import is_complete_file, read_image, write_palette_png
 from lib.inference import InferencePlan, InferenceStage, run_inference
 from lib.network.deeplab import deeplab_from_config
+from lib.normalisation import PUBLISHED_TEST_INPUT, check_input_scale, inference_normalisation
 from lib.paths import dataset_path, segmentation_dir, split_list_path
-from lib.stage3.normalisation import check_input_scale, inference_normalisation
-from lib.stage3.predict import (
-    PUBLISHED_TEST_INPUT,
-    batch_scores,
-    labels_from_probabilities,
-    probabilities,
-)
+from lib.stage3.predict import batch_scores, labels_from_probabilities, probabilities
 from lib.training.run_folder import load_trained_network
 
 
@@ -48,9 +45,9 @@ CONFIG_KEYS = frozenset({
 # Config keys that change the labels (the folder's record, with the weights' identity).
 PREDICTION_KEYS = ("dataset_root", "split", "seg_backbone", "width_mult", "mean", "std",
                    "test_scales", "seg_crf", "restrict_to_tags", "amp")
-# The keys that choose the network: with its input's (mean, std), taken from the checkpoint's
-# run (lib.training.run_folder.load_trained_network).
-NETWORK_KEYS = ("seg_backbone", "width_mult")
+# The keys that choose the network (dataset_name: its class count): with its input's (mean,
+# std), taken from the checkpoint's run (lib.training.run_folder.load_trained_network).
+NETWORK_KEYS = ("seg_backbone", "width_mult", "dataset_name")
 
 
 def split_names(cfg):
@@ -65,7 +62,7 @@ def image_tags(cfg, names):
     """{name: classes} for ``restrict_to_tags`` (else None); every name must have tags."""
     if not cfg.restrict_to_tags:
         return None
-    tags = load_tags(dataset_path(cfg, cfg.cue_file))
+    tags = load_tags(dataset_path(cfg, cfg.cue_file), describe(cfg))
     untagged = [n for n in names if n not in tags]
     if untagged:
         raise UserError(f"restrict_to_tags: {len(untagged)} images of split '{cfg.split}' have "
@@ -76,7 +73,7 @@ def image_tags(cfg, names):
 @dataclass(frozen=True)
 class LabelJob:
     """One image after the network: its file, tags or None, where its labels go; its summed
-    scores (21 x H x W) travel beside it, through shared memory (lib.workers.WorkerQueue)."""
+    scores (C + 1 x H x W) travel beside it, through shared memory (lib.workers.WorkerQueue)."""
 
     name: str
     image_path: str
@@ -84,23 +81,24 @@ class LabelJob:
     out_path: str
 
 
-def write_labels(crf, job, scores):
-    """Softmax, CRF (if ``crf``), argmax and the palette PNG of one image (a worker's job)."""
+def write_labels(crf, palette, job, scores):
+    """Softmax, CRF (if ``crf``), argmax and the PNG of one image in the colours of
+    ``palette`` (a worker's job)."""
     image_rgb = read_image(job.image_path)[:, :, ::-1]
     labels = labels_from_probabilities(probabilities(scores), image_rgb, crf=crf, tags=job.tags)
-    write_palette_png(job.out_path, labels)
+    write_palette_png(job.out_path, labels, palette)
 
 
 class Images(Dataset):
     """RGB uint8 images by name, decoded in loader workers, with their tags (``tags``:
-    {name: classes} for restrict_to_tags, else None). Items are dicts; batches, lists of
-    them (:func:`as_list`): the images differ in size."""
+    {name: classes} for restrict_to_tags, else None), where ``dataset`` keeps them. Items are
+    dicts; batches, lists of them (:func:`as_list`): the images differ in size."""
 
-    def __init__(self, root, names, tags=None):
-        self.root, self.names, self.tags = root, names, tags
+    def __init__(self, root, names, tags=None, dataset=VOC12):
+        self.root, self.names, self.tags, self.dataset = root, names, tags, dataset
 
     def path(self, name):
-        return os.path.join(self.root, "JPEGImages", name + ".jpg")
+        return self.dataset.image_path(self.root, name)
 
     def __len__(self):
         return len(self.names)
@@ -148,7 +146,8 @@ class LabelInference(InferenceStage):
         trained = load_trained_network(cfg, NETWORK_KEYS, deeplab_from_config)
         cfg = trained.cfg
         check_input_scale(cfg)  # before anything is written
-        images = Images(cfg.dataset_root, names, tags)
+        dataset = describe(cfg)
+        images = Images(cfg.dataset_root, names, tags, dataset)
         check_files(names, images.path, {})
         folder = segmentation_dir(cfg)
         out_path = functools.partial(label_path, folder)
@@ -163,7 +162,7 @@ class LabelInference(InferenceStage):
             log_file=folder.rstrip("/") + ".log",
             retry_hint="or write elsewhere with another cfg_name or res_path",
             describe=lambda count: f"labels of {count} images of split '{cfg.split}'",
-            write=functools.partial(write_labels, cfg.seg_crf),
+            write=functools.partial(write_labels, cfg.seg_crf, dataset.palette),
             done=lambda name: is_complete_file(out_path(name)), remove=remove,
             folders=[folder], crf=cfg.seg_crf, collate=as_list)
 

@@ -2,9 +2,9 @@
 
 The image (RGB uint8, H x W) is zoomed to S x S for each test scale, normalised as the
 backbone's weights expect (``normalisation`` = (mean, std): the published test mean for
-vgg16, ImageNet's mean and std for resnet101; lib.stage3.normalisation), fed to the network, and
-the 21 logit maps are zoomed back to H x W and summed; softmax, a floor of 1e-5, then the
-full-size dense CRF on the RGB image (or not), and the argmax. Zooms are scipy.ndimage.zoom
+vgg16, ImageNet's mean and std for resnet101; lib.normalisation), fed to the network, and
+the C + 1 logit maps (VOC 21) are zoomed back to H x W and summed; softmax, a floor of 1e-5,
+then the full-size dense CRF on the RGB image (or not), and the argmax. Zooms are scipy.ndimage.zoom
 order 1 in float32, as published, including its constant-mode edge: where the last output
 coordinate lands past the last input by rounding, that row or column is 0 (before the mean).
 
@@ -21,11 +21,9 @@ import torch.nn.functional as F
 
 from lib.crf import PROBABILITY_FLOOR, dense_crf, unary_from_probabilities
 from lib.image import scipy_zoom_to
-from lib.voc import NUM_CLASSES, NUM_FG_CLASSES
+from lib.normalisation import PUBLISHED_TEST_INPUT, normalise_test_batch, normalise_test_input
 
 TEST_SCALES = (288, 385, 481)  # int(0.75 * 385), 385, int(1.25 * 385)
-TEST_MEAN_BGR = (104.0, 117.0, 123.0)  # test_ms.py's mean (training uses lib.voc.BGR_MEAN)
-PUBLISHED_TEST_INPUT = (TEST_MEAN_BGR, None)  # (mean, std): test_ms.py's BGR minus its mean
 CRF_SCALE, CRF_ITERATIONS = 1.0, 10  # the full-size test CRF
 TAG_BONUS = 1.0  # restrict_to_tags: added to background and the image's tags before the argmax
 
@@ -35,19 +33,15 @@ def network_input(image_rgb, side, normalisation=PUBLISHED_TEST_INPUT):
     aspect ignored), then, with ``normalisation`` = (mean, std), RGB -> BGR minus the mean
     (std None, the published test) or RGB / 255, minus the mean, / std (in float32); CHW."""
     zoomed = scipy_zoom_to(image_rgb.astype(np.float32), (side, side), order=1)
-    mean, std = (None if v is None else np.asarray(v, dtype=np.float32) for v in normalisation)
-    if std is None:
-        normalised = zoomed[:, :, ::-1] - mean
-    else:
-        normalised = (zoomed / np.float32(255) - mean) / std
-    return np.ascontiguousarray(normalised.transpose(2, 0, 1), dtype=np.float32)
+    return normalise_test_input(zoomed, normalisation)
 
 
 def multi_scale_scores(forward, image_rgb, scales=TEST_SCALES, device="cpu", exact=True,
                        normalisation=PUBLISHED_TEST_INPUT):
-    """float32 21 x H x W: the sum over ``scales`` of the logits zoomed back to the image size.
+    """float32 C + 1 x H x W: the sum over ``scales`` of the logits zoomed back to the image
+    size.
 
-    ``forward`` maps a float32 1 x 3 x S x S tensor on ``device`` to 1 x 21 x s x s logits
+    ``forward`` maps a float32 1 x 3 x S x S tensor on ``device`` to 1 x C + 1 x s x s logits
     (the network in eval mode), its input normalised by ``normalisation`` (see
     :func:`network_input`). ``exact`` zooms with scipy as published; otherwise with torch
     on ``device`` (see the module docstring).
@@ -61,11 +55,11 @@ def multi_scale_scores(forward, image_rgb, scales=TEST_SCALES, device="cpu", exa
 def _exact_scores(forward, image_rgb, scales, device, normalisation):
     """:func:`multi_scale_scores` with scipy's zooms, summed in float32 in the scales' order."""
     height, width = image_rgb.shape[:2]
-    total = np.zeros((height, width, NUM_CLASSES), np.float32)
+    total = 0
     for side in scales:
         batch = torch.from_numpy(network_input(image_rgb, side, normalisation))[None].to(device)
-        logits = forward(batch)[0].float().cpu().numpy().transpose(1, 2, 0)  # s x s x 21
-        total += scipy_zoom_to(logits, (height, width), order=1)
+        logits = forward(batch)[0].float().cpu().numpy().transpose(1, 2, 0)  # s x s x (C + 1)
+        total = total + scipy_zoom_to(logits, (height, width), order=1)
     return np.ascontiguousarray(total.transpose(2, 0, 1))
 
 
@@ -82,17 +76,12 @@ def batch_scores(forward, images_rgb, scales=TEST_SCALES, device="cpu",
     are zoomed back to its own size. Every image's arithmetic is that of a batch of one."""
     images = [torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None]
               .float() for image in images_rgb]  # 1 x 3 x H x W, RGB
-    mean, std = (None if v is None else
-                 torch.tensor(v, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-                 for v in normalisation)
-    totals = [torch.zeros((1, NUM_CLASSES) + image.shape[-2:], dtype=torch.float32,
-                          device=device) for image in images]
+    totals = [0] * len(images)
     for side in scales:
         zoomed = torch.cat([zoom_on_device(image, (side, side)) for image in images])
-        batch = zoomed.flip(1) - mean if std is None else (zoomed / 255 - mean) / std
-        logits = forward(batch).float()
-        for total, image_logits in zip(totals, logits.split(1)):
-            total += zoom_on_device(image_logits, total.shape[-2:])
+        logits = forward(normalise_test_batch(zoomed, normalisation)).float()
+        for k, (image, image_logits) in enumerate(zip(images, logits.split(1))):
+            totals[k] = totals[k] + zoom_on_device(image_logits, image.shape[-2:])
     return [total[0].cpu().numpy() for total in totals]
 
 
@@ -114,8 +103,8 @@ def _last_past_edge(n_in, n_out):
 
 
 def probabilities(scores):
-    """float32 softmax of 21 x H x W scores over the classes, values below 1e-5 raised to
-    1e-5 (not renormalised), as published. Computed in the published H x W x 21 layout: NumPy
+    """float32 softmax of C + 1 x H x W scores over the classes, values below 1e-5 raised to
+    1e-5 (not renormalised), as published. Computed in the published H x W x C + 1 layout: NumPy
     sums a contiguous last axis pairwise, so the other layout differs in the last bit."""
     scores = np.ascontiguousarray(scores.transpose(1, 2, 0))
     exp = np.exp(scores - scores.max(axis=2, keepdims=True))
@@ -125,9 +114,9 @@ def probabilities(scores):
 
 
 def labels_from_probabilities(probs, image_rgb, crf=True, tags=None):
-    """uint8 H x W labels 0..20 from 21 x H x W probabilities: the argmax of the full-size dense
-    CRF's marginals on the RGB image (``crf``) or of ``probs``; with ``tags`` (classes 1..20,
-    restrict_to_tags) background and those classes get 1 more before the argmax."""
+    """uint8 H x W labels 0..C from C + 1 x H x W probabilities: the argmax of the full-size
+    dense CRF's marginals on the RGB image (``crf``) or of ``probs``; with ``tags`` (classes
+    1..C, restrict_to_tags) background and those classes get 1 more before the argmax."""
     if crf:
         scores = dense_crf(unary_from_probabilities(probs), image_rgb,
                            scale=CRF_SCALE, iterations=CRF_ITERATIONS)
@@ -135,8 +124,9 @@ def labels_from_probabilities(probs, image_rgb, crf=True, tags=None):
         scores = probs.copy() if tags is not None else probs
     if tags is not None:
         tags = np.unique(np.asarray(tags, dtype=np.int64))
-        if tags.size and (tags.min() < 1 or tags.max() > NUM_FG_CLASSES):
-            raise ValueError(f"tags must be classes 1..{NUM_FG_CLASSES}, got {tags.tolist()}")
+        last = len(probs) - 1
+        if tags.size and (tags.min() < 1 or tags.max() > last):
+            raise ValueError(f"tags must be classes 1..{last}, got {tags.tolist()}")
         scores[np.concatenate([[0], tags])] += TAG_BONUS
     return scores.argmax(axis=0).astype(np.uint8)
 

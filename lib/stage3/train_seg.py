@@ -15,6 +15,7 @@ import torch
 from lib.config import DATASET_ROOT_FIELD, ConfigError
 from lib.crf.batch import BatchCRF
 from lib.crf.workers import CRFBatch, crf_choice
+from lib.dataset.description import describe
 from lib.dataset.seed_check import seed_notes
 from lib.dataset.strong import strong_names, strong_note
 from lib.dataset.tags import load_tags
@@ -23,14 +24,13 @@ from lib.losses import seg_loss
 from lib.losses.seg import CRF_ITERATIONS
 from lib.network.deeplab import deeplab_from_config
 from lib.network.deeplab_init import load_initial_weights
+from lib.normalisation import check_input_scale, training_normalisation
 from lib.optim import build_caffe_sgd, step_lr
 from lib.paths import dataset_path, model_dir
-from lib.stage3.normalisation import check_input_scale, training_normalisation
 from lib.stage3.validation import VAL_COLUMN, Validation
 from lib.training.distributed import all_reduce_sum
 from lib.training.loop import TrainingTask, train
 from lib.training.runtime import autocast
-from lib.voc import NUM_CLASSES
 
 
 # The config keys this step reads: one given on the command line that is not among them
@@ -72,13 +72,14 @@ class SegTraining(TrainingTask):
                               f"seeds infer_cam writes; a relative path is read from the "
                               f"working folder, and '{DATASET_ROOT_FIELD}/...' follows "
                               f"dataset_root)")
-        names = sorted(load_tags(dataset_path(cfg, cfg.cue_file)))
+        description = describe(cfg)
+        names = sorted(load_tags(dataset_path(cfg, cfg.cue_file), description))
         dataset = VOC12SegDataset(
             cfg.dataset_root, names, cfg.seed_dir, resize=cfg.seg_resize,
             crop_size=cfg.crop_size, mirror=True, distort=cfg.distort, mean=cfg.mean,
             strong_names=strong_names(cfg, names) or (), gt_dir=cfg.gt_path,
             max_iters=cfg.max_iter * cfg.batch_size, random_seed=cfg.random_seed,
-            normalise=False)  # uint8 images, normalised on the device
+            normalise=False, description=description)  # uint8 images, normalised on the device
         check_seg_files(dataset)
         self.validation = Validation(cfg) if cfg.val_every else None
         self.notes = seed_notes(dataset)
@@ -129,7 +130,8 @@ class SegTraining(TrainingTask):
         with autocast(dtype, batch["image"].device):
             z = net(batch["image"])
         total, seed, constrain = seg_loss(z, batch["label"], batch["image41"].cpu(),
-                                          num_samples=cfg.batch_size, crf=self.crf)
+                                          num_samples=cfg.batch_size, crf=self.crf,
+                                          num_classes=describe(cfg).num_classes)
         terms = torch.stack([total, seed, constrain]).detach()
         return total, all_reduce_sum(terms, ctx)
 
@@ -137,7 +139,8 @@ class SegTraining(TrainingTask):
 def training_crf_batch(cfg, ctx):
     """The CRFs of this process's share of a batch: images at the label side (label[::8])."""
     return CRFBatch(images=-(-cfg.batch_size // ctx.world_size),
-                    side=len(range(0, cfg.crop_size, LABEL_STRIDE)), labels=NUM_CLASSES,
+                    side=len(range(0, cfg.crop_size, LABEL_STRIDE)),
+                    labels=describe(cfg).num_classes,
                     iterations=CRF_ITERATIONS)
 
 

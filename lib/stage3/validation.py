@@ -3,8 +3,8 @@
 Every ``val_every`` iterations and after the last one, the network in eval mode labels the
 images of ``val_list`` (default: the list of ``split``; its first ``val_max_images`` if set)
 at one scale, the middle of ``test_scales``, without the CRF (the argmax of the summed
-scores), and the labels are scored against the segmentation ground truth: the mIoU over the
-classes 0..20 of the evaluator's segmentation mode. Each process labels its share of the
+scores), and the labels are scored against the dataset's segmentation ground truth: the mIoU
+over the classes 0..C of the evaluator's segmentation mode. Each process labels its share of the
 names and the confusion matrices are summed over processes, so every process gets the same
 score. Validation draws no random numbers (it runs under ``torch.random.fork_rng``), so a run
 with it trains exactly the weights of a run without it.
@@ -14,15 +14,14 @@ import os
 import torch
 
 from lib.config import ConfigError
+from lib.dataset.description import describe
 from lib.evaluation.metrics import ConfusionMatrix
-from lib.evaluation.score import SEGMENTATION_GT
 from lib.files import read_names
 from lib.image import read_image, read_label_png
+from lib.normalisation import inference_normalisation
 from lib.paths import dataset_path, split_list_path
-from lib.stage3.normalisation import inference_normalisation
 from lib.stage3.predict import multi_scale_scores
 from lib.training.distributed import all_reduce_sum, shard
-from lib.voc import NUM_CLASSES
 
 VAL_COLUMN = "val_mIoU"
 
@@ -55,8 +54,8 @@ class Validation:
     def __init__(self, cfg):
         self.every, self.last = cfg.val_every, cfg.max_iter
         self.names = validation_names(cfg)
-        self.image_dir = os.path.join(cfg.dataset_root, "JPEGImages")
-        self.gt_dir = dataset_path(cfg, SEGMENTATION_GT)
+        self.root, self.dataset = cfg.dataset_root, describe(cfg)
+        self.gt_dir = dataset_path(cfg, self.dataset.segmentation_gt)
         missing = [n for n in self.names
                    if not os.path.isfile(os.path.join(self.gt_dir, n + ".png"))]
         if missing:
@@ -73,13 +72,14 @@ class Validation:
     def miou(self, model, ctx):
         """The mIoU (0..1) of ``model`` on the validation images; ``model`` is left in train
         mode and the random streams as they were."""
-        confusion = ConfusionMatrix(NUM_CLASSES)
+        classes = self.dataset.num_classes
+        confusion = ConfusionMatrix(classes, self.dataset)
         devices = [ctx.device] if ctx.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             model.eval()
             try:
                 for name in shard(self.names, ctx):
-                    image_rgb = read_image(os.path.join(self.image_dir, name + ".jpg"))[:, :, ::-1]
+                    image_rgb = read_image(self.dataset.image_path(self.root, name))[:, :, ::-1]
                     scores = multi_scale_scores(model, image_rgb, [self.side], ctx.device,
                                                 exact=False, normalisation=self.normalisation)
                     gt = read_label_png(os.path.join(self.gt_dir, name + ".png"))
@@ -87,4 +87,4 @@ class Validation:
             finally:
                 model.train()
         counts = all_reduce_sum(torch.from_numpy(confusion.matrix).to(ctx.device), ctx)
-        return ConfusionMatrix(NUM_CLASSES).merge(counts.cpu().numpy()).scores()["mIoU"]
+        return ConfusionMatrix(classes, self.dataset).merge(counts.cpu().numpy()).scores()["mIoU"]

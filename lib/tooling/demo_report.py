@@ -1,10 +1,12 @@
 """The demo's tables and figures: seeds (initial vs SGAN, on the training images) and
-segmentation (the network trained on each, on the held-out images)."""
+segmentation (the network trained on each, on the held-out images); names, colours and image
+paths are those of the config's dataset."""
 import os
 
-import numpy as np
 import torch
 
+from lib.dataset.description import describe
+from lib.evaluation.folder import percent
 from lib.image import read_grey, read_image, read_label_png
 from lib.network.checkpoint import load_checkpoint
 from lib.network.sgan import sgan_from_config
@@ -20,10 +22,6 @@ SEGMENTATION_COLUMNS = ("image", "ground truth", "trained on initial seeds",
                         "trained on SGAN seeds")
 
 
-def _percent(value):
-    return "   n/a" if np.isnan(value) else f"{100 * value:6.2f}"
-
-
 def seed_table(initial, sgan):
     """Initial seeds vs SGAN seeds: precision, recall, IoU per class and the means, in percent."""
     names = initial["class_names"][:initial["mean_classes"]]
@@ -33,7 +31,7 @@ def seed_table(initial, sgan):
     lines = [head, sub]
 
     def cells(result, c):
-        return "  ".join(_percent(result[key][c]) for key in ("precision", "recall", "iou"))
+        return "  ".join(percent(result[key][c]) for key in ("precision", "recall", "iou"))
 
     for c, name in enumerate(names):
         lines.append(f"{name:<{width}}  {cells(initial, c)}  {cells(sgan, c)}")
@@ -46,13 +44,13 @@ def seed_table(initial, sgan):
 
 
 def segmentation_table(initial, sgan):
-    """Per-class IoU and mIoU (21 classes, percent) of the two segmentation networks."""
+    """Per-class IoU and mIoU (classes 0..C, percent) of the two segmentation networks."""
     names = initial["class_names"][:initial["mean_classes"]]
     width = max(len(n) for n in names)
     lines = [f"{'class':<{width}}  initial seeds  SGAN seeds"]
     for c, name in enumerate(names):
-        lines.append(f"{name:<{width}}  {_percent(initial['iou'][c]):>13}  "
-                     f"{_percent(sgan['iou'][c]):>10}")
+        lines.append(f"{name:<{width}}  {percent(initial['iou'][c]):>13}  "
+                     f"{percent(sgan['iou'][c]):>10}")
     lines.append("-" * len(lines[0]))
     lines.append(f"{'mIoU':<{width}}  {100 * initial['mIoU']:13.2f}  {100 * sgan['mIoU']:10.2f}"
                  f"   ({100 * (sgan['mIoU'] - initial['mIoU']):+.2f})")
@@ -82,18 +80,18 @@ def draw_seed_figure(cfg, initial_dir, names, path, device):
             Panel("labels", read_label_png(os.path.join(dataset_path(cfg, cfg.gt_path),
                                                         name + ".png"))),
         ])
-    save_seed_grid(rows, path, column_titles=SEED_COLUMNS)
+    save_seed_grid(rows, path, column_titles=SEED_COLUMNS, dataset=describe(cfg))
 
 
 def draw_segmentation_figure(initial_cfg, sgan_cfg, gt_dir, names, path):
     """Rows of held-out image | ground truth | the two networks' labels."""
+    dataset = describe(initial_cfg)
     rows = []
     for name in names:
-        image = read_image(os.path.join(initial_cfg.dataset_root, "JPEGImages",
-                                        name + ".jpg"))[:, :, ::-1].copy()
+        image = read_image(dataset.image_path(initial_cfg.dataset_root, name))[:, :, ::-1].copy()
         rows.append([Panel("rgb", image),
                      Panel("labels", read_label_png(os.path.join(gt_dir, name + ".png")))]
                     + [Panel("labels", read_label_png(os.path.join(segmentation_dir(c),
                                                                    name + ".png")))
                        for c in (initial_cfg, sgan_cfg)])
-    save_seed_grid(rows, path, column_titles=SEGMENTATION_COLUMNS)
+    save_seed_grid(rows, path, column_titles=SEGMENTATION_COLUMNS, dataset=dataset)

@@ -28,8 +28,8 @@ from lib import signal_point
 from lib.cli import resume_command
 from lib.dataset.sampler import GlobalBatchSampler
 from lib.errors import Interrupted, UserError
-from lib.image import normalise_on_device
 from lib.network.checkpoint import load_backbone
+from lib.normalisation import normalise_on_device
 from lib.optim import build_optimizer, poly_lr, set_lr
 from lib.paths import check_dataset_paths, model_dir, pretrain_path
 from lib.progress import progress_bar

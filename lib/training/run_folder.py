@@ -27,7 +27,7 @@ from lib.paths import checkpoint_path, model_dir
 from lib.records import read_yaml_mapping, show_value
 from lib.training.metrics import metric_files
 
-RECORD_NAME = "config.yml"
+RUN_CONFIG_NAME = "config.yml"  # the run's configuration: its record (the module docstring)
 LOG_NAME = "train.log"
 TRAIN_STATE = "train_state.pth"
 # The run overwrite=true replaces, until the new run's first checkpoint; files on their way
@@ -68,7 +68,7 @@ def claim_for_new_run(cfg, outputs=()):
         raise UserError(f"{folder} holds another run ({first_few(held, 3)}): resume=true "
                         f"continues it, overwrite=true replaces it, or train under another "
                         f"cfg_name")
-    names = [*held, RECORD_NAME, *metric_files(folder), *outputs] if held else []
+    names = [*held, RUN_CONFIG_NAME, *metric_files(folder), *outputs] if held else []
     return [os.path.join(folder, n) for n in names if os.path.isfile(os.path.join(folder, n))]
 
 
@@ -114,7 +114,7 @@ def put_back(folder):
     (a record, a checkpoint) and move the run set aside back. False if none was set aside."""
     aside, moving = os.path.join(folder, SET_ASIDE), os.path.join(folder, MOVING)
     if os.path.isdir(aside):
-        for name in [*run_files(folder), RECORD_NAME, *metric_files(folder)]:
+        for name in [*run_files(folder), RUN_CONFIG_NAME, *metric_files(folder)]:
             if os.path.isfile(os.path.join(folder, name)):
                 os.unlink(os.path.join(folder, name))
         os.replace(aside, moving)
@@ -143,7 +143,7 @@ def recover_set_aside(folder):
 
 def run_record_path(cfg):
     """The run's record: the configuration ``model_dir(cfg)`` was trained with."""
-    return os.path.join(model_dir(cfg), RECORD_NAME)
+    return os.path.join(model_dir(cfg), RUN_CONFIG_NAME)
 
 
 def write_record_once(cfg, keys=None):
@@ -191,7 +191,7 @@ def find_checkpoint(cfg):
 
 def trained_values(weights, keys):
     """{key: value} of ``keys`` from the record beside ``weights``, or None without one."""
-    path = os.path.join(os.path.dirname(weights), RECORD_NAME)
+    path = os.path.join(os.path.dirname(weights), RUN_CONFIG_NAME)
     record = read_yaml_mapping(path, "the run's record")
     if record is None:
         return None
@@ -227,7 +227,7 @@ def load_trained_network(cfg, keys, build):
         asked = [key for key in differ if key in cfg.get("given_keys", ())]
         if asked:
             key, more = asked[0], (f" ({', '.join(asked[1:])} too)" if asked[1:] else "")
-            record = os.path.join(os.path.dirname(weights), RECORD_NAME)
+            record = os.path.join(os.path.dirname(weights), RUN_CONFIG_NAME)
             raise ConfigError(f"config key '{key}' is {cfg[key]!r} but {weights} was trained "
                               f"with {trained[key]!r}{more} ({record}): leave the key out or "
                               f"set {key}={show_value(trained[key])}")

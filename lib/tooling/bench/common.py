@@ -73,6 +73,36 @@ def default_options(device="auto", quick=False):
     return options
 
 
+# The options of tools/bench.py that replace default_options' values when given ("batch" also
+# sets "data_batch").
+GIVEN_OPTIONS = ("stages", "batch", "size", "workers", "widths", "modes", "eval_images",
+                 "crf_workers", "seg_batch", "work_dir")
+
+
+def options_from_arguments(args):
+    """The BenchOptions of tools/bench.py's parsed ``args``: default_options for its device
+    (and ``quick``), with the GIVEN_OPTIONS it sets."""
+    given = {key: getattr(args, key) for key in GIVEN_OPTIONS}
+    given["data_batch"] = args.batch
+    return replace(default_options(args.device, args.quick),
+                   **{key: value for key, value in given.items() if value is not None})
+
+
+def comma_list(kind):
+    """An argparse type: ``"a,b"`` -> (kind(a), kind(b)), non-empty."""
+    import argparse
+
+    def parse(text):
+        try:
+            values = tuple(kind(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            values = ()
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+        return values
+    return parse
+
+
 def check_options(options):
     """UserError (one line) for options the benchmark cannot run."""
     device = bench_device(options.device)

@@ -4,12 +4,12 @@ import time
 import numpy as np
 import torch
 
-from lib.dataset.voc12_sgan import VOC12ClsSalDataset, multi_hot
-from lib.image import normalise_image, read_grey, read_image, scipy_zoom_to
+from lib.dataset.voc12_sgan import VOC12ClsSalDataset
+from lib.image import read_grey, read_image, scipy_zoom_to
+from lib.normalisation import normalise_image
 from lib.tooling.bench.common import bench_config, format_table, mebibytes, sync
 from lib.training.distributed import DistContext
 from lib.training.loop import build_train_loader, prepare_batch
-from lib.voc import NUM_FG_CLASSES, SEED_IGNORE
 
 
 class PublishedStyleDataset(VOC12ClsSalDataset):
@@ -35,13 +35,14 @@ class PublishedStyleDataset(VOC12ClsSalDataset):
         mask = (small > self.sal_thresh).astype(np.float32)
         mask[0, :] = mask[-1, :] = mask[:, 0] = mask[:, -1] = 0
         seed = scipy_zoom_to(np.ascontiguousarray(seed), (h, h), 0).astype(np.int64)
-        seed = np.where((seed >= 1) & (seed <= NUM_FG_CLASSES), seed - 1, SEED_IGNORE)
+        last = self.description.num_fg_classes  # class c -> c - 1, else the ignore index C
+        seed = np.where((seed >= 1) & (seed <= last), seed - 1, last)
         fg = mask.reshape(-1, 1)
         bg = 1.0 - fg
         return {
             "name": name,
             "image": torch.from_numpy(np.ascontiguousarray(image)),
-            "label": torch.from_numpy(multi_hot(self.tags[name])),
+            "label": torch.from_numpy(self.label(name)),
             "sal": torch.from_numpy(mask.astype(np.uint8)),
             "seed": torch.from_numpy(seed),
             "size": torch.tensor(size, dtype=torch.int64),

@@ -7,16 +7,16 @@ import numpy as np
 from PIL import Image
 
 from lib.errors import UserError
+from lib.dataset.description import VOC12
 from lib.evaluation.folder import evaluate_folder
 from lib.image import encode_png, read_label_png, read_prediction_png
 from lib.tooling.bench.common import format_table
-from lib.voc import SEED_CLASSES
 
 
 def make_eval_folders(root, work, count):
     """``count`` (prediction, ground truth) PNG pairs made from the synthetic ground truth:
     grey seed-like predictions (written as the seed writer does) and palette ground truth."""
-    gt_dir = os.path.join(root, "SegmentationClassAug")
+    gt_dir = os.path.join(root, VOC12.seed_gt)
     sources = sorted(f for f in os.listdir(gt_dir) if f.endswith(".png"))
     pred_out, gt_out = os.path.join(work, "eval_pred"), os.path.join(work, "eval_gt")
     for folder in (pred_out, gt_out):
@@ -26,7 +26,7 @@ def make_eval_folders(root, work, count):
     for source in sources:
         gt = read_label_png(os.path.join(gt_dir, source))
         shifted = np.roll(gt, 9, axis=1)  # a prediction off by a few pixels
-        pred = np.where((gt == 255) | (shifted == 255), SEED_CLASSES - 1, shifted).astype(np.uint8)
+        pred = np.where((gt == 255) | (shifted == 255), VOC12.unlabeled, shifted).astype(np.uint8)
         encoded.append((encode_png(pred), os.path.join(gt_dir, source)))
     for i in range(count):
         data, gt_file = encoded[i % len(encoded)]
@@ -63,17 +63,17 @@ def bench_eval(root, work, options):
     ``eval_workers`` processes (their matrices must agree), and per-file decode times."""
     res, gt = make_eval_folders(root, work, options.eval_images)
     start = time.perf_counter()
-    baseline = one_by_one_confusion(res, gt, SEED_CLASSES)
+    baseline = one_by_one_confusion(res, gt, VOC12.seed_classes)
     rates = {"one_by_one": options.eval_images / (time.perf_counter() - start)}
     for key, workers in (("ours_1_process", 0), ("ours_parallel", options.eval_workers)):
         start = time.perf_counter()
-        result = evaluate_folder(res, gt, SEED_CLASSES, workers=workers, progress=False)
+        result = evaluate_folder(res, gt, VOC12.seed_classes, workers=workers, progress=False)
         rates[key] = options.eval_images / (time.perf_counter() - start)
         if not np.array_equal(result["matrix"], baseline):
             raise UserError(f"evaluate_folder ({key}) disagrees with the baseline loop")
     decode = {"pil": _decode_ms(res, lambda path: np.asarray(Image.open(path))),
               "ours": _decode_ms(res, read_prediction_png)}
-    return {"files": options.eval_images, "num_classes": SEED_CLASSES,
+    return {"files": options.eval_images, "num_classes": VOC12.seed_classes,
             "workers": options.eval_workers, "files_per_s": rates,
             "speedup": rates["ours_parallel"] / rates["one_by_one"],
             "prediction_decode_ms": decode}

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lib.dataset.description import VOC12
 from lib.dataset.tags import load_tags, save_tags
 from lib.image import feature_size, scipy_zoom_to, write_png
 from lib.network.checkpoint import save_state_dict
@@ -13,7 +14,6 @@ from lib.network.sgan import SGAN
 from lib.seeds.threshold import seed_to_image_size, seeds_from_cams
 from lib.stage2 import infer_cam
 from lib.tooling.bench.common import bench_config, format_table
-from lib.voc import NUM_FG_CLASSES
 
 
 def seed_output_ms(root, work, subset, size):
@@ -21,11 +21,11 @@ def seed_output_ms(root, work, subset, size):
     maps, their zoom to the image size, and the PNG write; the zoom also by scipy."""
     rng = np.random.default_rng(0)
     h = feature_size(size)
-    jobs = [(name, classes, Image.open(os.path.join(root, "JPEGImages", name + ".jpg")).size[::-1])
+    jobs = [(name, classes, Image.open(VOC12.image_path(root, name)).size[::-1])
             for name, classes in subset.items()]
     total = zoom = scipy_zoom = 0.0
     for name, classes, image_size in jobs:
-        maps = rng.standard_normal((NUM_FG_CLASSES, h, h)).astype(np.float32)
+        maps = rng.standard_normal((VOC12.num_fg_classes, h, h)).astype(np.float32)
         start = time.perf_counter()
         mask = seeds_from_cams(maps, classes, rng.random((h, h)) < 0.3)
         middle = time.perf_counter()

@@ -32,6 +32,8 @@ from torch.utils.data import DataLoader
 from lib.config import AUTO, load_config
 from lib.crf.batch import BatchCRF
 from lib.crf.workers import CRFBatch, crf_choice
+from lib.dataset.description import VOC12
+from lib.dataset.tags import load_tags
 from lib.image import read_label_png, write_palette_png
 from lib.losses.seg import CRF_ITERATIONS, CRF_SCALE, smoothed_probabilities
 from lib.network.deeplab import DeepLabV2
@@ -56,7 +58,6 @@ from lib.tooling.bench.train import (
 )
 from lib.training.distributed import DistContext
 from lib.training.runtime import available_cores, resolve_device
-from lib.voc import NUM_CLASSES
 from lib.workers import WorkerQueue
 
 PARALLEL_GOAL = 0.8  # issue 14: W workers reach at least 0.8 x W the serial rate
@@ -91,7 +92,7 @@ def crf_batch_inputs(root, options):
     dataset = SegTraining().build_dataset(seg_config(root, options, batch_size=options.crf_batch))
     images = np.stack([dataset[i]["image41"].numpy() for i in range(options.crf_batch)])
     generator = torch.Generator().manual_seed(0)
-    logits = STUB_LOGIT_STD * torch.randn(len(images), NUM_CLASSES, *images.shape[1:3],
+    logits = STUB_LOGIT_STD * torch.randn(len(images), VOC12.num_classes, *images.shape[1:3],
                                           generator=generator)
     return (-smoothed_probabilities(logits)).detach().numpy(), images
 
@@ -113,7 +114,8 @@ def bench_seg_crf(root, options):
     alternately (so that other load on the machine hits each alike; the default's way is one
     of the others, or a third); their marginals must be equal."""
     unary, images = crf_batch_inputs(root, options)
-    default = default_choice(CRFBatch(len(images), images.shape[1], NUM_CLASSES, CRF_ITERATIONS))
+    default = default_choice(CRFBatch(len(images), images.shape[1], VOC12.num_classes,
+                                      CRF_ITERATIONS))
     ways = {"serial": 0, "workers": options.crf_workers, "auto": default["workers"]}
     load = os.getloadavg()[0]
     seconds = dict.fromkeys(set(ways.values()), 0.0)
@@ -188,7 +190,8 @@ def repository_inference(forward, images, device, out_dir, workers, loader_worke
     and PNG in ``workers`` processes (0: in this process)."""
     loader = DataLoader(images, batch_size=batch_size, collate_fn=as_list,
                         num_workers=loader_workers)
-    with WorkerQueue(functools.partial(write_labels, True), workers) as writer, torch.no_grad():
+    write = functools.partial(write_labels, True, VOC12.palette)
+    with WorkerQueue(write, workers) as writer, torch.no_grad():
         for batch in loader:
             for job, arrays in label_jobs(forward, batch, TEST_SCALES, device,
                                           functools.partial(label_path, out_dir)):
@@ -238,7 +241,7 @@ def bench_seg_infer(root, work, options, device):
     """Images/s of each way: the serial ones on the first ``seg_serial_images`` images, the
     workers on the first ``seg_infer_images`` (a pipeline needs more to fill); and the fraction
     of pixels where infer_seg's labels equal the published way's (SPEC 11.5 asks >= 99.9%)."""
-    names = sorted(f[:-4] for f in os.listdir(os.path.join(root, "JPEGImages")))
+    names = sorted(load_tags(os.path.join(root, "im_tags.pkl")))  # the synthetic VOC images
     serial_images = Images(root, names[:options.seg_serial_images])
     images = Images(root, names[:options.seg_infer_images])
     forward, network = inference_network(device)
