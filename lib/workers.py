@@ -10,7 +10,7 @@ import multiprocessing
 import os
 import signal
 from dataclasses import dataclass
-from multiprocessing import shared_memory
+from multiprocessing import resource_tracker, shared_memory
 
 import numpy as np
 
@@ -41,7 +41,10 @@ def _start_method(fork):
 
 def worker_pool(workers, fork=True):
     """A ``multiprocessing`` pool of ``workers`` processes that ignore Ctrl-C. ``fork`` False
-    starts them without forking this process (forkserver, else spawn)."""
+    starts them without forking this process (forkserver, else spawn). The workers share this
+    process's resource tracker: one forked before it ran would start its own, which unlinks
+    the shared-memory blocks a worker attached (WorkerQueue's arrays) when that worker ends."""
+    resource_tracker.ensure_running()
     return multiprocessing.get_context(_start_method(fork)).Pool(workers, initializer=ignore_sigint)
 
 

@@ -74,3 +74,29 @@ def test_a_jobs_arrays_reach_the_worker_through_shared_memory_and_are_let_go(tmp
         assert open(path).read() == (f"{scores.shape} float32 {float(scores.sum()):.6f} "
                                      f"{int(labels.sum())}")
     assert set(os.listdir("/dev/shm")) == before
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm")
+def test_shared_blocks_outlive_the_workers_that_read_them(tmp_path):
+    """A forked worker that started its own resource tracker unlinked the blocks it had read
+    when it ended: the queue's own release then failed."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    script = (
+        "import numpy as np\n"
+        "from lib.workers import WorkerQueue\n"
+        "def total(job, a):\n"
+        "    return float(a.sum())\n"
+        "if __name__ == '__main__':\n"
+        "    rng = np.random.default_rng(0)\n"
+        "    with WorkerQueue(total, 2) as queue:\n"
+        "        for i in range(10):\n"
+        "            queue.submit(i, (rng.random((21, 30 + 7 * (i % 5), 40)),))\n")
+    path = tmp_path / "shared_queue.py"
+    path.write_text(script)
+    done = subprocess.run([sys.executable, str(path)], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": REPO})
+    assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -20,9 +20,10 @@ from lib.seeds.writer import OutputSettings
 # changes nothing here (lib.cli says so).
 CONFIG_KEYS = frozenset({
     "amp", "backbone", "bg_thresh", "cfg_name", "channels_last", "checkpoint", "conv5_dilation",
-    "cue_file", "dataset_root", "device", "fg_thresh", "ignore_conflict", "init", "max_iter",
-    "mean", "num_processes", "num_worker", "overwrite", "resize", "sal_thresh",
-    "save_model_path", "sdnet_path", "seed_out_path", "std", "test_batch_size", "width_mult",
+    "cue_file", "dataset_name", "dataset_root", "device", "fg_thresh", "ignore_conflict",
+    "init", "max_iter", "mean", "num_processes", "num_worker", "overwrite", "resize",
+    "sal_thresh", "save_model_path", "sdnet_path", "seed_out_path", "std", "test_batch_size",
+    "width_mult",
 })
 
 

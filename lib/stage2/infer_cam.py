@@ -12,10 +12,11 @@ from lib.seeds.writer import OutputSettings
 CONFIG_KEYS = frozenset({
     "amp", "backbone", "bg_thresh", "cam_thresh", "cfg_name", "channels_last", "checkpoint",
     "combine_seedseg", "conv5_dilation", "crf_alpha_high", "crf_alpha_low", "crf_iterations",
-    "crf_scale", "crf_workers", "cue_file", "dataset_root", "device", "ignore_conflict", "init",
-    "max_iter", "mean", "num_processes", "num_worker", "overwrite", "res_path", "resize",
-    "sal_subdir", "sal_thresh", "save_class_maps", "save_model_path", "save_pictures",
-    "sdnet_path", "seed_mode", "std", "test_batch_size", "test_cfg", "use_sal", "width_mult",
+    "crf_scale", "crf_workers", "cue_file", "dataset_name", "dataset_root", "device",
+    "ignore_conflict", "init", "max_iter", "mean", "num_processes", "num_worker", "overwrite",
+    "res_path", "resize", "sal_subdir", "sal_thresh", "save_class_maps", "save_model_path",
+    "save_pictures", "sdnet_path", "seed_mode", "std", "test_batch_size", "test_cfg", "use_sal",
+    "width_mult",
 })
 
 

@@ -20,11 +20,12 @@ from lib.training.runtime import autocast
 # The config keys this step reads: one given on the command line that is not among them
 # changes nothing here (lib.cli says so); a run's config.yml records these.
 CONFIG_KEYS = frozenset({
-    "amp", "backbone", "batch_size", "cfg_name", "channels_last", "conv5_dilation", "cue_file",
-    "dataset_root", "device", "display_step", "gt_path", "init", "lr", "max_iter", "mean",
-    "num_processes", "num_worker", "overwrite", "power", "pretrain", "random_seed", "resize",
-    "resume", "sal_subdir", "sal_thresh", "save_model_path", "seed_loss_ratio", "seed_subdir",
-    "std", "step_size", "strong_list", "use_sal", "weight_decay", "width_mult",
+    "amp", "backbone", "batch_size", "cfg_name", "channels_last", "cls_loss", "conv5_dilation",
+    "cue_file", "dataset_name", "dataset_root", "device", "display_step", "gt_path", "init",
+    "lr", "max_iter", "mean", "num_processes", "num_worker", "overwrite", "power", "pretrain",
+    "random_seed", "resize", "resume", "sal_subdir", "sal_thresh", "save_model_path",
+    "seed_loss_ratio", "seed_subdir", "std", "step_size", "strong_list", "use_sal",
+    "weight_decay", "width_mult",
 })
 
 

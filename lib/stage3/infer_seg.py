@@ -36,9 +36,9 @@ from lib.training.run_folder import load_trained_network
 # The config keys this step reads: one given on the command line that is not among them
 # changes nothing here (lib.cli says so).
 CONFIG_KEYS = frozenset({
-    "amp", "cfg_name", "channels_last", "checkpoint", "crf_workers", "cue_file", "dataset_root",
-    "device", "init", "max_iter", "mean", "num_processes", "num_worker", "overwrite",
-    "res_path", "restrict_to_tags", "save_model_path", "seg_backbone", "seg_crf",
+    "amp", "cfg_name", "channels_last", "checkpoint", "crf_workers", "cue_file", "dataset_name",
+    "dataset_root", "device", "init", "max_iter", "mean", "num_processes", "num_worker",
+    "overwrite", "res_path", "restrict_to_tags", "save_model_path", "seg_backbone", "seg_crf",
     "seg_pretrain", "split", "std", "test_batch_size", "test_scales", "width_mult",
 })
 

@@ -37,11 +37,11 @@ from lib.training.runtime import autocast
 # changes nothing here (lib.cli says so); a run's config.yml records these.
 CONFIG_KEYS = frozenset({
     "amp", "batch_size", "cfg_name", "channels_last", "crf_workers", "crop_size", "cue_file",
-    "dataset_root", "device", "display_step", "distort", "gt_path", "init", "lr", "lr_gamma",
-    "lr_step", "max_iter", "mean", "num_processes", "num_worker", "overwrite", "random_seed",
-    "resume", "save_model_path", "seed_dir", "seg_backbone", "seg_pretrain", "seg_resize",
-    "split", "std", "step_size", "strong_list", "test_scales", "val_every", "val_list",
-    "val_max_images", "weight_decay", "width_mult",
+    "dataset_name", "dataset_root", "device", "display_step", "distort", "gt_path", "init",
+    "lr", "lr_gamma", "lr_step", "max_iter", "mean", "num_processes", "num_worker", "overwrite",
+    "random_seed", "resume", "save_model_path", "seed_dir", "seg_backbone", "seg_pretrain",
+    "seg_resize", "split", "std", "step_size", "strong_list", "test_scales", "val_every",
+    "val_list", "val_max_images", "weight_decay", "width_mult",
 })
 
 
