@@ -219,3 +219,20 @@ def test_options_are_checked():
         check_options(BenchOptions(device="cpu", modes=("fp32",), images=4, seg_infer_images=5))
     with pytest.raises(UserError, match="seg_batch"):
         check_options(BenchOptions(device="cpu", modes=("fp32",), seg_batch=0))
+
+
+def test_coco_rows_count_its_81_labels_and_peak_memory(tmp_path):
+    """--dataset_name coco14: the batch CRF at 81 labels and its peak memory (COCO's scale)."""
+    from dataclasses import replace
+
+    from lib.tooling.bench import run_benchmark
+    from lib.tooling.bench.common import default_options
+
+    options = replace(default_options("cpu", quick=True), stages=("seg_crf",),
+                      dataset_name="coco14", work_dir=str(tmp_path))
+    tables = []
+    result = run_benchmark(options, report=tables.append)["seg_crf"]
+    assert result["labels"] == 81 and result["peak_rss_mib"] > 0
+    assert "9 x 9, 81 labels" in tables[-1] and "peak memory: " in tables[-1]
+    with pytest.raises(UserError, match="did you mean 'coco14'"):
+        check_options(replace(options, dataset_name="coco2014"))

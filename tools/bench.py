@@ -35,6 +35,8 @@ def main(argv=None):
                         help="W, the CRF worker processes of stage 3 (default: the cores)")
     parser.add_argument("--seg_batch", type=int,
                         help="test_batch_size of stage 3's batched inference (default 8; CPU: 4)")
+    parser.add_argument("--dataset_name", help="the class count of the seeds, batch CRF and "
+                        "inference (default voc12_sgan; coco14: 81 labels, 640 x 480 images)")
     parser.add_argument("--work_dir", help="keep the generated files here")
     print(json.dumps(run_benchmark(options_from_arguments(parser.parse_args(argv)))))
 

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from lib.config import load_config
+from lib.dataset.description import dataset_description
 from lib.errors import UserError
 from lib.training.runtime import available_cores, resolve_device
 from lib.workers import default_workers
@@ -43,6 +44,26 @@ class BenchOptions:
     seg_serial_images: int = 8      # images of seg_infer's serial ways (their rate is per image)
     seg_batch: int = 8              # test_batch_size of seg_infer's batched ways
     work_dir: str = None            # keep the generated files here (default: a temporary folder)
+    dataset_name: str = "voc12_sgan"  # the class count of seeds, the batch CRF and inference
+
+
+def bench_dataset(options):
+    """The dataset description whose class count the seed, CRF and inference stages use."""
+    return dataset_description(options.dataset_name)
+
+
+def peak_memory():
+    """{"peak_rss_mib", "peak_worker_rss_mib"}: the largest resident set so far of this
+    process and of its largest finished child (worker processes), MiB (Linux counts KiB)."""
+    import resource
+
+    return {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_worker_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def memory_text(result):
+    return (f"peak memory: {result['peak_rss_mib']:.0f} MiB in this process, "
+            f"{result['peak_worker_rss_mib']:.0f} MiB in its largest worker process")
 
 
 def bench_device(name):
@@ -76,7 +97,9 @@ def default_options(device="auto", quick=False):
 # The options of tools/bench.py that replace default_options' values when given ("batch" also
 # sets "data_batch").
 GIVEN_OPTIONS = ("stages", "batch", "size", "workers", "widths", "modes", "eval_images",
-                 "crf_workers", "seg_batch", "work_dir")
+                 "crf_workers", "seg_batch", "work_dir", "dataset_name")
+# Image sides of the synthetic images by dataset (VOC about 500 x 375, COCO 640 x 480).
+DATASET_SIDES = {"coco14": (480, 640)}
 
 
 def options_from_arguments(args):
@@ -84,6 +107,8 @@ def options_from_arguments(args):
     (and ``quick``), with the GIVEN_OPTIONS it sets."""
     given = {key: getattr(args, key) for key in GIVEN_OPTIONS}
     given["data_batch"] = args.batch
+    if args.dataset_name in DATASET_SIDES and not args.quick:
+        given["min_side"], given["max_side"] = DATASET_SIDES[args.dataset_name]
     return replace(default_options(args.device, args.quick),
                    **{key: value for key, value in given.items() if value is not None})
 
@@ -106,6 +131,7 @@ def comma_list(kind):
 def check_options(options):
     """UserError (one line) for options the benchmark cannot run."""
     device = bench_device(options.device)
+    bench_dataset(options)  # a misspelt --dataset_name: one line with the nearest name
     unknown = [s for s in options.stages if s not in STAGES]
     if unknown:
         raise UserError(f"unknown stage {unknown[0]!r}; stages are {', '.join(STAGES)}")

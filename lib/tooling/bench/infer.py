@@ -13,21 +13,29 @@ from lib.network.checkpoint import save_state_dict
 from lib.network.sgan import SGAN
 from lib.seeds.threshold import seed_to_image_size, seeds_from_cams
 from lib.stage2 import infer_cam
-from lib.tooling.bench.common import bench_config, format_table
+from lib.tooling.bench.common import (
+    bench_config,
+    bench_dataset,
+    format_table,
+    memory_text,
+    peak_memory,
+)
 
 
-def seed_output_ms(root, work, subset, size):
+def seed_output_ms(root, work, subset, size, dataset):
     """Milliseconds per image of inference's CPU part: threshold seeds from (random) class
-    maps, their zoom to the image size, and the PNG write; the zoom also by scipy."""
+    maps of ``dataset``'s C classes, their zoom to the image size, and the PNG write; the zoom
+    also by scipy."""
     rng = np.random.default_rng(0)
     h = feature_size(size)
     jobs = [(name, classes, Image.open(VOC12.image_path(root, name)).size[::-1])
             for name, classes in subset.items()]
     total = zoom = scipy_zoom = 0.0
     for name, classes, image_size in jobs:
-        maps = rng.standard_normal((VOC12.num_fg_classes, h, h)).astype(np.float32)
+        maps = rng.standard_normal((dataset.num_fg_classes, h, h)).astype(np.float32)
         start = time.perf_counter()
-        mask = seeds_from_cams(maps, classes, rng.random((h, h)) < 0.3)
+        mask = seeds_from_cams(maps, classes, rng.random((h, h)) < 0.3,
+                               boat_train=dataset.boat_train_classes)
         middle = time.perf_counter()
         seed = seed_to_image_size(mask, image_size)
         zoom += time.perf_counter() - middle
@@ -63,7 +71,10 @@ def bench_infer(root, work, options, device):
             elapsed = time.perf_counter() - start
             rows.append({"width_mult": width_mult, "test_batch_size": test_batch_size,
                          "images": len(subset), "images_per_s": len(subset) / elapsed})
-    return {"runs": rows, "seed_output_ms": seed_output_ms(root, work, subset, options.size)}
+    dataset = bench_dataset(options)
+    return {"runs": rows, "classes": dataset.num_fg_classes,
+            "seed_output_ms": seed_output_ms(root, work, subset, options.size, dataset),
+            **peak_memory()}
 
 
 def infer_table(result):
@@ -72,6 +83,7 @@ def infer_table(result):
     seeds = result["seed_output_ms"]
     return ("\nseed inference, end to end (decode, network, seeds, PNG)\n"
             + format_table(["width_mult", "test_batch_size", "images", "images/s"], body)
-            + f"\nthreshold seeds + zoom to image size + PNG write: {seeds['total']:.2f} ms per "
-              f"image on the CPU (of which zoom {seeds['zoom']:.2f} ms; by scipy "
-              f"{seeds['zoom_scipy']:.2f} ms)")
+            + f"\nthreshold seeds of {result['classes']} classes + zoom to image size + PNG "
+              f"write: {seeds['total']:.2f} ms per image on the CPU (of which zoom "
+              f"{seeds['zoom']:.2f} ms; by scipy {seeds['zoom_scipy']:.2f} ms)\n"
+            + memory_text(result))

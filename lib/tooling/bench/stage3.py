@@ -32,7 +32,6 @@ from torch.utils.data import DataLoader
 from lib.config import AUTO, load_config
 from lib.crf.batch import BatchCRF
 from lib.crf.workers import CRFBatch, crf_choice
-from lib.dataset.description import VOC12
 from lib.dataset.tags import load_tags
 from lib.image import read_label_png, write_palette_png
 from lib.losses.seg import CRF_ITERATIONS, CRF_SCALE, smoothed_probabilities
@@ -44,7 +43,10 @@ from lib.tooling.bench.common import (
     CHANNELS_LAST,
     PRECISIONS,
     bench_config,
+    bench_dataset,
     format_table,
+    memory_text,
+    peak_memory,
     sync,
 )
 from lib.tooling.bench.train import (
@@ -92,8 +94,8 @@ def crf_batch_inputs(root, options):
     dataset = SegTraining().build_dataset(seg_config(root, options, batch_size=options.crf_batch))
     images = np.stack([dataset[i]["image41"].numpy() for i in range(options.crf_batch)])
     generator = torch.Generator().manual_seed(0)
-    logits = STUB_LOGIT_STD * torch.randn(len(images), VOC12.num_classes, *images.shape[1:3],
-                                          generator=generator)
+    logits = STUB_LOGIT_STD * torch.randn(len(images), bench_dataset(options).num_classes,
+                                          *images.shape[1:3], generator=generator)
     return (-smoothed_probabilities(logits)).detach().numpy(), images
 
 
@@ -114,7 +116,7 @@ def bench_seg_crf(root, options):
     alternately (so that other load on the machine hits each alike; the default's way is one
     of the others, or a third); their marginals must be equal."""
     unary, images = crf_batch_inputs(root, options)
-    default = default_choice(CRFBatch(len(images), images.shape[1], VOC12.num_classes,
+    default = default_choice(CRFBatch(len(images), images.shape[1], unary.shape[1],
                                       CRF_ITERATIONS))
     ways = {"serial": 0, "workers": options.crf_workers, "auto": default["workers"]}
     load = os.getloadavg()[0]
@@ -131,9 +133,10 @@ def bench_seg_crf(root, options):
                 crf(unary, images, CRF_SCALE, CRF_ITERATIONS)
                 seconds[workers] += time.perf_counter() - start
     ms = {key: 1e3 * seconds[workers] / options.crf_repeats for key, workers in ways.items()}
-    return {"batch": len(images), "side": images.shape[1], "workers": options.crf_workers,
-            "repeats": options.crf_repeats, "ms_per_batch": ms, "load_average": load,
-            "default": default, **goal_fields(ms["serial"] / ms["workers"], options.crf_workers)}
+    return {"batch": len(images), "side": images.shape[1], "labels": unary.shape[1],
+            "workers": options.crf_workers, "repeats": options.crf_repeats, "ms_per_batch": ms,
+            "load_average": load, "default": default, **peak_memory(),
+            **goal_fields(ms["serial"] / ms["workers"], options.crf_workers)}
 
 
 def seg_crf_table(result):
@@ -142,18 +145,19 @@ def seg_crf_table(result):
             [f"BatchCRF, {result['workers']} worker processes", f"{ms['workers']:.1f}"],
             [default_text(result), f"{ms['auto']:.1f}"]]
     return (f"\nstage 3 batch CRF: {result['batch']} images of {result['side']} x "
-            f"{result['side']}, {CRF_ITERATIONS} mean-field iterations, {result['repeats']} "
-              f"batches each way\n"
-            + format_table(["method", "ms per batch"], body) + "\n" + goal_text(result))
+            f"{result['side']}, {result['labels']} labels, {CRF_ITERATIONS} mean-field "
+            f"iterations, {result['repeats']} batches each way\n"
+            + format_table(["method", "ms per batch"], body) + "\n" + goal_text(result)
+            + "\n" + memory_text(result))
 
 
 class StubNetwork:
-    """Fixed random logits (1 x 21 x s x s, float32) for each input side S, s as DeepLabV2's
-    output: a network that costs nothing, for measuring everything else on a CPU."""
+    """Fixed random logits (1 x C + 1 x s x s, float32) for each input side S, s as
+    DeepLabV2's output: a network that costs nothing, for measuring everything else on a CPU."""
 
-    def __init__(self, scales):
+    def __init__(self, scales, num_classes):
         with torch.device("meta"):
-            model = DeepLabV2().eval()
+            model = DeepLabV2(num_classes=num_classes).eval()
         generator = torch.Generator().manual_seed(0)
         self.logits = {}
         for side in scales:
@@ -165,12 +169,12 @@ class StubNetwork:
         return logits.expand(len(batch), *logits.shape[1:]).to(batch.device)
 
 
-def inference_network(device):
+def inference_network(device, num_classes):
     """(forward, description): the stub on a CPU, DeepLabV2 (random weights, eval) on CUDA."""
     if device.type != "cuda":
-        return StubNetwork(TEST_SCALES), "stub network (fixed random logits), CPU"
+        return StubNetwork(TEST_SCALES, num_classes), "stub network (fixed random logits), CPU"
     torch.manual_seed(0)
-    model = DeepLabV2().to(device).eval()
+    model = DeepLabV2(num_classes=num_classes).to(device).eval()
     return (lambda batch: model(batch).float()), f"DeepLabV2 (random weights) on {device}"
 
 
@@ -184,13 +188,13 @@ def published_inference(forward, images, device, out_dir):
 
 
 def repository_inference(forward, images, device, out_dir, workers, loader_workers,
-                         batch_size=1):
+                         palette, batch_size=1):
     """infer_seg's loop (lib.inference): the images decoded by ``loader_workers`` processes,
     the network in this process on batches of ``batch_size`` (test_batch_size), softmax, CRF
     and PNG in ``workers`` processes (0: in this process)."""
     loader = DataLoader(images, batch_size=batch_size, collate_fn=as_list,
                         num_workers=loader_workers)
-    write = functools.partial(write_labels, True, VOC12.palette)
+    write = functools.partial(write_labels, True, palette)
     with WorkerQueue(write, workers) as writer, torch.no_grad():
         for batch in loader:
             for job, arrays in label_jobs(forward, batch, TEST_SCALES, device,
@@ -217,7 +221,8 @@ def bench_seg_batching(images, options, device):
     random weights (on a CPU at the smallest width of ``widths``)."""
     width = 1.0 if device.type == "cuda" else min(options.widths)
     torch.manual_seed(0)
-    model = DeepLabV2(width_mult=width).to(device).eval()
+    model = DeepLabV2(width_mult=width, num_classes=bench_dataset(options).num_classes)
+    model = model.to(device).eval()
     decoded = [images[i]["image"] for i in range(len(images))]
     rates = {size: scores_rate(lambda batch: model(batch).float(), decoded, device, size)
              for size in (1, options.seg_batch)}
@@ -244,20 +249,22 @@ def bench_seg_infer(root, work, options, device):
     names = sorted(load_tags(os.path.join(root, "im_tags.pkl")))  # the synthetic VOC images
     serial_images = Images(root, names[:options.seg_serial_images])
     images = Images(root, names[:options.seg_infer_images])
-    forward, network = inference_network(device)
+    dataset = bench_dataset(options)
+    forward, network = inference_network(device, dataset.num_classes)
     ways = (("published", "one image at a time: scipy zooms, CRF in this process (published)",
              serial_images, lambda out: published_inference(forward, serial_images, device, out)),
             ("inline", "infer_seg's loop, CRF in this process", serial_images,
              lambda out: repository_inference(forward, serial_images, device, out, 0,
-                                              options.workers)),
+                                              options.workers, dataset.palette)),
             ("workers", f"infer_seg's loop, CRF in {options.crf_workers} worker processes",
              images, lambda out: repository_inference(forward, images, device, out,
-                                                      options.crf_workers, options.workers)),
+                                                      options.crf_workers, options.workers,
+                                                      dataset.palette)),
             ("batched", f"infer_seg's loop, test_batch_size {options.seg_batch}, CRF in "
                         f"{options.crf_workers} worker processes",
              images, lambda out: repository_inference(forward, images, device, out,
                                                       options.crf_workers, options.workers,
-                                                      options.seg_batch)))
+                                                      dataset.palette, options.seg_batch)))
     load = os.getloadavg()[0]
     rows = {}
     for key, description, subset, run in ways:
@@ -280,6 +287,7 @@ def bench_seg_infer(root, work, options, device):
                 names[:options.seg_infer_images],
                 [os.path.join(work, f"seg_infer_{key}") for key in ("workers", "batched")]) == 1,
             "network_part": bench_seg_batching(images, options, device),
+            "classes": dataset.num_classes, **peak_memory(),
             **goal_fields(rates["workers"] / rates["published"], options.crf_workers)}
 
 
@@ -291,7 +299,7 @@ def seg_infer_table(result):
     batching = [["1 (one image at a time)", f"{rates['one_at_a_time']:.2f}"],
                 [f"{part['batch']} (test_batch_size {part['batch']})", f"{rates['batched']:.2f}"]]
     return (f"\nstage 3 inference end to end: scales {'/'.join(map(str, TEST_SCALES))} + "
-            f"full-size CRF; {result['network']}\n"
+            f"full-size CRF of {result['classes']} labels; {result['network']}\n"
             + format_table(["way", "images", "images/s"], body) + "\n" + goal_text(result)
             + f"; labels equal to the published way's on {100 * result['label_agreement']:.3f}%"
               f" of pixels; batched labels equal to one at a time's: "
@@ -300,7 +308,7 @@ def seg_infer_table(result):
               f"no CRF): {part['network']}, {part['images']} images\n"
             + format_table(["images per forward", "images/s"], batching)
             + f"\nbatches of {part['batch']}: {part['speedup']:.2f}x one image at a time\n"
-            + default_text(result))
+            + default_text(result) + "\n" + memory_text(result))
 
 
 class TimedCRF:
