@@ -45,6 +45,7 @@ class BenchOptions:
     seg_batch: int = 8              # test_batch_size of seg_infer's batched ways
     work_dir: str = None            # keep the generated files here (default: a temporary folder)
     dataset_name: str = "voc12_sgan"  # the class count of seeds, the batch CRF and inference
+    fresh_processes: bool = True    # CPU training rows each in a fresh process (own peak memory)
 
 
 def bench_dataset(options):
@@ -90,7 +91,8 @@ def default_options(device="auto", quick=False):
                           data_batch=2, data_batches=2, widths=(0.125,), modes=("fp32",),
                           warmup=0, steps=1, infer_images=4, infer_batch_sizes=(2,),
                           eval_images=24, eval_workers=min(2, options.eval_workers),
-                          crf_repeats=2, seg_infer_images=3, seg_serial_images=2, seg_batch=2)
+                          crf_repeats=2, seg_infer_images=3, seg_serial_images=2, seg_batch=2,
+                          fresh_processes=False)
     return options
 
 

@@ -52,9 +52,9 @@ from lib.tooling.bench.common import (
 from lib.tooling.bench.train import (
     BACKWARD_FACTOR,
     conv_flops,
-    in_fresh_process,
     mfu_cell,
     peak_memory_cell,
+    row_runner,
     throughput,
     time_training,
 )
@@ -368,14 +368,11 @@ def _seg_train_row(root, options, mode, crf_workers):
 
 def bench_seg_train(root, options, device):
     """One row per mode with the CRFs in W workers, one (the first mode) with them serial and
-    one (the first mode) with the default, crf_workers auto. On CPU each runs in a fresh
-    process."""
+    one (the first mode) with the default, crf_workers auto, each run by row_runner."""
     configs = [(mode, options.crf_workers) for mode in options.modes] + [
         (options.modes[0], 0), (options.modes[0], AUTO)]
-    if device.type == "cuda":
-        return [_seg_train_row(root, options, mode, workers) for mode, workers in configs]
-    return [in_fresh_process(_seg_train_row, root, options, mode, workers)
-            for mode, workers in configs]
+    run = row_runner(options, device)
+    return [run(_seg_train_row, root, options, mode, workers) for mode, workers in configs]
 
 
 def crf_cell(row):

@@ -151,6 +151,15 @@ def in_fresh_process(function, *args):
         return pool.submit(function, *args).result()
 
 
+def row_runner(options, device):
+    """How a training row runs: on a CPU in a fresh process (its own peak memory), unless the
+    benchmark is ``--quick`` (a smoke test: the rows share this process's peak); on CUDA here
+    (the peak is CUDA's allocator's, per row)."""
+    if device.type == "cuda" or not options.fresh_processes:
+        return lambda function, *args: function(*args)
+    return in_fresh_process
+
+
 def _train_row(root, options, width_mult, mode):
     """SGAN's training step in one configuration."""
     device = resolve_device(options.device)
@@ -166,11 +175,10 @@ def _train_row(root, options, width_mult, mode):
 
 
 def bench_train(root, options, device):
-    """One row per (width_mult, mode). On CPU each runs in a fresh process."""
+    """One row per (width_mult, mode), each run by :func:`row_runner`."""
     configs = [(w, mode) for w in options.widths for mode in options.modes]
-    if device.type == "cuda":
-        return [_train_row(root, options, w, mode) for w, mode in configs]
-    return [in_fresh_process(_train_row, root, options, w, mode) for w, mode in configs]
+    run = row_runner(options, device)
+    return [run(_train_row, root, options, w, mode) for w, mode in configs]
 
 
 def peak_memory_cell(row):
