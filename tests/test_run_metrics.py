@@ -116,9 +116,9 @@ def test_tensorboard_events_hold_the_csv_values(tmp_path):
 
 def _seg_cfg(root, out, **extra):
     overrides = {"dataset_root": root, "seed_dir": os.path.join(root, "ini_seed", "base_30_bg"),
-                 "seg_pretrain": None, "init": "kaiming", "width_mult": 0.125, "seg_resize": 73,
-                 "crop_size": 65, "batch_size": 2, "num_worker": 0, "display_step": 2,
-                 "test_scales": [41, 57, 73], "max_iter": 4, "step_size": 4, "crf_workers": 0,
+                 "seg_pretrain": None, "init": "kaiming", "width_mult": 0.125, "seg_resize": 41,
+                 "crop_size": 33, "batch_size": 2, "num_worker": 0, "display_step": 2,
+                 "test_scales": [25, 33, 41], "max_iter": 4, "step_size": 4, "crf_workers": 0,
                  "save_model_path": str(out), "cfg_name": "seg", **extra}
     return load_config(SEG, overrides)
 
@@ -140,7 +140,7 @@ def test_validation_scores_while_training_without_changing_the_weights(synth_voc
     assert "val_mIoU" not in rows[0] and "loss" not in rows[1]
     assert all(0 <= r["val_mIoU"] <= 1 for r in rows[1:]) and "loss" in rows[2]
     log = (run_dir / "train.log").read_text()
-    assert log.count("val mIoU") == 2 and "on 3 images (side 57, no CRF)" in log
+    assert log.count("val mIoU") == 2 and "on 3 images (side 33, no CRF)" in log
     assert f"val mIoU {100 * rows[2]['val_mIoU']:.2f}" in log
     assert "val_mIoU" not in _header(tmp_path / "plain" / "seg" / METRICS_NAME)
 
@@ -156,7 +156,7 @@ def test_validation_score_is_the_evaluators_on_the_single_scale_labels(synth_voc
     train_seg.run(cfg)
     logged = read_metrics(tmp_path / "seg" / METRICS_NAME)[-1]["val_mIoU"]
     labels = infer_seg.run(load_config(None, {**{k: cfg[k] for k in cfg if k in _keys()},
-                                              "test_scales": [57], "seg_crf": False,
+                                              "test_scales": [33], "seg_crf": False,
                                               "res_path": str(tmp_path / "res")}))
     names = validation_names(cfg)
     scores = evaluate_folder(labels, os.path.join(synth_voc, "SegmentationClass"), 21,
