@@ -1,4 +1,4 @@
-# One-command set-up: `make test` runs the suite, `make demo` the end-to-end demo,
+# One-command set-up: `make test` runs the suite (one process per core), `make demo` the demo,
 # `make bench` the benchmark of every stage, `make gpu-check` (on a CUDA GPU) the CUDA tests and
 # the GPU benchmark of stages 2 and 3 within GPU_BUDGET_S seconds, reports in gpu_check/.
 # Each creates .venv on first use (the torch/torchvision pair first, then requirements) and
@@ -23,7 +23,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n auto --dist loadfile tests
 
 demo: $(STAMP)
 	$(BIN)/python tools/demo.py --cfg_file config/demo.yml --seg_cfg_file config/demo_seg.yml

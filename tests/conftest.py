@@ -4,8 +4,15 @@ import os
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 DATA = os.path.join(REPO, "tests", "data")
 GOLDEN_VOC = os.path.join(DATA, "golden_voc")
+
+# Under pytest-xdist (make test: one test process per core) each process, and every script it
+# starts, computes on its share of the cores instead of all of them.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_threads))
 
 
 @pytest.fixture(scope="session")
