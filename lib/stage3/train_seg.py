@@ -40,8 +40,11 @@ class SegTraining(TrainingTask):
     def network(self, cfg):
         return deeplab_from_config(cfg)
 
-    def load_pretrained(self, model, path):
-        load_initial_weights(model, path)
+    def load_pretrained(self, model, path, logger):
+        kept = load_initial_weights(model, path)
+        if kept and logger is not None:
+            logger.info("%s holds a backbone alone (as stage 1's vgg_init.pth): %s start from "
+                        "their initialisation", path, ", ".join(kept))
 
     def build_dataset(self, cfg):
         check_input_scale(cfg)  # before anything is written

@@ -50,15 +50,16 @@ class TrainingTask:
         """The network the configuration describes, initialised (not yet loaded)."""
         raise NotImplementedError
 
-    def load_pretrained(self, model, path):
+    def load_pretrained(self, model, path, logger):
         """Load the weights a fresh run starts from: a backbone (``vgg_init.pth``)."""
         load_backbone(model, path)
 
-    def build_model(self, cfg, pretrain):
-        """The network, loaded from ``pretrain`` (a path, or None: its own initialisation)."""
+    def build_model(self, cfg, pretrain, logger=None):
+        """The network, loaded from ``pretrain`` (a path, or None: its own initialisation);
+        what loading has to say goes to ``logger``."""
         model = self.network(cfg)
         if pretrain:
-            self.load_pretrained(model, pretrain)
+            self.load_pretrained(model, pretrain, logger)
         return model
 
     def build_dataset(self, cfg):
@@ -267,7 +268,7 @@ class _Start:
 def _run(ctx, cfg, task, dataset, logger, begin):
     out_dir, device = model_dir(cfg), ctx.device
     torch.manual_seed(cfg.random_seed)  # the same initial weights on every process
-    model = task.build_model(cfg, begin.pretrain)
+    model = task.build_model(cfg, begin.pretrain, logger)
     memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
     model.to(device, memory_format=memory_format).train()
     optimizer = task.build_optimizer(model, cfg)
