@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import cv2
+import pytest
 
 from conftest import REPO
 from lib.training.metrics import read_metrics
@@ -65,3 +66,22 @@ def test_demo_runs_from_the_tags_and_reuses_its_training(tmp_path):
     assert retrain.stderr.count("trained with this config") == 2
     assert "cls_demo/model_iter_2.pth trained with this config" in retrain.stderr
     assert "seg_demo_initial/model_iter_2.pth trained with this config" in retrain.stderr
+
+
+def test_a_tree_whose_tags_list_held_out_images_is_refused(tmp_path):
+    from lib.config import load_config
+    from lib.dataset.tags import load_tags, save_tags
+    from lib.errors import UserError
+    from lib.tooling.demo import prepare_data
+    from lib.tooling.synthetic import generate_dataset
+    from lib.training.runtime import setup_logger
+
+    root = tmp_path / "voc"
+    generate_dataset(str(root), num_images=5, min_size=33, max_size=41)
+    cfg = load_config(os.path.join(REPO, "config", "demo.yml"), [f"dataset_root={root}"])
+    logger = setup_logger("test.demo")
+    assert prepare_data(cfg, 5, 33, 41, 0, logger) == sorted(load_tags(root / "im_tags.pkl"))
+    tags = load_tags(root / "im_tags.pkl")  # an older generator's: the held-out image too
+    save_tags({**tags, "2099_000004": tags["2099_000000"]}, str(root / "im_tags.pkl"))
+    with pytest.raises(UserError, match=r"lists held-out images of val.txt \(1, e.g. 2099_000004\)"):
+        prepare_data(cfg, 5, 33, 41, 0, logger)

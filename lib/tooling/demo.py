@@ -94,8 +94,8 @@ def prepare_data(cfg, num_images, min_size, max_size, data_seed, logger):
     train = sorted(load_tags(tags_file))
     held_out = set(read_names(split_list_path(derived_config(cfg, split="val")))) & set(train)
     if held_out:
-        raise UserError(f"{tags_file} lists {len(held_out)} held-out images of val.txt, e.g. "
-                        f"{min(held_out)} (an older generator's tree): delete "
+        raise UserError(f"{tags_file} lists held-out images of val.txt ({len(held_out)}, e.g. "
+                        f"{min(held_out)}): an older generator's tree; delete "
                         f"{cfg.dataset_root} to generate it again")
     return train
 
