@@ -26,7 +26,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --dist loadfile tests
 
 demo: $(STAMP)
-	$(BIN)/python tools/demo.py --cfg_file config/demo.yml --seg_cfg_file config/demo_seg.yml
+	$(BIN)/python tools/demo.py --cls_cfg_file config/demo_cls.yml --cfg_file config/demo.yml \
+		--seg_cfg_file config/demo_seg.yml
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench.py

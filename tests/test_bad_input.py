@@ -12,6 +12,7 @@ from PIL import Image
 
 from conftest import REPO, listed_run_files
 from lib.dataset.check import check_files
+from lib.dataset.tags import load_tags
 from lib.errors import UserError
 from lib.network.checkpoint import save_state_dict
 from lib.network.sgan import SGAN
@@ -23,14 +24,15 @@ PAPER = os.path.join(REPO, "config", "sgan_vgg16_321x321.yml")
 
 @pytest.fixture
 def voc(tmp_path):
-    """A fresh 6-image synthetic tree each test may damage."""
+    """A fresh synthetic tree of 6 training images (and one held out) each test may damage."""
     root = tmp_path / "voc"
-    generate_dataset(str(root), num_images=6, min_size=33, max_size=65, seed=5)
+    generate_dataset(str(root), num_images=7, min_size=33, max_size=65, seed=5)
     return root
 
 
 def _paths(root):
-    names = sorted(p[:-4] for p in os.listdir(root / "JPEGImages"))
+    """The training images' names (the tags file's) and their files."""
+    names = sorted(load_tags(root / "im_tags.pkl"))
     image = lambda n: str(root / "JPEGImages" / (n + ".jpg"))  # noqa: E731
     maps = {"saliency map": lambda n: str(root / "sal" / "sal_snet" / (n + ".png")),
             "seed map": lambda n: str(root / "ini_seed" / "base_30_bg" / (n + ".png"))}

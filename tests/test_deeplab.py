@@ -7,9 +7,10 @@ import torch
 import torchvision
 
 from lib.errors import UserError
-from lib.network.checkpoint import CheckpointError, save_state_dict
+from lib.network.checkpoint import CheckpointError, read_state_dict, save_state_dict
+from lib.network.classifier import VGG16Classifier
 from lib.network.convert_vgg import torchvision_to_caffe
-from lib.network.deeplab import DeepLabV2
+from lib.network.deeplab import VGG_FC_LAYERS, DeepLabV2
 from lib.network.deeplab_init import (
     load_initial_weights,
     make_initial_weights,
@@ -18,6 +19,7 @@ from lib.network.deeplab_init import (
     vgg16_init_from_imagenet,
 )
 from lib.optim import CaffeSGD, build_caffe_sgd, parameter_groups, step_lr
+from lib.stage1.train_cls import export_vgg_init
 
 VGG_CONVS = [f"conv{block}_{i}" for block, count in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))
              for i in range(1, count + 1)]
@@ -153,10 +155,32 @@ def test_make_vgg16_init_and_load_it(torchvision_vgg16, tmp_path):
         loaded = model.state_dict()
         assert all(torch.equal(loaded[k], v) for k, v in expected.items())
         assert all(torch.equal(loaded[k], v) for k, v in fc8.items())  # fc8 keeps its N(0, 0.01)
-    conv_only = str(tmp_path / "vgg_init.pth")
-    save_state_dict({k: v for k, v in expected.items() if k.startswith("conv")}, conv_only)
-    with pytest.raises(CheckpointError, match=r"vgg_init.pth does not fit.*missing keys: fc6_1"):
-        load_initial_weights(DeepLabV2("vgg16"), conv_only)
+
+
+def test_a_backbone_alone_loads_its_convs_and_fc6_fc7_keep_their_initialisation(tmp_path):
+    stage1 = VGG16Classifier(width_mult=0.125, init="kaiming")
+    vgg_init = str(tmp_path / "vgg_init.pth")
+    export_vgg_init(stage1, vgg_init)  # conv1_1 .. conv5_3, as stage 1 writes it
+    torch.manual_seed(0)
+    model = DeepLabV2("vgg16", width_mult=0.125, init="kaiming")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert load_initial_weights(model, vgg_init) == VGG_FC_LAYERS
+    loaded, backbone = model.state_dict(), stage1.backbone.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in backbone.items())
+    assert not any(torch.equal(loaded[k], before[k]) for k in backbone if k.endswith("weight"))
+    rest = [k for k in loaded if k not in backbone]
+    assert rest and all(k.startswith(("fc6_", "fc7_", "fc8_")) for k in rest)
+    assert all(torch.equal(loaded[k], before[k]) for k in rest)  # their He / N(0, 0.01) start
+
+    state = read_state_dict(vgg_init)
+    fc6_1 = {k: v for k, v in model.state_dict().items() if k.startswith("fc6_1.")}
+    for partial, missing in (({**state, **fc6_1}, "fc6_2"),  # some fc layers: no backbone alone
+                             ({k: v for k, v in state.items() if "conv5_3" not in k}, "conv5_3")):
+        path = str(tmp_path / "partial.pth")
+        save_state_dict(partial, path)
+        with pytest.raises(CheckpointError, match=rf"partial.pth does not fit.*missing keys: "
+                                                  rf"{missing}"):
+            load_initial_weights(DeepLabV2("vgg16", width_mult=0.125), path)
 
 
 def test_imagenet_weight_sources_fail_in_one_line(tmp_path):

@@ -40,7 +40,8 @@ def make_tags_cli(*args):
 def test_tags_from_synthetic_masks_equal_the_generators(synth_voc, tmp_path):
     out = tmp_path / "im_tags.pkl"
     result = make_tags_cli("--masks", os.path.join(synth_voc, "SegmentationClassAug"),
-                           "--out", str(out))
+                           "--list", os.path.join(synth_voc, "ImageSets", "Segmentation",
+                                                  "train_aug.txt"), "--out", str(out))
     assert result.returncode == 0, result.stderr
     expected = load_tags(os.path.join(synth_voc, "im_tags.pkl"))
     for path in (out, tmp_path / "im_tags.json"):
@@ -59,7 +60,7 @@ def test_list_file_selects_names_and_background_only_masks_are_skipped(synth_voc
     empty[5, :] = 255
     Image.fromarray(empty).save(masks / "2099_999999.png")
     listing = tmp_path / "train_aug.txt"
-    listing.write_text("/JPEGImages/2099_000004.jpg /SegmentationClassAug/2099_000004.png\n"
+    listing.write_text("/JPEGImages/2099_000005.jpg /SegmentationClassAug/2099_000005.png\n"
                        "2099_999999\n\n2099_000001\n")
     out = tmp_path / "tags.pkl"
     result = make_tags_cli("--masks", str(masks), "--list", str(listing), "--out", str(out))
@@ -67,8 +68,8 @@ def test_list_file_selects_names_and_background_only_masks_are_skipped(synth_voc
     assert "skipped 1 images with no foreground class (2099_999999)" in result.stderr
     expected = load_tags(os.path.join(synth_voc, "im_tags.pkl"))
     got = load_tags(str(out))
-    assert sorted(got) == ["2099_000001", "2099_000004"]
-    assert got["2099_000004"].tolist() == expected["2099_000004"].tolist()
+    assert sorted(got) == ["2099_000001", "2099_000005"]
+    assert got["2099_000005"].tolist() == expected["2099_000005"].tolist()
 
 
 def test_mask_labels_minus_background_and_ignore(tmp_path):

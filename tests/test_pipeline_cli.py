@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from conftest import REPO
+from lib.dataset.tags import load_tags
 from lib.network.checkpoint import save_state_dict
 from lib.network.sgan import SGAN
 from lib.tooling.synthetic import generate_dataset
@@ -37,7 +38,7 @@ def test_train_infer_evaluate_with_the_paper_config(tmp_path):
     inferred = run_tool("tools/stage2/infer_cam.py", "--cfg_file", PAPER, *common)
     assert "done in" in inferred.stderr and "\r" not in inferred.stderr  # no bar off a terminal
     seeds = tmp_path / "result" / "sgan_vgg16_321x321_snet_seedcam_0.25"
-    names = sorted(f[:-4] for f in os.listdir(os.path.join(synth_voc, "JPEGImages")))
+    names = sorted(load_tags(os.path.join(synth_voc, "im_tags.pkl")))  # the training images
     assert sorted(f[:-4] for f in os.listdir(seeds) if f.endswith(".png")) == names
     for name in names:
         seed = Image.open(seeds / (name + ".png"))

@@ -12,10 +12,11 @@ import torch
 
 from conftest import REPO
 from lib.config import SCHEMA, ConfigError, load_config
+from lib.dataset.tags import load_tags
 from lib.dataset.voc12_seg import VOC12SegDataset
 from lib.dataset.voc12_sgan import VOC12ClsSalDataset
 from lib.errors import UserError
-from lib.files import read_names
+from lib.files import read_names, write_names
 from lib.image import read_label_png, write_png
 from lib.stage2.train_sgan import SGANTraining
 from lib.stage3.train_seg import SegTraining
@@ -25,7 +26,7 @@ from lib.voc import IGNORE, SEED_IGNORE, UNLABELED
 
 SGAN = os.path.join(REPO, "config", "sgan_vgg16_321x321.yml")
 SEG = os.path.join(REPO, "config", "seg_deeplabv2_vgg16.yml")
-STRONG_LIST = "ImageSets/Segmentation/train.txt"  # the synthetic tree's train split
+STRONG_LIST = "ImageSets/Segmentation/strong.txt"  # 8 of the tree's 10 training images
 SGAN_SMALL = {"resize": 65, "batch_size": 3, "num_worker": 0, "pretrain": None,
               "width_mult": 0.125, "max_iter": 2, "display_step": 1}
 SEG_SMALL = {"seg_resize": 73, "crop_size": 65, "batch_size": 2, "num_worker": 0,
@@ -34,17 +35,18 @@ SEG_SMALL = {"seg_resize": 73, "crop_size": 65, "batch_size": 2, "num_worker": 0
 
 @pytest.fixture(scope="module")
 def voc(tmp_path_factory):
-    """A synthetic VOC tree: 8 train names (the strong list), 2 val names (weak)."""
+    """A synthetic VOC tree of 10 training images: 8 in the strong list, 2 weak."""
     root = tmp_path_factory.mktemp("semi") / "voc"
-    generate_dataset(str(root), num_images=10, min_size=48, max_size=96, seed=2)
+    generate_dataset(str(root), num_images=12, min_size=48, max_size=96, seed=2)
+    write_names(str(root / STRONG_LIST), sorted(load_tags(str(root / "im_tags.pkl")))[:8])
     return root
 
 
 @pytest.fixture(scope="module")
 def split(voc):
     strong = read_names(str(voc / STRONG_LIST))
-    weak = read_names(str(voc / "ImageSets" / "Segmentation" / "val.txt"))
-    assert len(strong) == 8 and len(weak) == 2 and not set(strong) & set(weak)
+    weak = sorted(set(load_tags(str(voc / "im_tags.pkl"))) - set(strong))
+    assert len(strong) == 8 and len(weak) == 2
     return strong, weak
 
 

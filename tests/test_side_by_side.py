@@ -17,7 +17,7 @@ from lib.tooling.side_by_side import console_path, train_side_by_side
 def test_each_process_trains_its_config_and_a_failure_names_its_run(synth_voc, tmp_path):
     small = [f"dataset_root={synth_voc}", "cue_file=im_tags.pkl", "resize=33", "max_iter=2",
              "step_size=2", "batch_size=2", "num_worker=0", "width_mult=0.125",
-             f"save_model_path={tmp_path}"]
+             f"save_model_path={tmp_path}", "seed_subdir=base_30_bg"]  # the generator's seeds
     demo = os.path.join(REPO, "config", "demo.yml")
     twins = [load_config(demo, small + [f"cfg_name={name}"]) for name in ("a", "b")]
     broken = load_config(demo, small + ["cfg_name=broken", "cue_file=no_such_tags.pkl"])

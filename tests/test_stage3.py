@@ -177,13 +177,14 @@ def test_bad_and_missing_seeds_are_one_line_errors_before_training(work, tmp_pat
 def test_restrict_to_tags_needs_tags_for_every_name_of_the_split(work, tmp_path):
     voc = tmp_path / "voc"
     shutil.copytree(work / "voc", voc)
-    val = (voc / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
-    tags = json.loads((voc / "im_tags.json").read_text())
-    del tags[val[0]]
+    train = (voc / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
+    tags = json.loads((voc / "im_tags.json").read_text())  # the training images'
+    del tags[train[1]]
     (voc / "tags.json").write_text(json.dumps(tags))
-    result = run_tool("stage3/infer_seg.py", *infer_args(f"dataset_root={voc}", "cue_file=tags.json",
-                      "restrict_to_tags=true", "checkpoint=nowhere.pth"), cwd=work)
-    assert one_line(result) and val[0] in result.stderr and "restrict_to_tags" in result.stderr
+    result = run_tool("stage3/infer_seg.py", *infer_args(
+        f"dataset_root={voc}", "cue_file=tags.json", "split=train", "restrict_to_tags=true",
+        "checkpoint=nowhere.pth"), cwd=work)
+    assert one_line(result) and train[1] in result.stderr and "restrict_to_tags" in result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ def _files(root):
 
 
 def _read_sample(root, name):
+    """Image, saliency, initial seed (None for a held-out image) and ground truth."""
     image = cv2.imread(str(root / "JPEGImages" / f"{name}.jpg"), cv2.IMREAD_UNCHANGED)
     sal = cv2.imread(str(root / "sal" / "sal_snet" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
     seed = cv2.imread(str(root / "ini_seed" / "base_30_bg" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
@@ -44,10 +45,10 @@ def test_names_and_lists(dataset):
     assert names == [f"2099_{i:06d}" for i in range(NUM_IMAGES)]
     lists = root / "ImageSets" / "Segmentation"
     read = lambda f: (lists / f).read_text().split()
-    assert read("train_aug.txt") == names
     train, val = read("train.txt"), read("val.txt")
     assert val == [names[4], names[9]]
     assert sorted(train + val) == names and not set(train) & set(val)
+    assert read("train_aug.txt") == train  # the held-out images are in no training file
     assert not [p for p in root.rglob(".tmp-*")], "temporary files left behind"
 
 
@@ -69,30 +70,34 @@ def test_same_seed_is_byte_identical_and_other_seed_differs(dataset, tmp_path):
 
 def test_image_does_not_depend_on_dataset_size(dataset, tmp_path):
     root, _ = dataset
-    generate_dataset(tmp_path, num_images=3, min_size=MIN_SIZE, max_size=MAX_SIZE, seed=3)
+    generate_dataset(tmp_path, num_images=6, min_size=MIN_SIZE, max_size=MAX_SIZE, seed=3)
     for name in ("2099_000000", "2099_000002"):
         for rel in (f"JPEGImages/{name}.jpg", f"SegmentationClassAug/{name}.png",
                     f"ini_seed/base_30_bg/{name}.png", f"sal/sal_snet/{name}.png"):
             assert (tmp_path / rel).read_bytes() == (root / rel).read_bytes(), rel
 
 
+def _classes(gt):
+    return np.setdiff1d(np.unique(gt), [0, 255])
+
+
 def test_file_formats_and_sizes(dataset):
     root, names = dataset
-    tags = load_tags(root / "im_tags.pkl")
+    val = (root / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
     for name in names:
         image, sal, seed, gt = _read_sample(root, name)
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
         height, width = image.shape[:2]
         assert MIN_SIZE <= height <= MAX_SIZE and MIN_SIZE <= width <= MAX_SIZE
         assert height != width, "images must never be square"
-        for grey in (sal, seed):
+        assert (seed is None) == (name in val), "initial seeds of the training images only"
+        for grey in [sal] if seed is None else [sal, seed]:
             assert grey.dtype == np.uint8 and grey.shape == (height, width)
         pil_gt = Image.open(root / "SegmentationClassAug" / f"{name}.png")
         assert pil_gt.mode == "P"
         assert pil_gt.getpalette()[:3 * 21] == VOC_PALETTE[:21].ravel().tolist()
         assert gt.shape == (height, width)
-        assert set(np.unique(gt)) <= {0, 255} | set(tags[name].tolist())
-        assert 255 in gt and 0 in gt
+        assert 255 in gt and 0 in gt and len(_classes(gt))
         same = np.array(Image.open(root / "SegmentationClass" / f"{name}.png"))
         assert np.array_equal(same, gt)
     sizes = {_read_sample(root, n)[0].shape[:2] for n in names}
@@ -117,15 +122,16 @@ def test_ignore_band_separates_labels(dataset):
         assert 0 < band.sum() < 0.6 * np.count_nonzero(gt), name
 
 
-def test_tags_match_ground_truth(dataset):
+def test_tags_match_ground_truth_of_the_training_images(dataset):
     root, names = dataset
     tags = load_tags(root / "im_tags.pkl")
-    assert sorted(tags) == names
+    train = (root / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
+    assert sorted(tags) == train and len(train) == NUM_IMAGES - 2  # no held-out image
     json_tags = load_tags(root / "im_tags.json")
+    assert sorted(json_tags) == train
     seen = set()
-    for name in names:
-        gt = _read_sample(root, name)[3]
-        expected = np.setdiff1d(np.unique(gt), [0, 255])
+    for name in train:
+        expected = _classes(_read_sample(root, name)[3])
         assert tags[name].dtype == np.int64
         assert np.array_equal(tags[name], expected)
         assert np.array_equal(json_tags[name], expected)
@@ -136,12 +142,11 @@ def test_tags_match_ground_truth(dataset):
 
 
 def test_seeds_are_small_precise_parts_of_objects(dataset):
-    root, names = dataset
-    tags = load_tags(root / "im_tags.pkl")
-    for name in names:
+    root, _ = dataset
+    for name in sorted(load_tags(root / "im_tags.pkl")):
         _, _, seed, gt = _read_sample(root, name)
-        assert set(np.unique(seed)) - {0} == set(tags[name].tolist()), name
-        for cls in tags[name]:
+        assert set(np.unique(seed)) - {0} == set(_classes(gt).tolist()), name
+        for cls in _classes(gt):
             at_seed = gt[seed == cls]
             assert np.isin(at_seed, [cls, 255]).all(), f"{name}: seed {cls} leaves its object"
             coverage = at_seed.size / np.count_nonzero(gt == cls)
@@ -187,7 +192,7 @@ def test_cli_end_to_end(tmp_path):
     assert len(result.stdout.strip().splitlines()) == 1 and "4" in result.stdout
     assert len(list((root / "JPEGImages").glob("*.jpg"))) == 4
     assert len(list((root / "sal" / "sal_x").glob("*.png"))) == 4
-    assert len(list((root / "ini_seed" / "seed_y").glob("*.png"))) == 4
+    assert len(list((root / "ini_seed" / "seed_y").glob("*.png"))) == 3  # the training images
     tags = load_tags(root / "im_tags.pkl")
     assert set(np.concatenate(list(tags.values())).tolist()) <= {2, 5, 9}
     in_process = tmp_path / "in_process"

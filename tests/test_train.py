@@ -165,10 +165,10 @@ def test_a_loader_that_ends_early_is_an_error(synth_voc, tmp_path, monkeypatch):
     from lib.training.loop import TrainingTask
     options = TrainingTask.sample_options
     monkeypatch.setattr(TrainingTask, "sample_options", staticmethod(
-        lambda cfg: {**options(cfg), "max_iters": 12}))  # the 12 names once: 4 batches of 3
+        lambda cfg: {**options(cfg), "max_iters": 10}))  # the 10 names once: 3 batches of 3
     with pytest.raises(UserError) as err:
         train_sgan.run(_train_cfg(synth_voc, tmp_path, max_iter=5, step_size=10))
-    assert "ran out after iteration 4 of 5" in str(err.value)
+    assert "ran out after iteration 3 of 5" in str(err.value)
     assert not (tmp_path / "run" / "model_iter_5.pth").exists()
 
 

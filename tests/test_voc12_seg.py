@@ -14,9 +14,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from lib.dataset.distort import random_distort
+from lib.dataset.tags import load_tags
 from lib.dataset.voc12_seg import VOC12SegDataset, check_seg_files
 from lib.errors import UserError
-from lib.files import file_names
 from lib.image import read_label_png, write_png
 from lib.normalisation import normalise_on_device
 from lib.voc import BGR_MEAN
@@ -27,7 +27,8 @@ SEED = 7
 
 @pytest.fixture(scope="module")
 def names(synth_voc):
-    return file_names(os.path.join(synth_voc, "JPEGImages"), ".jpg")
+    """The tree's 10 training images: those with tags and initial seeds."""
+    return sorted(load_tags(os.path.join(synth_voc, "im_tags.pkl")))
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +67,9 @@ def assert_item_is(item, image, label, mean=BGR_MEAN):
 
 def test_item_contract(synth_voc, names, seed_dir):
     dataset = make(synth_voc, names, seed_dir, max_iters=30)
-    assert len(dataset) == 36  # 12 names repeated to cover 30 samples
+    assert len(dataset) == 30  # 10 names repeated to cover 30 samples
     item = dataset[13]
-    assert item["name"] == names[1]
+    assert item["name"] == names[3]
     assert item["image"].dtype == torch.float32 and item["image"].shape == (3, CROP, CROP)
     assert item["label"].dtype == torch.int64 and item["label"].shape == (9, 9)
     assert item["image41"].dtype == torch.uint8 and item["image41"].shape == (9, 9, 3)
@@ -150,8 +151,8 @@ def test_samples_depend_on_index_only(synth_voc, names, seed_dir):
     batches = [batch for batch, _ in zip(loader, range(2))]
     stacked = torch.cat([batch["image"] for batch in batches])
     assert torch.equal(stacked, torch.stack([item["image"] for item in forward]))
-    # index 12 is name 0 again, with draws of its own
-    assert not torch.equal(dataset[12]["image"], forward[0]["image"])
+    # index 10 is name 0 again, with draws of its own
+    assert not torch.equal(dataset[10]["image"], forward[0]["image"])
 
 
 def test_strong_names_take_the_ground_truth(synth_voc, names, seed_dir):
@@ -194,7 +195,7 @@ def test_bad_seed_value_is_a_one_line_error(synth_voc, names, seed_copy):
     dataset = make(synth_voc, names, seed_copy)
     one_line_error(lambda: dataset[2], path, "22")
     check_seg_files(make(synth_voc, names[:2], seed_copy))
-    one_line_error(lambda: check_seg_files(dataset), "1 of 12", path, "22")
+    one_line_error(lambda: check_seg_files(dataset), "1 of 10", path, "22")
 
 
 def test_missing_seed_is_a_one_line_error(synth_voc, names, seed_copy):

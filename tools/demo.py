@@ -1,10 +1,13 @@
-"""The end-to-end demo on synthetic VOC-format data (``make demo``): SGAN's seeds, then the
-segmentation network trained on the initial seeds and on SGAN's seeds, scored on held-out images.
+"""The end-to-end demo on synthetic VOC-format data (``make demo``): stage 1's classifier on the
+tags, its initial seeds and backbone; SGAN's seeds; the segmentation network trained on the
+initial seeds and on SGAN's seeds, scored on held-out images.
 
     python tools/demo.py --cfg_file config/demo.yml [key=value ...]
+        [--cls_cfg_file config/demo_cls.yml] [--cls_set key=value ...]
         [--seg_cfg_file config/demo_seg.yml] [--seg_set key=value ...] [--num_images N]
 
-key=value overrides apply to the SGAN config; --seg_set (repeatable) to the stage-3 config.
+key=value overrides apply to the SGAN config; --cls_set (repeatable) to the stage-1 config,
+--seg_set to the stage-3 config.
 """
 import argparse
 import pathlib
@@ -20,6 +23,10 @@ def main(argv=None):
 
     parser = config_parser(__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--cls_cfg_file", default="config/demo_cls.yml",
+                        help="the stage-1 config (default config/demo_cls.yml)")
+    parser.add_argument("--cls_set", action="append", default=[], metavar="key=value",
+                        help="an override of the stage-1 config (repeatable)")
     parser.add_argument("--seg_cfg_file", default="config/demo_seg.yml",
                         help="the stage-3 config (default config/demo_seg.yml)")
     parser.add_argument("--seg_set", action="append", default=[], metavar="key=value",
@@ -33,11 +40,16 @@ def main(argv=None):
                         help="where to draw the seed figure ('' for none)")
     parser.add_argument("--segmentation_figure", default="images/demo_segmentation.png",
                         help="where to draw the segmentation figure ('' for none)")
+    parser.add_argument("--curves_figure", default="images/demo_curves.png",
+                        help="where to draw the segmentation networks' training curves ('' for "
+                             "none)")
     args = parser.parse_intermixed_args(argv)  # key=value before or after --seg_set
-    demo.run(config_from_args(args), load_config(args.seg_cfg_file, args.seg_set),
-             num_images=args.num_images, min_size=args.min_size, max_size=args.max_size,
-             data_seed=args.data_seed, seed_figure=args.seed_figure or None,
-             segmentation_figure=args.segmentation_figure or None)
+    demo.run(load_config(args.cls_cfg_file, args.cls_set), config_from_args(args),
+             load_config(args.seg_cfg_file, args.seg_set), num_images=args.num_images,
+             min_size=args.min_size, max_size=args.max_size, data_seed=args.data_seed,
+             seed_figure=args.seed_figure or None,
+             segmentation_figure=args.segmentation_figure or None,
+             curves_figure=args.curves_figure or None)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """Write a small synthetic VOC2012-format dataset (images, saliency, seeds, ground truth, tags).
 
+Every 5th image is held out (ImageSets/Segmentation/val.txt): the tags (im_tags.pkl), the
+training lists (train.txt, train_aug.txt) and the initial seeds cover the other images only.
+
 Example: python tools/make_synthetic_voc.py --root data/synth --num_images 40
 """
 import argparse

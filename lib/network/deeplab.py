@@ -26,6 +26,7 @@ from lib.network.backbone.vgg16 import CONV_NAMES, VGG16
 BACKBONES = ("vgg16", "resnet101")
 ASPP_RATES = (6, 12, 18, 24)
 BRANCHES = tuple(range(1, len(ASPP_RATES) + 1))  # the _i of fc6_i, fc7_i, fc8_i
+VGG_FC_LAYERS = tuple(f"fc{n}_{i}" for n in (6, 7) for i in BRANCHES)  # not in a backbone
 NEW_LAYER_STD = 0.01
 DROPOUT = 0.5
 VGG_FC_CHANNELS = 1024  # DeepLab's decimated fc6 / fc7

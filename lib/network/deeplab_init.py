@@ -12,7 +12,7 @@ import torch
 from lib.errors import one_line
 from lib.network.checkpoint import CheckpointError, fit_state_dict, read_state_dict, save_state_dict
 from lib.network.convert_vgg import torchvision_to_caffe
-from lib.network.deeplab import BRANCHES, RESNET_TRUNK
+from lib.network.deeplab import BRANCHES, RESNET_TRUNK, VGG_FC_LAYERS
 from lib.optim import is_new_parameter
 
 # torchvision's VGG16 fully connected layers and their shapes; fc6 reads a 7 x 7 x 512 pool5.
@@ -88,13 +88,27 @@ IMAGENET_CONVERSIONS = {"vgg16": vgg16_init_from_imagenet,
 TORCHVISION_MARKERS = {"vgg16": "features.0.weight", "resnet101": "conv1.weight"}
 
 
+def backbone_alone_layers(model, state):
+    """The layers that keep the network's own initialisation because ``state`` is a VGG16
+    backbone alone (stage 1's ``vgg_init.pth``: no key of fc6_i / fc7_i): those eight; else
+    (). A file with some of them is no backbone alone: its missing keys stay an error."""
+    if model.backbone_name != "vgg16" or any(k.split(".", 1)[0] in VGG_FC_LAYERS for k in state):
+        return ()
+    return VGG_FC_LAYERS
+
+
 def load_initial_weights(model, path):
-    """Load ``seg_pretrain`` into a DeepLabV2; all but its new layers (fc8 / ASPP) must be there.
+    """Load ``seg_pretrain`` into a DeepLabV2; all but its new layers (fc8 / ASPP) must be
+    there, or, for vgg16, all but fc6 / fc7 as well (a backbone alone). Returns the layers
+    besides the new ones that kept their initialisation: VGG_FC_LAYERS for a backbone alone,
+    else ().
 
     The file holds our layout (written by make_initial_weights, or a Caffe
-    model converted to these keys) or torchvision's ImageNet state dict, converted here. New
-    layers the file has load too (as Caffe copies every layer it finds by name); the others
-    keep their N(0, 0.01^2) start. Other keys, and a ``module.`` prefix, are ignored.
+    model converted to these keys), torchvision's ImageNet state dict, converted here, or
+    stage 1's ``vgg_init.pth`` (conv1_1 .. conv5_3; fc6 / fc7 then keep the start ``init``
+    gave them, as the new layers keep theirs). New layers the file has load too (as Caffe
+    copies every layer it finds by name); the others keep their N(0, 0.01^2) start. Other keys,
+    and a ``module.`` prefix, are ignored.
     """
     state = read_state_dict(path)
     state = {k.removeprefix("module."): v for k, v in state.items()}
@@ -103,8 +117,11 @@ def load_initial_weights(model, path):
             state = IMAGENET_CONVERSIONS[model.backbone_name](state)
         except CheckpointError as exc:
             raise CheckpointError(f"{path}: {exc}") from None
-    own_new_layers = {k: v for k, v in model.state_dict().items() if is_new_parameter(model, k)}
-    fit_state_dict(model, {**own_new_layers, **state}, path, strict_unexpected=False)
+    kept = backbone_alone_layers(model, state)
+    own = {k: v for k, v in model.state_dict().items()
+           if is_new_parameter(model, k) or k.split(".", 1)[0] in kept}
+    fit_state_dict(model, {**own, **state}, path, strict_unexpected=False)
+    return kept
 
 
 def read_imagenet_weights(source):

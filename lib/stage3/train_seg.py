@@ -8,6 +8,7 @@ SGD with the step schedule. Before training, the log shows the seeds' class mix 
 initial seeds or seeds with almost no class (lib.dataset.seed_check). Checkpoints
 ``<save_model_path>/<cfg_name>/model_iter_<N>.pth``; resume as stage 2.
 """
+import logging
 import os
 
 import torch
@@ -57,13 +58,17 @@ class SegTraining(TrainingTask):
         self.crf = None
         self.validation = None
         self.crf_line = ""  # where the CRFs run, and why (start)
-        self.notes = []  # (logging level, line) of the seeds (build_dataset)
+        self.notes = []  # (logging level, line): the seeds (build_dataset), initial weights
 
     def network(self, cfg):
         return deeplab_from_config(cfg)
 
     def load_pretrained(self, model, path):
-        load_initial_weights(model, path)
+        kept = load_initial_weights(model, path)
+        if kept:  # logged with the seeds' notes when training starts (report)
+            self.notes.append((logging.INFO, f"{path} holds a backbone alone (as stage 1's "
+                                             f"vgg_init.pth): {', '.join(kept)} start from "
+                                             f"their initialisation"))
 
     def build_dataset(self, cfg):
         check_input_scale(cfg)  # before anything is written

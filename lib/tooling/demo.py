@@ -1,26 +1,35 @@
-"""The end-to-end demo on synthetic VOC-format data, sized for a CPU: the paper's whole claim.
+"""The end-to-end demo on synthetic VOC-format data, sized for a CPU: the method from its real
+inputs (images, image-level tags, saliency maps) to held-out segmentation.
 
-1. Data: the synthetic generator's images; ImageSets/Segmentation/train.txt are the training
-   images (their tags are the stage-2 cue file), val.txt is held out for the end.
-2. Stage 2: SGAN trained on the training images; its class maps swept over cam_thresh on the
-   training images' ground truth, the best seed mIoU kept; its seeds at that threshold.
-3. Stage 3: the segmentation network trained twice on the training images, once on the
-   initial seeds and once on SGAN's seeds (side by side, lib.tooling.side_by_side), each
-   scored on the held-out val images (21-class mIoU, as the paper reports).
-Every step is the code path used on VOC (train_sgan, infer_cam, the threshold sweep,
-train_seg, infer_seg, the evaluator); a step whose outputs exist for the same settings is not
-run again, so a rerun is fast.
+1. Data: the synthetic generator's images; the tags file (every stage's cue_file) and the
+   lists hold the training images (ImageSets/Segmentation/train.txt), val.txt is held out.
+2. Stage 1: the classifier trained on the training images' tags; its CAMs make the initial
+   seeds (make_seeds) and its backbone, vgg_init.pth, initialises every later network, as
+   ImageNet weights do on VOC.
+3. Stage 2: SGAN from that backbone on those seeds; its class maps swept over cam_thresh on
+   the training images' ground truth, the best seed mIoU kept; its seeds at that threshold.
+4. Stage 3: the segmentation network, from the same backbone, trained twice on the training
+   images, once on the initial seeds and once on SGAN's seeds (side by side,
+   lib.tooling.side_by_side), validated on the held-out images while it trains
+   (``val_every``; nothing is chosen from those scores) and scored on them at the end
+   (21-class mIoU, as the paper reports).
+Every step is the code path used on VOC (train_cls, make_seeds, train_sgan, infer_cam, the
+threshold sweep, train_seg, infer_seg, the evaluator); a step whose outputs exist for the same
+settings and inputs is not run again, so a rerun is fast.
 """
 import os
 
 from lib.config import derived_config, load_config
-from lib.dataset.tags import load_tags, save_tags
+from lib.dataset.tags import load_tags
+from lib.errors import UserError
 from lib.evaluation.folder import evaluate_folder
 from lib.evaluation.sweep import parse_thresholds, sweep_thresholds
 from lib.files import atomic_write_bytes, read_names
 from lib.paths import checkpoint_path, dataset_path, model_dir, result_dir, split_list_path
+from lib.pictures import run_curves
 from lib.records import record_path
 from lib.seeds.class_maps import class_maps_dir
+from lib.stage1 import make_seeds, train_cls
 from lib.stage2 import infer_cam, train_sgan
 from lib.stage3 import infer_seg, train_seg
 from lib.tooling.demo_report import (
@@ -74,23 +83,46 @@ def train_missing(step, jobs, logger):
 
 
 def prepare_data(cfg, num_images, min_size, max_size, data_seed, logger):
-    """Generate the synthetic tree if absent; write the training images' tags (cue_file)."""
-    tags_file = os.path.join(cfg.dataset_root, "im_tags.pkl")
+    """Generate the synthetic tree if absent; return the training images' names (the tags
+    file's). A UserError if the tags file lists a held-out image (a tree of an older
+    generator, whose tags covered every image)."""
+    tags_file = dataset_path(cfg, cfg.cue_file)
     if not os.path.exists(tags_file):
         logger.info("generating %d synthetic images in %s", num_images, cfg.dataset_root)
         generate_dataset(cfg.dataset_root, num_images=num_images, min_size=min_size,
-                         max_size=max_size, seed=data_seed, sal_subdir=cfg.sal_subdir,
-                         seed_subdir=cfg.seed_subdir)
-    train = read_names(split_list_path(derived_config(cfg, split="train")))
-    tags = load_tags(tags_file)
-    save_tags({name: tags[name] for name in train}, dataset_path(cfg, cfg.cue_file))
-    return sorted(train)
+                         max_size=max_size, seed=data_seed, sal_subdir=cfg.sal_subdir)
+    train = sorted(load_tags(tags_file))
+    held_out = set(read_names(split_list_path(derived_config(cfg, split="val")))) & set(train)
+    if held_out:
+        raise UserError(f"{tags_file} lists held-out images of val.txt ({len(held_out)}, e.g. "
+                        f"{min(held_out)}): an older generator's tree; delete "
+                        f"{cfg.dataset_root} to generate it again")
+    return train
 
 
-def sgan_seeds(cfg, train_names, logger):
-    """Stage 2: SGAN's seeds of the training images at the cam_thresh of the best seed mIoU
-    on them; returns (the config of those seeds, the sweep)."""
-    overwrite = bool(train_missing(train_sgan, [(cfg, ())], logger)) or cfg.overwrite
+def stage1_config(cfg, cls_cfg):
+    """Stage 1's config in the demo's data and folders: the keys SGAN shares with it follow
+    ``cfg``; the initial seeds go to ini_seed/<seed_subdir>_<fg_thresh>, so seeds of another
+    fg_thresh get a folder of their own (as the published base_30_bg names its 30%)."""
+    return derived_config(cls_cfg, dataset_root=cfg.dataset_root, cue_file=cfg.cue_file,
+                          save_model_path=cfg.save_model_path, device=cfg.device,
+                          sdnet_path=cfg.sdnet_path,
+                          seed_subdir=f"{cfg.seed_subdir}_{cls_cfg.fg_thresh:g}")
+
+
+def stage1(cls_cfg, logger):
+    """Stage 1: the classifier trained on the training images' tags, then the initial seeds
+    from its CAMs (anew if it was retrained); returns (its vgg_init.pth, the seed folder)."""
+    retrained = bool(train_missing(train_cls, [(cls_cfg, ())], logger))
+    seed_dir = make_seeds.run(derived_config(cls_cfg, overwrite=retrained or cls_cfg.overwrite))
+    return os.path.join(model_dir(cls_cfg), train_cls.VGG_INIT_NAME), seed_dir
+
+
+def sgan_seeds(cfg, train_names, inputs, logger):
+    """Stage 2: SGAN (trained again if one of ``inputs`` is newer than its weights), then its
+    seeds of the training images at the cam_thresh of the best seed mIoU on them; returns
+    (the config of those seeds, the sweep)."""
+    overwrite = bool(train_missing(train_sgan, [(cfg, inputs)], logger)) or cfg.overwrite
     swept = derived_config(cfg, test_cfg=f"{cfg.test_cfg}_{cfg.cam_thresh:g}",
                            save_class_maps=True, overwrite=overwrite)
     maps = class_maps_dir(infer_cam.run(swept))
@@ -106,12 +138,13 @@ def sgan_seeds(cfg, train_names, logger):
     return chosen, points
 
 
-def segmentation_config(cfg, seg_cfg, name, seed_dir):
-    """Stage 3's config for the run ``name`` on ``seed_dir``, in the demo's data and folders."""
+def segmentation_config(cfg, seg_cfg, name, seed_dir, backbone):
+    """Stage 3's config for the run ``name`` on ``seed_dir`` from the ``backbone`` file, in
+    the demo's data and folders."""
     return derived_config(seg_cfg, cfg_name=f"{seg_cfg.cfg_name}_{name}", seed_dir=seed_dir,
-                          dataset_root=cfg.dataset_root, cue_file=cfg.cue_file,
-                          save_model_path=cfg.save_model_path, res_path=cfg.res_path,
-                          device=cfg.device)
+                          seg_pretrain=backbone, dataset_root=cfg.dataset_root,
+                          cue_file=cfg.cue_file, save_model_path=cfg.save_model_path,
+                          res_path=cfg.res_path, device=cfg.device)
 
 
 def label_and_score(run_cfg, retrained):
@@ -123,27 +156,31 @@ def label_and_score(run_cfg, retrained):
     return evaluate_folder(labels, gt, NUM_CLASSES, names=names, progress=False)
 
 
-def run(cfg, seg_cfg, num_images=200, min_size=64, max_size=128, data_seed=0,
-        seed_figure=None, segmentation_figure=None, figure_rows=6):
-    """The whole demo; prints and writes the two tables, draws the figures. Returns
-    {"seeds": {"initial", "sgan"}, "segmentation": {"initial", "sgan"}, "cam_thresh"}."""
+def run(cls_cfg, cfg, seg_cfg, num_images=200, min_size=64, max_size=128, data_seed=0,
+        seed_figure=None, segmentation_figure=None, curves_figure=None, figure_rows=6):
+    """The whole demo (``cls_cfg``, ``cfg``, ``seg_cfg``: stages 1, 2 and 3); prints and
+    writes the two tables, draws the figures. Returns {"seeds": {"initial", "sgan"},
+    "segmentation": {"initial", "sgan"}, "cam_thresh"}."""
     logger = setup_logger("sgan.demo")
     train_names = prepare_data(cfg, num_images, min_size, max_size, data_seed, logger)
-    chosen, _ = sgan_seeds(cfg, train_names, logger)
+    cls_cfg = stage1_config(cfg, cls_cfg)
+    backbone, initial_dir = stage1(cls_cfg, logger)
+    chosen, _ = sgan_seeds(derived_config(cfg, pretrain=backbone, seed_subdir=cls_cfg.seed_subdir),
+                           train_names, (backbone, record_path(initial_dir)), logger)
 
     gt = dataset_path(cfg, cfg.gt_path)
-    seed_dirs = {"initial": os.path.join(cfg.dataset_root, "ini_seed", cfg.seed_subdir),
-                 "sgan": result_dir(chosen)}
+    seed_dirs = {"initial": initial_dir, "sgan": result_dir(chosen)}
     seeds = {key: evaluate_folder(folder, gt, SEED_CLASSES, names=train_names, progress=False)
              for key, folder in seed_dirs.items()}
-    runs = {key: segmentation_config(cfg, seg_cfg, key, folder)
+    runs = {key: segmentation_config(cfg, seg_cfg, key, folder, backbone)
             for key, folder in seed_dirs.items()}
-    trained = train_missing(train_seg, [(runs[key], [record_path(seed_dirs[key])])
-                                        for key in runs], logger)  # newer seeds: train again
+    trained = train_missing(train_seg, [(runs[key], [record_path(seed_dirs[key]), backbone])
+                                        for key in runs], logger)  # newer inputs: train again
     segmentation = {key: label_and_score(run_cfg, run_cfg.cfg_name in trained)
                     for key, run_cfg in runs.items()}
 
-    report = (f"Seeds of the {len(train_names)} training images (SGAN at cam_thresh "
+    report = (f"Seeds of the {len(train_names)} training images (initial seeds: stage 1's "
+              f"CAMs at fg_thresh {cls_cfg.fg_thresh:g}; SGAN at cam_thresh "
               f"{chosen.cam_thresh:g}, chosen on them)\n"
               f"{seed_table(seeds['initial'], seeds['sgan'])}\n\n"
               f"Segmentation of the {segmentation['initial']['num_images']} held-out val "
@@ -161,4 +198,7 @@ def run(cfg, seg_cfg, num_images=200, min_size=64, max_size=128, data_seed=0,
                                  os.path.join(cfg.dataset_root, SEGMENTATION_GT), val,
                                  segmentation_figure)
         logger.info("segmentation figure written to %s", segmentation_figure)
+    if curves_figure:
+        run_curves.run([model_dir(runs[key]) for key in ("initial", "sgan")], curves_figure)
+        logger.info("training curves written to %s", curves_figure)
     return {"seeds": seeds, "segmentation": segmentation, "cam_thresh": chosen.cam_thresh}

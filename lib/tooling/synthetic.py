@@ -3,6 +3,12 @@
 Scenes come from lib.tooling.synthetic_scene. Image ``i`` is drawn from
 ``numpy.random.default_rng([seed, i])``, so it depends only on the seed, its index and the
 class list, never on how many images are generated.
+
+Every 5th image is held out (``ImageSets/Segmentation/val.txt``): it has its image, saliency
+map and ground truth, but the training inputs, ``im_tags.pkl`` / ``im_tags.json`` (every
+stage's ``cue_file``), ``train_aug.txt`` and the initial seeds, cover the training images
+(``train.txt``) only, as VOC's do train_aug, so that a run on the tree as it is never trains
+on the held-out images.
 """
 import os
 
@@ -68,7 +74,9 @@ def image_name(index):
 
 def generate_dataset(root, num_images=40, min_size=64, max_size=128, seed=0, classes=None,
                      sal_subdir="sal_snet", seed_subdir="base_30_bg"):
-    """Write a synthetic VOC2012-format tree under ``root``; return the sorted image names.
+    """Write a synthetic VOC2012-format tree under ``root``; return the sorted names of all
+    its images (training and held-out; the tags, train_aug.txt and the initial seeds cover the
+    training ones).
 
     ``classes`` (default: all 20) limits which classes appear. Image sides are drawn
     independently in ``[min_size, max_size]`` and never equal. Raises ``ValueError`` for
@@ -84,25 +92,26 @@ def generate_dataset(root, num_images=40, min_size=64, max_size=128, seed=0, cla
         "gt": os.path.join(root, "SegmentationClassAug"),
         "gt_val": os.path.join(root, "SegmentationClass"),
     }
-    names, tags = [], {}
-    for index in range(num_images):
+    names = [image_name(index) for index in range(num_images)]
+    train, val = split_train_val(names)
+    training = set(train)
+    tags = {}
+    for index, name in enumerate(names):
         rng = np.random.default_rng([seed, index])
         height, width = draw_image_size(rng, min_size, max_size)
         sample = generate_sample(rng, height, width, classes)
-        name = image_name(index)
         write_jpg(os.path.join(folders["image"], name + ".jpg"), sample["image"], quality=95)
         write_png(os.path.join(folders["sal"], name + ".png"), sample["sal"])
-        write_png(os.path.join(folders["seed"], name + ".png"), sample["seed"])
         write_palette_png(os.path.join(folders["gt"], name + ".png"), sample["gt"])
         write_palette_png(os.path.join(folders["gt_val"], name + ".png"), sample["gt"])
-        present = np.unique(sample["gt"])
-        tags[name] = present[(present != 0) & (present != IGNORE)].astype(np.int64)
-        names.append(name)
+        if name in training:
+            write_png(os.path.join(folders["seed"], name + ".png"), sample["seed"])
+            present = np.unique(sample["gt"])
+            tags[name] = present[(present != 0) & (present != IGNORE)].astype(np.int64)
     save_tags(tags, os.path.join(root, "im_tags.pkl"))
     save_tags(tags, os.path.join(root, "im_tags.json"))
     lists = os.path.join(root, "ImageSets", "Segmentation")
-    train, val = split_train_val(names)
-    write_names(os.path.join(lists, "train_aug.txt"), names)
+    write_names(os.path.join(lists, "train_aug.txt"), train)
     write_names(os.path.join(lists, "train.txt"), train)
     write_names(os.path.join(lists, "val.txt"), val)
     return sorted(names)
