@@ -1,1 +1,5 @@
-"""SGAN: saliency-guided self-attention network for weakly supervised segmentation."""
+"""SGAN: saliency-guided self-attention network for weakly supervised segmentation.
+
+Docstrings cite the recipe every stage follows, docs/recipe.md, by its sections ("recipe
+11.5" is its section 11.5).
+"""

@@ -1,7 +1,7 @@
 """Configuration: one validated, attribute-style object from YAML plus ``key=value`` overrides.
 
 Every key this repository knows is declared once in ``SCHEMA`` with its type and default.
-The paper's keys default to the paper's values (SPEC section 10); keys this repository adds
+The paper's keys default to the paper's values (recipe 10); keys this repository adds
 default to values that keep the paper's behaviour. Unknown keys and wrong types are errors
 that name the key.
 """
@@ -38,7 +38,7 @@ def _choice(*options):
 # key: (type, default). Types: str, bool, int, float ("number"), "floats" (list of numbers),
 # "ints" (list of integers), _choice(...), and a tuple (T, None) for "T or null".
 SCHEMA = {
-    # ---- the paper's keys (SPEC section 10) ----
+    # ---- the paper's keys (recipe 10) ----
     "cfg_name": (str, "sgan_vgg16_321x321_snet"),
     "dataset_name": (str, "voc12_sgan"),
     "dataset_root": (str, "data/VOC2012"),
@@ -101,7 +101,7 @@ SCHEMA = {
     "crf_workers": ((_choice(AUTO), int), AUTO),
     "save_class_maps": (bool, False),
     "save_pictures": (bool, False),
-    # ---- stage 3: the segmentation network on the seeds (SPEC 11, 13) ----
+    # ---- stage 3: the segmentation network on the seeds (recipe 11, 13) ----
     "seed_dir": (str, "result/sgan_vgg16_321x321_snet_seedcam_0.25"),
     "seg_pretrain": ((str, None), "vgg16_deeplab_init.pth"),
     "seg_backbone": (_choice("vgg16", "resnet101"), "vgg16"),
@@ -136,7 +136,7 @@ AFTER_TRAINING_KEYS = frozenset({
 
 def after_training_keys(cfg):
     """AFTER_TRAINING_KEYS of a run with configuration ``cfg``: without ``gt_path`` when
-    ``strong_list`` is set, since training then reads the ground truth (SPEC 12)."""
+    ``strong_list`` is set, since training then reads the ground truth (recipe 12)."""
     return AFTER_TRAINING_KEYS - {"gt_path"} if cfg["strong_list"] else AFTER_TRAINING_KEYS
 
 

@@ -4,7 +4,7 @@ input: lib.normalisation).
 Everything here is per-image array work shared by the datasets, the seeds, the evaluation and
 the pictures. Colour images are BGR uint8 (OpenCV order); maps (saliency, seeds) are 8-bit grey;
 label PNGs may be grey or palette (read as indices). Resizing follows ``scipy.ndimage.zoom``
-(corner-aligned), bit for bit on uint8 (SPEC section 2 step 2).
+(corner-aligned), bit for bit on uint8 (recipe 2 step 2).
 """
 import io
 import math

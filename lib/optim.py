@@ -1,5 +1,5 @@
-"""The optimisers: stage 2's SGD with four parameter groups and a poly schedule (SPEC section 4),
-stage 3's Caffe SGD with a step schedule (SPEC 11.4)."""
+"""The optimisers: stage 2's SGD with four parameter groups and a poly schedule (recipe 4),
+stage 3's Caffe SGD with a step schedule (recipe 11.4)."""
 import torch
 
 # (lr multiplier, weight decay applies) for the four groups of parameter_groups().
@@ -20,7 +20,7 @@ def is_new_parameter(model, name):
 
 
 def parameter_groups(model):
-    """Backbone weights, backbone biases, new-layer weights, new-layer biases (SPEC 4, 11.1, 11.6).
+    """Backbone weights, backbone biases, new-layer weights, new-layer biases (recipe 4, 11.1, 11.6).
 
     New layers are those of is_new_parameter (for SGAN f_key, f_query, fc6_CAM, fc8, fc9 and
     gamma). Frozen parameters (``requires_grad`` False) are in no group.
@@ -47,13 +47,13 @@ def build_optimizer(model, lr, weight_decay, momentum=0.9):
 
 
 def build_caffe_sgd(model, lr, weight_decay, momentum=0.9):
-    """CaffeSGD over the same four groups as build_optimizer (SPEC 11.4)."""
+    """CaffeSGD over the same four groups as build_optimizer (recipe 11.4)."""
     return CaffeSGD(optimizer_groups(model, lr, weight_decay), lr=lr, momentum=momentum,
                     weight_decay=weight_decay)
 
 
 class CaffeSGD(torch.optim.Optimizer):
-    """Caffe's SGD: v <- momentum * v + lr * (g + weight_decay * w); w <- w - v (SPEC 11.4).
+    """Caffe's SGD: v <- momentum * v + lr * (g + weight_decay * w); w <- w - v (recipe 11.4).
 
     Each group's ``lr`` and ``weight_decay`` already hold its multipliers. The lr sits inside
     the velocity, so a lower lr leaves the velocity gathered so far at its old scale;

@@ -40,7 +40,7 @@ def result_dir(cfg):
 
 
 def segmentation_dir(cfg):
-    """``<res_path>/<cfg_name>_<split>``: stage 3's label PNGs of a split (SPEC 11.5)."""
+    """``<res_path>/<cfg_name>_<split>``: stage 3's label PNGs of a split (recipe 11.5)."""
     return os.path.join(cfg.res_path, f"{cfg.cfg_name}_{cfg.split}")
 
 

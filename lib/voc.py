@@ -14,15 +14,15 @@ VOC_CLASSES = (
     "train", "tvmonitor",
 )
 NUM_FG_CLASSES = 20   # foreground classes 1..20: the image-level tags, CAM channels
-NUM_CLASSES = 21      # background + 20: segmentation (SPEC 7 segmentation mode, stage 3)
-SEED_CLASSES = 22     # background + 20 + unlabeled: seed masks (SPEC 7 seed mode)
+NUM_CLASSES = 21      # background + 20: segmentation (recipe 7 segmentation mode, stage 3)
+SEED_CLASSES = 22     # background + 20 + unlabeled: seed masks (recipe 7 seed mode)
 UNLABELED = 21        # a seed pixel that carries no label
 IGNORE = 255          # a ground-truth pixel that is not scored (object borders)
-SEED_IGNORE = 20      # the seed branch's ignore index at feature size (SPEC 2 step 7)
-BGR_MEAN = (104.008, 116.669, 122.675)  # caffe-layout input mean (SPEC 2 step 3)
-SAL_THRESH = 0.06     # saliency / 255 above this is salient: the attention mask (SPEC 2 step 6)
-BG_THRESH = 0.06      # saliency / 255 below this is background in seeds (SPEC 5 step 2)
-SEGMENTATION_GT = "SegmentationClass/"  # ground truth of segmentation results (SPEC 7)
+SEED_IGNORE = 20      # the seed branch's ignore index at feature size (recipe 2 step 7)
+BGR_MEAN = (104.008, 116.669, 122.675)  # caffe-layout input mean (recipe 2 step 3)
+SAL_THRESH = 0.06     # saliency / 255 above this is salient: the attention mask (recipe 2 step 6)
+BG_THRESH = 0.06      # saliency / 255 below this is background in seeds (recipe 5 step 2)
+SEGMENTATION_GT = "SegmentationClass/"  # ground truth of segmentation results (recipe 7)
 SEED_GT = "SegmentationClassAug/"  # ground truth of seeds: gt_path's default (recipe 1, 10)
 
 

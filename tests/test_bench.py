@@ -69,7 +69,7 @@ def test_quick_benchmark_prints_tables_and_one_json_line(tmp_path):
     infer = result["seg_infer"]
     assert set(infer["rows"]) == {"published", "inline", "workers", "batched"}
     assert all(row["images_per_s"] > 0 for row in infer["rows"].values())
-    assert infer["label_agreement"] >= 0.999  # SPEC 11.5's bar for the device zooms
+    assert infer["label_agreement"] >= 0.999  # recipe 11.5's bar for the device zooms
     assert infer["default"]["workers"] == crf["workers"]  # full-size images: the cores
     assert infer["batch_labels_equal"] is True
     part = infer["network_part"]

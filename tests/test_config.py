@@ -7,7 +7,7 @@ from conftest import REPO
 from lib.config import SCHEMA, ConfigError, load_config, parse_override, save_config
 
 PAPER = "config/sgan_vgg16_321x321.yml"
-SPEC_TABLE = {
+PAPER_TABLE = {
     "cfg_name": "sgan_vgg16_321x321_snet", "dataset_name": "voc12_sgan",
     "gt_path": "SegmentationClassAug/", "sal_subdir": "sal_snet", "sal_thresh": 0.06,
     "seed_subdir": "base_30_bg", "sdnet_path": "sal_snet", "cue_file": "im_tags.pkl",
@@ -24,14 +24,14 @@ SPEC_TABLE = {
 def test_paper_file_holds_exactly_the_spec_keys():
     with open(PAPER) as f:
         raw = yaml.safe_load(f)
-    assert set(raw) == set(SPEC_TABLE) | {"dataset_root"}
-    for key, value in SPEC_TABLE.items():
+    assert set(raw) == set(PAPER_TABLE) | {"dataset_root"}
+    for key, value in PAPER_TABLE.items():
         assert raw[key] == value, key
 
 
 def test_defaults_are_the_paper_values():
     cfg = load_config(None)
-    for key, value in SPEC_TABLE.items():
+    for key, value in PAPER_TABLE.items():
         assert cfg[key] == value, key
 
 

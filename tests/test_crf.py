@@ -1,4 +1,4 @@
-"""CRF seeds (SPEC section 6): the recipe as written, edge following, degenerate maps, settings."""
+"""CRF seeds (recipe 6): the recipe as written, edge following, degenerate maps, settings."""
 import cv2
 import numpy as np
 import pydensecrf.densecrf as dcrf
@@ -65,7 +65,7 @@ def test_two_objects_keep_their_classes():
 
 
 def _reference_seed(maps, tags, image, alpha_low, alpha_high, scale, iterations):
-    """SPEC section 6 spelled out with scipy and pydensecrf directly."""
+    """recipe 6 spelled out with scipy and pydensecrf directly."""
     size = image.shape[:2]
     probs = []
     for c in tags:

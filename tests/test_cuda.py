@@ -37,7 +37,7 @@ DEVICE = torch.device("cuda")
 CPU = torch.device("cpu")
 PAPER = os.path.join(REPO, "config", "sgan_vgg16_321x321.yml")
 SEG = os.path.join(REPO, "config", "seg_deeplabv2_vgg16.yml")
-SAME_LABELS = 0.999  # SPEC 11.5's bar: CUDA in float32 against the CPU
+SAME_LABELS = 0.999  # recipe 11.5's bar: CUDA in float32 against the CPU
 AMP_LABELS = 0.99  # amp against float32 (random networks: many near-ties; bf16 seeds 99.9%
 # and fp16 stage-3 labels 99.9% in CPU autocast, bf16 stage-3 labels only 99.2%)
 ITERATIONS = 8  # fp16 may skip its first steps while the scaler finds its scale

@@ -75,7 +75,7 @@ def test_std_normalisation_is_rgb_over_255():
 
 
 def test_std_normalisation_rounds_each_step_to_float32_as_published():
-    """SPEC 2 step 3 with std: in place on the float32 RGB image, /255, - mean, / std, each
+    """recipe 2 step 3 with std: in place on the float32 RGB image, /255, - mean, / std, each
     step's result rounded to float32 (one float64 expression differs on most grey levels)."""
     levels = np.arange(256, dtype=np.uint8)
     image = np.stack([levels, levels[::-1], np.roll(levels, 7)], -1).reshape(16, 16, 3)

@@ -1,4 +1,4 @@
-"""Stage 3's DeepLab-v2 (SPEC 11.1, 11.6), its initial weights, and Caffe's SGD (SPEC 11.4)."""
+"""Stage 3's DeepLab-v2 (recipe 11.1, 11.6), its initial weights, and Caffe's SGD (recipe 11.4)."""
 import math
 
 import numpy as np

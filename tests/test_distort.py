@@ -1,4 +1,4 @@
-"""Caffe's photometric distortions (SPEC 11.2 step 3) against the published arithmetic.
+"""Caffe's photometric distortions (recipe 11.2 step 3) against the published arithmetic.
 
 tests/data/stage3/distort.npz holds Caffe's Adjust<Op> outputs (OpenCV 3.x arithmetic) for
 three deltas per operation, including rounding ties, the contrast skip, the saturation round

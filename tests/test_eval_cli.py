@@ -1,4 +1,4 @@
-"""tools/eval_mIoU.py end to end: table, SPEC 9 JSON equal to the published numbers, errors."""
+"""tools/eval_mIoU.py end to end: table, recipe 9 JSON equal to the published numbers, errors."""
 import json
 import math
 import shutil

@@ -1,4 +1,4 @@
-"""ConfusionMatrix and evaluate_folder (SPEC section 7) against hand-made and golden numbers."""
+"""ConfusionMatrix and evaluate_folder (recipe 7) against hand-made and golden numbers."""
 import json
 import math
 import shutil

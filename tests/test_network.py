@@ -88,7 +88,7 @@ def test_attention_rows_sum_to_one():
 
 
 def test_forward_cam_returns_the_backbone_output_and_the_heads_of_the_attention():
-    """conv is X before attention (SPEC 9), with gamma != 0 so that it differs from fuse."""
+    """conv is X before attention (recipe 9), with gamma != 0 so that it differs from fuse."""
     torch.manual_seed(3)
     model = SGAN(width_mult=0.125).eval()
     with torch.no_grad():

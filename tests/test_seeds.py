@@ -53,7 +53,7 @@ def test_tie_cases_hold_exact_ties_that_other_arithmetic_moves(ties):
 
 
 def test_tie_seeds_equal_the_published_ones(ties):
-    """SPEC 5 steps 2-5 on exact ties: float32 background, np.argsort(areas)[::-1] paint order."""
+    """recipe 5 steps 2-5 on exact ties: float32 background, np.argsort(areas)[::-1] paint order."""
     for i, name in enumerate(ties["names"]):
         sal = ties["sal_" + name]
         bg = saliency_background(sal, TIE_SIDE)

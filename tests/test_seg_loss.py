@@ -1,4 +1,4 @@
-"""Stage 3's loss (SPEC 11.3) against the published layers' golden outputs, its split-batch
+"""Stage 3's loss (recipe 11.3) against the published layers' golden outputs, its split-batch
 property, and the batch CRF's pool against its serial run."""
 import os
 import platform

@@ -1,4 +1,4 @@
-"""Semi-supervised SGAN (SPEC 12): with strong_list, which target each image gets in stage 2
+"""Semi-supervised SGAN (recipe 12): with strong_list, which target each image gets in stage 2
 (the seed branch) and stage 3 (the segmentation network), the checks of the ground truth, the
 resume rule for gt_path, and one run of each training script."""
 import os

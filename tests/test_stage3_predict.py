@@ -1,4 +1,4 @@
-"""Stage 3 inference per image (SPEC 11.5) against the published test_ms.py's outputs
+"""Stage 3 inference per image (recipe 11.5) against the published test_ms.py's outputs
 (tests/data/stage3/test_ms.npz: a stub network returning fixed logits per scale)."""
 import os
 
@@ -25,7 +25,7 @@ from lib.voc import NUM_CLASSES, VOC_PALETTE
 GOLDEN = np.load(os.path.join(DATA, "stage3", "test_ms.npz"))
 NAMES = [str(name) for name in GOLDEN["names"]]
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # (mean, std) of the resnet101 input
-MIN_AGREEMENT = 0.999  # SPEC 11.5: a faster implementation agrees on at least 99.9% of pixels
+MIN_AGREEMENT = 0.999  # recipe 11.5: a faster implementation agrees on at least 99.9% of pixels
 # (size, seed): each size puts a zero edge row or column into some zoom (scipy's constant mode)
 SYNTHETIC = (((59, 97), 1), ((80, 125), 2), ((126, 50), 3), ((33, 129), 4))
 
@@ -198,7 +198,7 @@ def test_a_batch_of_images_of_any_sizes_scores_as_one_at_a_time(normalisation):
 
 
 def test_imagenet_normalised_input_is_rgb_over_255_minus_mean_over_std():
-    """resnet101's test input (SPEC 11.6): the zoomed RGB image / 255, minus mean, / std."""
+    """resnet101's test input (recipe 11.6): the zoomed RGB image / 255, minus mean, / std."""
     image = synthetic_image((59, 97), 5)
     zoomed = scipy_zoom_to(image.astype(np.float32), (65, 65), order=1)
     mean, std = (np.asarray(v, np.float32) for v in IMAGENET)

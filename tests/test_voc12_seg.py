@@ -1,4 +1,4 @@
-"""The stage-3 training sample (SPEC 11.2, 12, 13) on the synthetic VOC tree, small sizes.
+"""The stage-3 training sample (recipe 11.2, 12, 13) on the synthetic VOC tree, small sizes.
 
 The expected samples are rebuilt here independently of the dataset, from the documented
 draws: ``default_rng((random_seed, index))`` gives mirror, then h_off and w_off (one
@@ -41,7 +41,7 @@ def make(synth_voc, names, label_dir, **kwargs):
 
 
 def expected_sample(root, name, label, index, mirror=True, distort=True):
-    """(uint8 crop, uint8 label crop) of sample ``index``, built from SPEC 11.2 by hand."""
+    """(uint8 crop, uint8 label crop) of sample ``index``, built from recipe 11.2 by hand."""
     image = cv2.imread(os.path.join(root, "JPEGImages", name + ".jpg"), cv2.IMREAD_COLOR)
     image = cv2.resize(image, (RESIZE, RESIZE), interpolation=cv2.INTER_LINEAR)
     label = cv2.resize(label.astype(np.uint8), (RESIZE, RESIZE), interpolation=cv2.INTER_NEAREST)

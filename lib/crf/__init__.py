@@ -1,8 +1,8 @@
 """The dense CRF (Kraehenbuehl and Koltun, through pydensecrf) on an image, as this field uses it.
 
-One wrapper for every caller: CRF seeds (SPEC 6), the training-time CRF of stage 3's
-constrain loss (SPEC 11.3, kernels scaled by 1/12, unary energy -p) and stage 3's full-size
-test CRF (SPEC 11.5, unary energy -log p). The kernels are the reference code's: a Gaussian
+One wrapper for every caller: CRF seeds (recipe 6), the training-time CRF of stage 3's
+constrain loss (recipe 11.3, kernels scaled by 1/12, unary energy -p) and stage 3's full-size
+test CRF (recipe 11.5, unary energy -log p). The kernels are the reference code's: a Gaussian
 (sxy 3, compat 3) and a bilateral kernel (sxy 80, srgb 13, compat 10), their spatial widths
 divided by ``scale``; pydensecrf's defaults otherwise (DIAG_KERNEL, NORMALIZE_SYMMETRIC).
 pydensecrf is imported where a CRF runs, so code that never runs one does not need it.

@@ -1,6 +1,6 @@
 """The dense CRF of a batch of images, in this process or in a persistent pool of processes.
 
-Stage 3's constrain loss (SPEC 11.3) runs one small CRF per image of every batch; the CRF is
+Stage 3's constrain loss (recipe 11.3) runs one small CRF per image of every batch; the CRF is
 single-threaded C++ (pydensecrf), so a pool of worker processes runs the images of a batch side
 by side. The pool does not fork this process (lib.workers.worker_executor), as a forked copy
 of a process that has initialised CUDA is not safe; workers ignore Ctrl-C. Every

@@ -1,4 +1,4 @@
-"""Caffe's photometric distortions of a uint8 BGR image (SPEC 11.2 step 3), exactly.
+"""Caffe's photometric distortions of a uint8 BGR image (recipe 11.2 step 3), exactly.
 
 The published stage 3 trains with Caffe's ``ApplyDistort`` (``im_transforms.cpp``). Channel
 arithmetic is OpenCV's ``Mat::convertTo`` for 8-bit data: float32 ``x * a + b``, rounded half

@@ -1,6 +1,6 @@
 """The image-level tags file (``im_tags.pkl``) from segmentation masks or VOC XML annotations.
 
-The published file took its tags from ``SegmentationClassAug`` (SPEC section 1): the unique
+The published file took its tags from ``SegmentationClassAug`` (recipe 1): the unique
 labels of each mask minus 0 (background) and 255 (ignore). From ``Annotations/*.xml`` the tags
 are the classes of the ``object/name`` entries (difficult and truncated objects included;
 person-layout ``part`` names are not objects). Images with no foreground class are skipped:

@@ -1,4 +1,4 @@
-"""Semi-supervised SGAN (SPEC 12): the names of ``strong_list`` and their ground truth.
+"""Semi-supervised SGAN (recipe 12): the names of ``strong_list`` and their ground truth.
 
 The names of the list file ``strong_list`` (resolved under ``dataset_root``, like
 ``cue_file``) have full masks, ``<gt_path>/NAME.png`` (0..C, 255 ignore): stage 2's seed

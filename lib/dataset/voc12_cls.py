@@ -1,7 +1,7 @@
 """Images and tags only: the stage-1 classifier's training set.
 
 Stage 1 runs before any seeds exist and needs no saliency, so this set reads neither; its
-image preprocessing and flips are those of VOC12ClsSalDataset (SPEC section 2, steps 1-5).
+image preprocessing and flips are those of VOC12ClsSalDataset (recipe 2, steps 1-5).
 """
 import numpy as np
 import torch

@@ -1,4 +1,4 @@
-"""The stage-3 training sample: images and seed labels as Caffe's ImageSegData (SPEC 11.2).
+"""The stage-3 training sample: images and seed labels as Caffe's ImageSegData (recipe 11.2).
 
 Per sample: read BGR uint8, resize image (INTER_LINEAR) and label (INTER_NEAREST) to
 resize x resize, draw the mirror, distort (Caffe's ApplyDistort), crop at random offsets,

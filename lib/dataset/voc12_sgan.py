@@ -29,7 +29,7 @@ def saliency_mask(sal, h, sal_thresh):
 
 
 def saliency_background(sal, h, bg_thresh=BG_THRESH):
-    """Full-size uint8 saliency -> bool h x h background of the seeds (SPEC 5 step 2).
+    """Full-size uint8 saliency -> bool h x h background of the seeds (recipe 5 step 2).
 
     The published arithmetic, in float32 throughout: saliency / 255 zoomed straight to h x h
     (order 1), then ``< bg_thresh``. Cells whose exact value is 0.06 are common on real maps
@@ -111,10 +111,10 @@ class _VOC12SalBase(VOC12Images):
 
 
 class VOC12ClsSalDataset(_VOC12SalBase):
-    """Training samples (SPEC section 2): dicts of name, image, label, sal, seed, size.
+    """Training samples (recipe 2): dicts of name, image, label, sal, seed, size.
 
     ``seed`` is the seed branch's target. Weakly supervised (``strong_names`` None) it comes
-    from the initial seed ``ini_seed/<seed_subdir>/NAME.png``. Semi-supervised (SPEC 12:
+    from the initial seed ``ini_seed/<seed_subdir>/NAME.png``. Semi-supervised (recipe 12:
     ``strong_names`` a collection) names in it take their ground truth
     ``<gt_dir>/NAME.png`` instead, through the same resizing, flip and mapping (class c ->
     c - 1; background and 255 -> the ignore index C), and the other names have no target (all
@@ -182,7 +182,7 @@ class VOC12ClsSalDataset(_VOC12SalBase):
 
 
 class VOC12SalInferDataset(_VOC12SalBase):
-    """Inference samples (SPEC 5): the training preprocessing without flip, plus ``bg``.
+    """Inference samples (recipe 5): the training preprocessing without flip, plus ``bg``.
 
     As published, the input side is ``new_size`` (config key ``resize``), the attention mask
     ``sal`` comes from ``sal/<sal_subdir>`` with ``sal_thresh``, and ``bg`` (bool h x h,

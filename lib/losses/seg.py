@@ -1,4 +1,4 @@
-"""Stage 3's loss (SPEC 11.3): exactly the published Python layers of ``dsrg/pylayers``.
+"""Stage 3's loss (recipe 11.3): exactly the published Python layers of ``dsrg/pylayers``.
 
     p = (softmax(z) + 1e-4) / sum_c (softmax(z) + 1e-4), then max(p, 1e-4) in value only
     seed      = BalancedSeedLossLayer: -log p on the seeds, background and foreground each
@@ -68,7 +68,7 @@ class CRFLogMarginals(torch.autograd.Function):
 
 
 def smoothed_probabilities(z):
-    """p of SPEC 11.3 in float32: the softmax over classes smoothed by MIN_PROB, renormalised,
+    """p of recipe 11.3 in float32: the softmax over classes smoothed by MIN_PROB, renormalised,
     and clamped at MIN_PROB in value only."""
     shifted = torch.softmax(z.float(), dim=1) + MIN_PROB
     return _ClampInPlace.apply(shifted / shifted.sum(dim=1, keepdim=True))
@@ -134,7 +134,7 @@ def _check_z(z, num_classes):
 
 
 def seg_loss(z, label41, image41, num_samples=None, crf=None, num_classes=VOC12.num_classes):
-    """(total, seed, constrain) of SPEC 11.3, float32 scalars; ``total.backward()`` gives the
+    """(total, seed, constrain) of recipe 11.3, float32 scalars; ``total.backward()`` gives the
     published gradient. z: float N x (C + 1) x h x w (any float dtype; VOC 21 classes);
     label41: int64 N x h x w in 0..C + 1 (C + 1: no seed); image41: uint8 N x h x w x 3 BGR
     (tensor or array), the image the CRF

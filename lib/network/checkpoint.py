@@ -1,4 +1,4 @@
-"""Loading and saving weights: ``vgg_init.pth`` backbones and SGAN checkpoints (SPEC section 8).
+"""Loading and saving weights: ``vgg_init.pth`` backbones and SGAN checkpoints (recipe 8).
 
 Everything is read with ``torch.load(weights_only=True)``, so a file cannot run code.
 """

@@ -1,8 +1,8 @@
-"""ImageNet VGG16 weights in torchvision's layout -> our caffe layout (SPEC section 8).
+"""ImageNet VGG16 weights in torchvision's layout -> our caffe layout (recipe 8).
 
 torchvision's VGG16 (keys ``features.0.weight`` ...) sees RGB input scaled to 0..1 and
 normalised by ``TORCHVISION_MEAN`` / ``TORCHVISION_STD``; our backbone (keys ``conv1_1.weight``
-...) sees BGR input in 0..255 minus the BGR mean of SPEC section 2. The input change is linear,
+...) sees BGR input in 0..255 minus the BGR mean of recipe 2. The input change is linear,
 so it folds into conv1_1: its input channels are reversed and scaled by 1 / (255 std), and the
 mean shift moves into its bias. Both networks then compute the same features, exactly in the
 interior; on the 1-pixel zero-padded border the folded shift is missing for the padded taps.

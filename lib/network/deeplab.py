@@ -1,10 +1,10 @@
-"""DeepLab-v2 with ASPP, output stride 8: stage 3's segmentation network (SPEC 11.1, 11.6).
+"""DeepLab-v2 with ASPP, output stride 8: stage 3's segmentation network (recipe 11.1, 11.6).
 
 State-dict keys:
-- ``vgg16`` (SPEC 11.1, the Caffe layer names at top level): ``conv1_1`` .. ``conv5_3``,
+- ``vgg16`` (recipe 11.1, the Caffe layer names at top level): ``conv1_1`` .. ``conv5_3``,
   ``fc6_1`` .. ``fc6_4``, ``fc7_1`` .. ``fc7_4``, ``fc8_1`` .. ``fc8_4`` (``.weight``/``.bias``).
   Input: the caffe layout (BGR, 0..255, mean subtracted).
-- ``resnet101`` (SPEC 11.6): ``backbone.<torchvision key>`` (``backbone.conv1.weight``,
+- ``resnet101`` (recipe 11.6): ``backbone.<torchvision key>`` (``backbone.conv1.weight``,
   ``backbone.bn1.running_mean``, ``backbone.layer1.0.conv1.weight`` ...: torchvision's
   ResNet-101 keys without ``fc``, behind ``backbone.``) and ``aspp.0`` .. ``aspp.3``
   (``.weight``/``.bias``, rates 6, 12, 18, 24). Input: RGB / 255 normalised by ImageNet's mean
@@ -68,7 +68,7 @@ class DeepLabV2(nn.Module):
                     nn.init.zeros_(module.bias)
 
     def _build_vgg16(self, num_classes, width_mult):
-        """SPEC 11.1: the 13 convs (conv5 dilated), Caffe's pools, four fc6-fc7-fc8 branches.
+        """recipe 11.1: the 13 convs (conv5 dilated), Caffe's pools, four fc6-fc7-fc8 branches.
         ``width_mult`` < 1 narrows every layer (a CPU demo aid; the published network is 1)."""
         trunk = VGG16(conv5_dilation=VGG_CONV5_DILATION, width_mult=width_mult)
         fc_channels = max(16, int(round(VGG_FC_CHANNELS * width_mult)))
@@ -89,7 +89,7 @@ class DeepLabV2(nn.Module):
         self.dropout = nn.Dropout(DROPOUT)
 
     def _build_resnet101(self, num_classes):
-        """SPEC 11.6: torchvision's ResNet-101, layers 3-4 dilated, BatchNorm frozen; ASPP."""
+        """recipe 11.6: torchvision's ResNet-101, layers 3-4 dilated, BatchNorm frozen; ASPP."""
         import torchvision
         from torchvision.ops import FrozenBatchNorm2d
 

@@ -1,4 +1,4 @@
-"""Stage 3's initial weights (SPEC 11.1, 11.6): torchvision's ImageNet VGG16 or ResNet-101 (a
+"""Stage 3's initial weights (recipe 11.1, 11.6): torchvision's ImageNet VGG16 or ResNet-101 (a
 local file or a download) converted to DeepLab-v2's layout, and loading ``seg_pretrain``.
 
 VGG16 by DeepLab's decimation of the fully connected layers, convs in stage 1's caffe layout;
@@ -47,7 +47,7 @@ def _require_finite(layers):
 
 
 def vgg16_init_from_imagenet(state_dict):
-    """A torchvision VGG16 state dict -> the SPEC 11.1 state dict without fc8 (DeepLab decimation).
+    """A torchvision VGG16 state dict -> the recipe 11.1 state dict without fc8 (DeepLab decimation).
 
     Convs in stage 1's caffe layout (convert_vgg.torchvision_to_caffe); fc6_i = fc6 viewed as
     4096 x 512 x 7 x 7, every 4th filter, every 3rd tap (1024 x 512 x 3 x 3); fc7_i = every 4th

@@ -1,6 +1,6 @@
 """SGAN: VGG16 + saliency-guided self-attention + classification and seed branches.
 
-SPEC section 3. State-dict keys match the published ``model_iter_<N>.pth`` (section 8).
+recipe 3. State-dict keys match the published ``model_iter_<N>.pth`` (section 8).
 """
 import math
 
@@ -29,7 +29,7 @@ def saliency_affinity(sal):
 
 
 def saliency_guided_attention(x, query, key, sal, gamma):
-    """Return ``gamma * (A V) + x`` with the attention A of SPEC section 3 (V = x).
+    """Return ``gamma * (A V) + x`` with the attention A of recipe 3 (V = x).
 
     Salient positions attend only to salient positions (energies shifted by their row
     minimum, then normalised); background positions take the mean of all background
@@ -77,7 +77,7 @@ class SGAN(nn.Module):
         self.use_sal = use_sal
         self.gamma = nn.Parameter(torch.zeros(1))
         # the published order of creation (backbone, f_key, f_query, fc6_CAM, fc8, fc9), so a
-        # seeded default initialisation draws the published initial weights (SPEC 3)
+        # seeded default initialisation draws the published initial weights (recipe 3)
         self.f_key = nn.Conv2d(channels, key_channels, 1)
         self.f_query = nn.Conv2d(channels, key_channels, 1)
         self.fc6_CAM = nn.Conv2d(channels, hidden, 3, padding=1)
@@ -108,7 +108,7 @@ class SGAN(nn.Module):
 
     def forward_cam(self, image, sal):
         """Return (conv, seg, cam): conv = the backbone output X, before attention, as
-        published (SPEC 9); seg and cam are read from the attention output."""
+        published (recipe 9); seg and cam are read from the attention output."""
         conv = self.backbone(image)
         seg, cam = self._heads(self.attend(conv, sal))
         return conv, seg, cam

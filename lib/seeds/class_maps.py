@@ -1,6 +1,6 @@
 """Saved class maps of seed inference: one compressed ``NAME.npz`` per image.
 
-A file holds what the seeds of SPEC section 5 depend on, so seeds for any ``cam_thresh`` can
+A file holds what the seeds of recipe 5 depend on, so seeds for any ``cam_thresh`` can
 be made again without the network: ``maps`` (float32 K x h x w, the class maps M[c-1] of
 the image's K tags, unrounded so that re-made seeds equal the inferred ones), ``tags``
 (int64 K, classes 1..C), ``size`` (int64 [H, W]) and ``bg`` (bool h x w, the saliency

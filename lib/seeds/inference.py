@@ -32,7 +32,7 @@ class SeedModel:
     """What differs between the stages: the network, its weights and its class maps."""
 
     name = "seeds"
-    attends_to_saliency = True  # reads the attention mask of sal_subdir (SPEC 2 step 6)
+    attends_to_saliency = True  # reads the attention mask of sal_subdir (recipe 2 step 6)
     record_keys = CLASS_MAP_KEYS  # config keys that change this network's class maps
     network_keys = ()  # config keys that choose the network: a checkpoint's run has its own
     # (and its input's mean and std: lib.training.run_folder.INPUT_KEYS)
@@ -53,7 +53,7 @@ class SeedModel:
 
 
 def inference_dataset(cfg, attends_to_saliency=True, names=None, normalise=False):
-    """The images of the tags file (or ``names``) as SPEC 5 reads them at inference: input
+    """The images of the tags file (or ``names``) as recipe 5 reads them at inference: input
     side ``resize``, attention mask from ``sal_subdir`` with ``sal_thresh``, background from
     ``sdnet_path`` with ``bg_thresh`` (``new_size`` is read by nothing, as published).
     A network without attention reads ``sdnet_path`` only. Images stay uint8 unless

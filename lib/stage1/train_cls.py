@@ -5,7 +5,7 @@ classification with SGAN's recipe (recipe 4: SGD, four parameter groups, poly lr
 classification loss alone (``cls_loss``: the multi-label soft margin, or the balanced
 sigmoid cross-entropy for COCO), in the shared loop of lib/training/loop.py. The published
 ``vgg_init.pth`` was made this way but never released with its code; ours has its format
-(SPEC section 8).
+(recipe 8).
 """
 import os
 

@@ -1,4 +1,4 @@
-"""Train SGAN (SPEC section 4; semi-supervised with ``strong_list``, SPEC 12) with the shared
+"""Train SGAN (recipe 4; semi-supervised with ``strong_list``, recipe 12) with the shared
 loop of lib/training/loop.py."""
 import os
 
@@ -40,7 +40,7 @@ class SGANTraining(TrainingTask):
         return sgan_from_config(cfg)
 
     def build_dataset(self, cfg):
-        """Weakly supervised: the initial seeds; with ``strong_list`` (SPEC 12) the ground truth
+        """Weakly supervised: the initial seeds; with ``strong_list`` (recipe 12) the ground truth
         of its names and no seed target for the others (no initial seed is read)."""
         description = describe(cfg)
         names = sorted(load_tags(dataset_path(cfg, cfg.cue_file), description))

@@ -1,1 +1,1 @@
-"""Stage 3: the DeepLab-v2 segmentation network trained on the seeds (SPEC 11)."""
+"""Stage 3: the DeepLab-v2 segmentation network trained on the seeds (recipe 11)."""

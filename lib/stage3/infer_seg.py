@@ -1,4 +1,4 @@
-"""Stage-3 inference: labels of a split by the trained segmentation network (SPEC 11.5), one
+"""Stage-3 inference: labels of a split by the trained segmentation network (recipe 11.5), one
 stage of the inference skeleton (lib.inference).
 
 Per batch of ``test_batch_size`` images: each image zoomed to the three test scales,

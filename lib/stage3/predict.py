@@ -1,4 +1,4 @@
-"""Per-image inference of stage 3: the published ``test_ms.py --smooth --multi_scale`` (SPEC 11.5).
+"""Per-image inference of stage 3: the published ``test_ms.py --smooth --multi_scale`` (recipe 11.5).
 
 The image (RGB uint8, H x W) is zoomed to S x S for each test scale, normalised as the
 backbone's weights expect (``normalisation`` = (mean, std): the published test mean for
@@ -10,7 +10,7 @@ coordinate lands past the last input by rounding, that row or column is 0 (befor
 
 ``exact=False`` does the zooms with torch on the network's device instead (bilinear,
 align_corners=True, float32, the same edge zeros): the labels agree with the exact path on
-at least 99.9% of pixels (SPEC 11.5 allows that; all of them on the test images) and is
+at least 99.9% of pixels (recipe 11.5 allows that; all of them on the test images) and is
 several times faster, even on the CPU. That path also takes several images at once
 (:func:`batch_scores`): one forward per scale for them all, so a GPU runs full batches.
 """
@@ -133,7 +133,7 @@ def labels_from_probabilities(probs, image_rgb, crf=True, tags=None):
 
 def predict_labels(forward, image_rgb, scales=TEST_SCALES, device="cpu", exact=True,
                    crf=True, tags=None, normalisation=PUBLISHED_TEST_INPUT):
-    """uint8 H x W labels of one RGB image: SPEC 11.5 steps 1-3."""
+    """uint8 H x W labels of one RGB image: recipe 11.5 steps 1-3."""
     probs = probabilities(multi_scale_scores(forward, image_rgb, scales, device, exact,
                                              normalisation))
     return labels_from_probabilities(probs, image_rgb, crf=crf, tags=tags)

@@ -1,7 +1,7 @@
-"""Train the stage-3 segmentation network on the seeds (SPEC 11) with the shared loop.
+"""Train the stage-3 segmentation network on the seeds (recipe 11) with the shared loop.
 
 DeepLab-v2 from ``seg_pretrain``, the names of ``cue_file`` with their seeds from ``seed_dir``
-(names of ``strong_list`` with their ground truth, SPEC 12), Caffe's distortions and crops,
+(names of ``strong_list`` with their ground truth, recipe 12), Caffe's distortions and crops,
 the balanced seed loss plus the constrain loss through the training-time dense CRF (the CRFs
 of a batch in ``crf_workers`` processes, equal to the serial ones; lib.crf.workers), Caffe's
 SGD with the step schedule. Before training, the log shows the seeds' class mix and warns of

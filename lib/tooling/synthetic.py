@@ -1,4 +1,4 @@
-"""A small synthetic dataset in the VOC2012 layout of SPEC section 1, for tests and demos.
+"""A small synthetic dataset in the VOC2012 layout of recipe 1, for tests and demos.
 
 Scenes come from lib.tooling.synthetic_scene. Image ``i`` is drawn from
 ``numpy.random.default_rng([seed, i])``, so it depends only on the seed, its index and the

@@ -1,7 +1,7 @@
-"""Checkpoints of the training loop and resuming from them (SPEC section 4).
+"""Checkpoints of the training loop and resuming from them (recipe 4).
 
 Every ``step_size`` iterations and at the end, rank 0 writes ``model_iter_<N>.pth`` (a plain
-state dict, SPEC section 8) and ``train_state.pth``: model, optimizer, iteration, every
+state dict, recipe 8) and ``train_state.pth``: model, optimizer, iteration, every
 process's RNG states and the configuration; a run stopped by Ctrl-C or SIGTERM writes
 ``train_state.pth`` alone, where it stopped. Both are written durably (lib.files).
 ``resume`` continues from a train state only under the configuration it was trained with:

@@ -93,11 +93,11 @@ class TrainingTask:
         return cfg.mean, cfg.std
 
     def build_optimizer(self, model, cfg):
-        """SGD over the four parameter groups (SPEC 4)."""
+        """SGD over the four parameter groups (recipe 4)."""
         return build_optimizer(model, cfg.lr, cfg.weight_decay)
 
     def learning_rate(self, cfg, iteration):
-        """The base learning rate of ``iteration`` (0, 1, ...): the poly schedule (SPEC 4)."""
+        """The base learning rate of ``iteration`` (0, 1, ...): the poly schedule (recipe 4)."""
         return poly_lr(cfg.lr, iteration, cfg.max_iter, cfg.power)
 
     def start(self, cfg, ctx):

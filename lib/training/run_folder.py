@@ -6,7 +6,7 @@ checkpoint (so it never describes weights it did not train), kept by a resumed r
 network keys (width, dilation, backbone ...) are how inference rebuilds the network of a
 checkpoint of that folder, and its input keys (INPUT_KEYS) how inference feeds that network
 the input it was trained on; ``model_iter_<N>.pth`` itself stays the plain, published state
-dict (SPEC 8). A checkpoint without a record (a published one) is built from the config.
+dict (recipe 8). A checkpoint without a record (a published one) is built from the config.
 
 ``overwrite=true`` deletes nothing before the new run has passed every check and built its
 network; then the old run's files move to ``<folder>/.replaced`` (set_aside), are deleted

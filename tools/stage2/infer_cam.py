@@ -1,4 +1,4 @@
-"""Infer seeds with a trained SGAN (SPEC sections 5 and 6):
+"""Infer seeds with a trained SGAN (recipe sections 5 and 6):
 ``python tools/stage2/infer_cam.py --cfg_file CFG [key=value ...]``"""
 import pathlib
 import sys

@@ -1,4 +1,4 @@
-"""Train SGAN (SPEC section 4):
+"""Train SGAN (recipe 4):
 ``python tools/stage2/train_sgan.py --cfg_file CFG [key=value ...]``"""
 import pathlib
 import sys

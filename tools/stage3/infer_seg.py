@@ -1,4 +1,4 @@
-"""Labels of a split by the trained segmentation network (SPEC 11.5):
+"""Labels of a split by the trained segmentation network (recipe 11.5):
 ``python tools/stage3/infer_seg.py --cfg_file CFG [key=value ...]``"""
 import pathlib
 import sys

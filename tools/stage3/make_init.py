@@ -1,4 +1,4 @@
-"""Write stage 3's initial weights from torchvision's ImageNet weights (SPEC 11.1, 11.6):
+"""Write stage 3's initial weights from torchvision's ImageNet weights (recipe 11.1, 11.6):
 
     python tools/stage3/make_init.py --backbone vgg16 --source VGG16_Weights.IMAGENET1K_V1 \\
         --out vgg16_deeplab_init.pth

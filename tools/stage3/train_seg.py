@@ -1,4 +1,4 @@
-"""Train the stage-3 segmentation network on the seeds (SPEC 11):
+"""Train the stage-3 segmentation network on the seeds (recipe 11):
 ``python tools/stage3/train_seg.py --cfg_file CFG [key=value ...]``"""
 import pathlib
 import sys

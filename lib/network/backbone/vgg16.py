@@ -1,4 +1,4 @@
-"""DeepLab-style VGG16 with output stride 8 (SPEC section 3), caffe weight layout.
+"""DeepLab-style VGG16 with output stride 8 (recipe 3), caffe weight layout.
 
 Parameter names (``conv1_1.weight`` ... ``conv5_3.bias``) are those of ``vgg_init.pth``.
 """

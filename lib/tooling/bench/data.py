@@ -16,7 +16,7 @@ class PublishedStyleDataset(VOC12ClsSalDataset):
     """For comparison only: training items made the way the published loader makes them.
 
     scipy.ndimage.zoom for every resize, a float32 image, and per sample the two N x N
-    float32 attention matrices of SPEC section 3 built with NumPy: ``fg_pairs`` F = s s^T
+    float32 attention matrices of recipe 3 built with NumPy: ``fg_pairs`` F = s s^T
     and ``bg_average`` B = (1-s)(1-s)^T / (sum(1-s) + 1e-5). The other keys equal
     VOC12ClsSalDataset's.
     """

@@ -1,4 +1,4 @@
-"""Stage 3 (SPEC 11): the batch CRF, inference end to end and the training step.
+"""Stage 3 (recipe 11): the batch CRF, inference end to end and the training step.
 
 W = ``crf_workers`` (default: the cores this process may use). Issue 14's goal: the batch CRF
 and the inference at least 0.8 x W times the serial figure with W workers.
@@ -245,7 +245,7 @@ def label_agreement(names, folders):
 def bench_seg_infer(root, work, options, device):
     """Images/s of each way: the serial ones on the first ``seg_serial_images`` images, the
     workers on the first ``seg_infer_images`` (a pipeline needs more to fill); and the fraction
-    of pixels where infer_seg's labels equal the published way's (SPEC 11.5 asks >= 99.9%)."""
+    of pixels where infer_seg's labels equal the published way's (recipe 11.5 asks >= 99.9%)."""
     names = sorted(load_tags(os.path.join(root, "im_tags.pkl")))  # the synthetic VOC images
     serial_images = Images(root, names[:options.seg_serial_images])
     images = Images(root, names[:options.seg_infer_images])
