@@ -96,12 +96,12 @@ def _pngs(folder):
 def test_seed_inference_of_stages_1_and_2(two_processes, synth_voc, tmp_path):
     checkpoint = write_checkpoint(str(tmp_path / "sgan.pth"))
     seeds = infer_cam.run(infer_config(synth_voc, checkpoint, tmp_path / "res"))
-    assert len(_pngs(seeds)) == 6  # process 0's half of the 12 images
+    assert len(_pngs(seeds)) == 5  # process 0's half of the 10 training images
 
     checkpoint = write_classifier_checkpoint(str(tmp_path / "cls.pth"))
     cfg = make_seeds_config(synth_voc, checkpoint, tmp_path / "ini",
                             save_model_path=str(tmp_path / "model"))
-    assert len(_pngs(make_seeds.run(cfg))) == 6
+    assert len(_pngs(make_seeds.run(cfg))) == 5
 
 
 def test_label_inference_of_stage_3(two_processes, synth_voc, tmp_path):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from lib.dataset.seed_check import MIN_CLASS_SHARE, SAMPLED_FILES, sampled_names, seed_notes
+from lib.dataset.tags import load_tags
 from lib.dataset.voc12_seg import VOC12SegDataset
-from lib.files import file_names
 from lib.image import read_label_png, write_png
 from lib.voc import IGNORE, UNLABELED
 
@@ -18,7 +18,8 @@ FEW_CLASSES = "labelled pixels"
 
 @pytest.fixture(scope="module")
 def names(synth_voc):
-    return file_names(os.path.join(synth_voc, "JPEGImages"), ".jpg")
+    """The training images (those of the tags file, with initial seeds)."""
+    return sorted(load_tags(os.path.join(synth_voc, "im_tags.pkl")))
 
 
 def ground_truth(root, name):
@@ -47,7 +48,7 @@ def test_initial_seeds_are_named_as_such(synth_voc, names):
     assert len(notes) == 2 and notes[0][0] == logging.INFO
     assert warnings_of(notes) == [notes[1][1]]
     assert f"seed_dir {folder} {INITIAL_SEEDS}" in notes[1][1]
-    assert "none of 12 seed files read holds 21" in notes[1][1]
+    assert f"none of {len(names)} seed files read holds 21" in notes[1][1]
     assert "stage 3 reads every 0 as background" in notes[1][1]
     assert "0.0% unlabeled" in notes[0][1]
 
@@ -64,7 +65,7 @@ def test_sgan_like_seeds_give_their_class_mix_and_no_warning(synth_voc, names, t
               np.mean(labels == UNLABELED)]
     assert notes == [(logging.INFO, (
         f"seeds in {folder}: {shares[0]:.1%} background, {shares[1]:.1%} classes, "
-        f"{shares[2]:.1%} unlabeled (21) over the pixels of 12 seed files"))]
+        f"{shares[2]:.1%} unlabeled (21) over the pixels of {len(names)} seed files"))]
     assert min(shares) > 0.01
 
 
@@ -80,9 +81,9 @@ def test_seeds_with_almost_no_class_are_warned_of(synth_voc, names, tmp_path):
     notes = notes_of(synth_voc, names, folder)
     [warning] = warnings_of(notes)
     labelled = sum(ground_truth(synth_voc, n)[1:].size for n in names)
-    assert folder in warning and f"only 12 of {labelled} labelled pixels" in warning
+    assert folder in warning and f"only {len(names)} of {labelled} labelled pixels" in warning
     assert INITIAL_SEEDS not in warning
-    assert 12 / labelled < MIN_CLASS_SHARE
+    assert len(names) / labelled < MIN_CLASS_SHARE
 
 
 def test_only_seed_files_are_read_a_few_spread_over_the_names(synth_voc, names, tmp_path):

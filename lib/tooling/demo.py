@@ -49,10 +49,11 @@ THRESHOLDS = "0.05:0.95:0.05"
 SEGMENTATION_GT = "SegmentationClass"
 
 
-def trained_with(cfg, inputs=()):
-    """True if the final checkpoint exists, was trained with this configuration (the keys
-    resume would accept may differ: lib.training.checkpointing.training_changes) and is newer
-    than each of ``inputs`` (files whose change means new training data)."""
+def trained_with(cfg, keys, inputs=()):
+    """True if the final checkpoint exists, was trained with this configuration (its ``keys``,
+    those of the training step; the ones resume would accept may differ:
+    lib.training.checkpointing.training_changes) and is newer than each of ``inputs`` (files
+    whose change means new training data)."""
     saved = run_record_path(cfg)
     weights = checkpoint_path(cfg)
     if not (os.path.exists(weights) and os.path.exists(saved)):
@@ -60,7 +61,7 @@ def trained_with(cfg, inputs=()):
     if any(os.path.getmtime(path) > os.path.getmtime(weights) for path in inputs
            if os.path.exists(path)):
         return False
-    return not training_changes(load_config(saved), cfg)
+    return not training_changes(load_config(saved), cfg, keys)
 
 
 def train_missing(step, jobs, logger):
@@ -70,7 +71,7 @@ def train_missing(step, jobs, logger):
     were trained: the outputs of their previous weights are rebuilt, not continued."""
     todo = []
     for cfg, inputs in jobs:
-        if trained_with(cfg, inputs):
+        if trained_with(cfg, step.CONFIG_KEYS, inputs):
             logger.info("found %s trained with this config; delete it to train again",
                         checkpoint_path(cfg))
         else:
