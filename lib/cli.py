@@ -93,6 +93,36 @@ def unread_overrides(overrides, keys):
     return [key for i, key in enumerate(given) if key not in keys and key not in given[:i]]
 
 
+def generator_main(description, generate, kind, num_classes, argv=None):
+    """The whole of a synthetic-data script (tools/make_synthetic_voc.py, ..._coco.py): the
+    generator's options, ``generate(root, ...)`` with them, and one line saying what it wrote;
+    a bad option (``generate``'s ValueError) is one line."""
+    import time
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--root", required=True, help="output folder (the dataset_root)")
+    parser.add_argument("--num_images", type=int, default=40)
+    parser.add_argument("--min_size", type=int, default=64, help="smallest image side, pixels")
+    parser.add_argument("--max_size", type=int, default=128, help="largest image side, pixels")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--classes", default=None,
+                        help=f"comma list of class ids in 1..{num_classes} (default all)")
+    parser.add_argument("--sal_subdir", default="sal_snet")
+    parser.add_argument("--seed_subdir", default="base_30_bg")
+    args = parser.parse_args(argv)
+    classes = None if args.classes is None else parse_classes(args.classes)
+    start = time.perf_counter()
+    try:
+        names = generate(args.root, num_images=args.num_images, min_size=args.min_size,
+                         max_size=args.max_size, seed=args.seed, classes=classes,
+                         sal_subdir=args.sal_subdir, seed_subdir=args.seed_subdir)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    print(f"wrote {len(names)} synthetic {kind} images ({args.min_size}-{args.max_size} px, "
+          f"seed {args.seed}) to {args.root} in {time.perf_counter() - start:.1f}s")
+    return 0
+
+
 def parse_classes(text):
     """``--classes "1,5,12"`` -> [1, 5, 12]; anything else is a one-line user error."""
     try:

@@ -1,13 +1,7 @@
 """The end-to-end demo on synthetic VOC-format data (``make demo``): stage 1's classifier on the
-tags, its initial seeds and backbone; SGAN's seeds; the segmentation network trained on the
-initial seeds and on SGAN's seeds, scored on held-out images.
-
-    python tools/demo.py --cfg_file config/demo.yml [key=value ...]
-        [--cls_cfg_file config/demo_cls.yml] [--cls_set key=value ...]
-        [--seg_cfg_file config/demo_seg.yml] [--seg_set key=value ...] [--num_images N]
-
-key=value overrides apply to the SGAN config; --cls_set (repeatable) to the stage-1 config,
---seg_set to the stage-3 config.
+tags, its seeds and backbone; SGAN's seeds; the segmentation network trained on each kind of
+seeds, scored on held-out images. key=value overrides apply to the SGAN config (--cfg_file);
+--cls_set key=value and --seg_set key=value (repeatable) to the stage-1 and stage-3 configs.
 """
 import argparse
 import pathlib
@@ -23,14 +17,11 @@ def main(argv=None):
 
     parser = config_parser(__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--cls_cfg_file", default="config/demo_cls.yml",
-                        help="the stage-1 config (default config/demo_cls.yml)")
-    parser.add_argument("--cls_set", action="append", default=[], metavar="key=value",
-                        help="an override of the stage-1 config (repeatable)")
-    parser.add_argument("--seg_cfg_file", default="config/demo_seg.yml",
-                        help="the stage-3 config (default config/demo_seg.yml)")
-    parser.add_argument("--seg_set", action="append", default=[], metavar="key=value",
-                        help="an override of the stage-3 config (repeatable)")
+    for stage, name in (("cls", "stage-1"), ("seg", "stage-3")):
+        parser.add_argument(f"--{stage}_cfg_file", default=f"config/demo_{stage}.yml",
+                            help=f"the {name} config (default config/demo_{stage}.yml)")
+        parser.add_argument(f"--{stage}_set", action="append", default=[], metavar="key=value",
+                            help=f"an override of the {name} config (repeatable)")
     parser.add_argument("--num_images", type=int, default=200,
                         help="synthetic images to generate if dataset_root has none")
     parser.add_argument("--min_size", type=int, default=64, help="smallest image side")
@@ -41,8 +32,7 @@ def main(argv=None):
     parser.add_argument("--segmentation_figure", default="images/demo_segmentation.png",
                         help="where to draw the segmentation figure ('' for none)")
     parser.add_argument("--curves_figure", default="images/demo_curves.png",
-                        help="where to draw the segmentation networks' training curves ('' for "
-                             "none)")
+                        help="where to draw the networks' training curves ('' for none)")
     args = parser.parse_intermixed_args(argv)  # key=value before or after --seg_set
     demo.run(load_config(args.cls_cfg_file, args.cls_set), config_from_args(args),
              load_config(args.seg_cfg_file, args.seg_set), num_images=args.num_images,

@@ -3,42 +3,19 @@
 Example: python tools/make_synthetic_coco.py --root data/synth_coco --num_images 40
 then:    python tools/make_coco_labels.py --dataset_root data/synth_coco
 """
-import argparse
 import pathlib
 import sys
-import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from lib.cli import parse_classes, run_main  # noqa: E402
-from lib.errors import UserError  # noqa: E402
+from lib.cli import generator_main, run_main  # noqa: E402
 
 
 def main(argv=None):
+    from lib.dataset.description import COCO14
     from lib.tooling.synthetic_coco import generate_coco_dataset
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", required=True, help="output folder (the dataset_root)")
-    parser.add_argument("--num_images", type=int, default=40)
-    parser.add_argument("--min_size", type=int, default=64, help="smallest image side, pixels")
-    parser.add_argument("--max_size", type=int, default=128, help="largest image side, pixels")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--classes", default=None,
-                        help="comma list of classes in 1..80 (default all)")
-    parser.add_argument("--sal_subdir", default="sal_snet")
-    parser.add_argument("--seed_subdir", default="base_30_bg")
-    args = parser.parse_args(argv)
-    classes = None if args.classes is None else parse_classes(args.classes)
-    start = time.perf_counter()
-    try:
-        names = generate_coco_dataset(args.root, num_images=args.num_images,
-                                      min_size=args.min_size, max_size=args.max_size,
-                                      seed=args.seed, classes=classes,
-                                      sal_subdir=args.sal_subdir, seed_subdir=args.seed_subdir)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    print(f"wrote {len(names)} synthetic COCO-format images ({args.min_size}-{args.max_size} px, "
-          f"seed {args.seed}) to {args.root} in {time.perf_counter() - start:.1f}s")
-    return 0
+    return generator_main(__doc__.splitlines()[0], generate_coco_dataset, "COCO-format",
+                          COCO14.num_fg_classes, argv)
 
 
 if __name__ == "__main__":
