@@ -225,7 +225,7 @@ def train(cfg, task):
 
 
 class _Worker:
-    """A picklable ``worker(ctx, cfg)`` for :func:`lib.utils.distributed.launch`."""
+    """A picklable ``worker(ctx, cfg)`` for :func:`lib.training.distributed.launch`."""
 
     def __init__(self, task):
         self.task = task
