@@ -42,7 +42,7 @@ SCHEMA = {
     "cfg_name": (str, "sgan_vgg16_321x321_snet"),
     "dataset_name": (str, "voc12_sgan"),
     "dataset_root": (str, "data/VOC2012"),
-    "gt_path": (str, VOC12.seed_gt),
+    "gt_path": (str, VOC12.seed_gt),  # unset: the seeds' ground truth of dataset_name
     "sal_subdir": (str, "sal_snet"),
     "sal_thresh": (float, 0.06),
     "seed_subdir": (str, "base_30_bg"),
@@ -249,8 +249,11 @@ def load_config(path=None, overrides=()):
         cfg[key] = _coerce(key, spec, values.pop(key)) if key in values else _copy(default)
     if values:
         raise ConfigError(_unknown_keys_line(sorted(values)))
-    if "num_classes" not in given:  # the dataset's seeds (a misspelt dataset_name: one line)
-        cfg["num_classes"] = dataset_description(cfg.dataset_name).seed_classes
+    dataset = dataset_description(cfg.dataset_name)  # a misspelt name: one line
+    if "num_classes" not in given:  # the dataset's seeds
+        cfg["num_classes"] = dataset.seed_classes
+    if "gt_path" not in given:
+        cfg["gt_path"] = dataset.seed_gt
     for key, value in cfg.items():
         if isinstance(value, str) and key != "dataset_root":
             cfg[key] = value.replace(DATASET_ROOT_FIELD, cfg.dataset_root)

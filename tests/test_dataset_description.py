@@ -62,6 +62,13 @@ def test_num_classes_is_the_datasets_segmentation_or_seed_count():
         load_config(None, ["dataset_name=coco14", "num_classes=22"])
 
 
+def test_gt_path_is_the_datasets_seed_ground_truth_unless_given():
+    assert load_config(None, ["dataset_name=coco14"]).gt_path == "SegmentationClass/"
+    assert load_config(None, []).gt_path == "SegmentationClassAug/"  # VOC's, the paper's value
+    given = load_config(None, ["dataset_name=coco14", "gt_path=labels/"])
+    assert given.gt_path == "labels/"
+
+
 def test_tags_outside_the_datasets_classes_name_the_file_and_image(tmp_path):
     voc, coco = dataset_description("voc12"), dataset_description("coco14")
     path = str(tmp_path / "im_tags.pkl")
