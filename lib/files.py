@@ -12,6 +12,8 @@ import tempfile
 from lib import signal_point
 from lib.errors import UserError
 
+TEMPORARY_PREFIX = ".tmp-"  # a file being written (or left by a writer killed meanwhile)
+
 
 def atomic_write_bytes(path, data, durable=False):
     """Write ``data`` to ``path`` so that a reader never sees a half-written file.
@@ -23,7 +25,7 @@ def atomic_write_bytes(path, data, durable=False):
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMPORARY_PREFIX, suffix=os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -39,6 +41,20 @@ def atomic_write_bytes(path, data, durable=False):
         raise
     if durable:
         _sync_folder(folder)
+
+
+def remove_temporary_files(folder):
+    """Delete what writers killed mid-write (SIGKILL, a pool's terminate) left in ``folder``,
+    so that a tool that opens every entry of an output folder, as the published evaluator
+    does, finds outputs only. Call it while no process writes there."""
+    if not os.path.isdir(folder):
+        return
+    for entry in os.listdir(folder):
+        if entry.startswith(TEMPORARY_PREFIX):
+            try:
+                os.unlink(os.path.join(folder, entry))
+            except FileNotFoundError:
+                pass
 
 
 def _sync_folder(folder):

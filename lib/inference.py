@@ -96,7 +96,8 @@ def _infer(ctx, cfg, stage):
     cfg = trained.cfg
     record = {**plan.record, "weights": weights_identity(trained.weights)}
     moved = prepare_output_folder(ctx, plan.folder, record, cfg.overwrite, plan.retry_hint,
-                                  lambda: [plan.remove(name) for name in dataset.names])
+                                  lambda: [plan.remove(name) for name in dataset.names],
+                                  plan.folders)
     logger = process_logger(f"sgan.{stage.name}", plan.log_file, ctx.is_main)
     if moved:
         logger.info("%s", moved)

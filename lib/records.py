@@ -19,7 +19,7 @@ import os
 import yaml
 
 from lib.errors import UserError, one_line
-from lib.files import atomic_write_bytes, file_names
+from lib.files import atomic_write_bytes, file_names, remove_temporary_files
 from lib.training.distributed import barrier, shard
 
 RECORD_SUFFIX = ".record.yml"  # <folder>.record.yml
@@ -129,17 +129,22 @@ def names_to_write(names, ctx, done, overwrite):
     return mine if overwrite else [n for n in mine if not done(n)]
 
 
-def prepare_output_folder(ctx, folder, record, overwrite, retry_hint, remove_outputs):
+def prepare_output_folder(ctx, folder, record, overwrite, retry_hint, remove_outputs,
+                          folders=None):
     """Check the folder's record on every process (one error everywhere), then on the main
     process move an earlier version's record beside the folder, call ``remove_outputs()`` if
     ``overwrite`` (a rebuild) and write the record; a folder that continues keeps its record
-    untouched. Returns the line saying a record was moved (for the log), or None."""
+    untouched. The files a killed run left half-written in ``folders`` (every folder the run
+    writes; default ``folder`` alone) go. Returns the line saying a record was moved (for the
+    log), or None."""
     has_outputs = os.path.isdir(folder) and bool(file_names(folder))
     check_record(folder, record, has_outputs, overwrite, retry_hint)
     barrier(ctx)
     moved = None
     if ctx.is_main:
         moved = move_old_record(folder)
+        for written in folders or [folder]:
+            remove_temporary_files(written)
         if overwrite or read_record(folder) != record:
             if overwrite:
                 remove_outputs()
