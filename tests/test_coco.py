@@ -213,10 +213,15 @@ def test_a_rerun_writes_only_missing_or_cut_short_pngs(tree, tmp_path):
     assert (root / "im_tags.pkl").is_file()
 
 
-def test_a_rerun_with_another_crowd_mode_refuses(tree, tmp_path):
+def test_a_rerun_with_another_crowd_mode_refuses_until_the_labels_are_deleted(tree, tmp_path):
     root, _ = converted(tree, tmp_path)
-    with pytest.raises(UserError, match="crowd background -> ignore"):
+    with pytest.raises(UserError, match="crowd background -> ignore; delete it to remake it"):
         run(str(root), crowd="ignore", workers=0, progress=False)
+    shutil.rmtree(root / "SegmentationClass")  # as the message says; its record stays beside
+    counts = run(str(root), crowd="ignore", workers=0, progress=False)
+    assert sum(c["written"] for c in counts.values()) == NUM_IMAGES
+    labels = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in root.glob("SegmentationClass/*")]
+    assert any((label == 255).any() for label in labels)  # crowd pixels now ignored
 
 
 def test_bad_inputs_are_one_line(tree, tmp_path):
@@ -233,6 +238,10 @@ def test_bad_inputs_are_one_line(tree, tmp_path):
     data["annotations"][0].pop("segmentation")
     val_json.write_text(json.dumps(data))
     with pytest.raises(UserError, match="instances_val2014.json is not a COCO instances file"):
+        run(str(root), workers=0, progress=False)
+    data["annotations"][0]["segmentation"] = [[1.0, 2.0]]  # pycocotools: a bare Exception
+    val_json.write_text(json.dumps(data))
+    with pytest.raises(UserError, match="instances_val2014.json: cannot decode a segmentation"):
         run(str(root), workers=0, progress=False)
     val_json.unlink()
     with pytest.raises(UserError, match="instances_val2014.json not found"):

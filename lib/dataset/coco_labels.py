@@ -27,7 +27,7 @@ from lib.coco import (COCO_CATEGORIES, LABEL_FOLDER, LIST_NAMES, SPLITS, TAGS_FI
 from lib.dataset.description import list_path
 from lib.dataset.tags import save_tags
 from lib.errors import UserError, first_few, one_line
-from lib.files import file_names, write_names
+from lib.files import file_names, remove_temporary_files, write_names
 from lib.image import is_complete_file, read_prediction_png, write_png
 from lib.progress import progress_bar
 from lib.records import read_record, record_differences, write_record
@@ -40,14 +40,18 @@ IMAGES_PER_TASK = 64  # images painted per task sent to a worker
 
 def annotation_mask(segmentation, height, width):
     """``COCO.annToMask``: the H x W uint8 0/1 mask of a polygon list, an uncompressed RLE
-    (``counts`` a list) or a compressed RLE, decoded as pycocotools does it."""
-    if isinstance(segmentation, list):
-        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation["counts"], list):
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    else:
-        rle = segmentation
-    return mask_utils.decode(rle)
+    (``counts`` a list) or a compressed RLE, decoded as pycocotools does it. A segmentation
+    pycocotools cannot decode is a ValueError (it raises a bare Exception for some)."""
+    try:
+        if isinstance(segmentation, list):
+            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+        elif isinstance(segmentation["counts"], list):
+            rle = mask_utils.frPyObjects(segmentation, height, width)
+        else:
+            rle = segmentation
+        return mask_utils.decode(rle)
+    except Exception as exc:
+        raise ValueError(one_line(exc) or type(exc).__name__) from None
 
 
 def paint_labels(height, width, annotations, crowd):
@@ -83,9 +87,9 @@ def _label_chunk(job):
         if written:
             try:
                 labels = paint_labels(height, width, annotations, crowd)
-            except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+            except ValueError as exc:
                 raise UserError(f"{source}: cannot decode a segmentation of {name}: "
-                                f"{one_line(exc) or type(exc).__name__}") from None
+                                f"{exc}") from None
             write_png(path, labels)
         else:
             labels = read_prediction_png(path)
@@ -161,9 +165,11 @@ def _check_images(root, tasks, path):
 
 
 def _prepare_label_folder(folder, record):
-    """Refuse to mix label PNGs of other settings into ``folder``; record ours."""
-    saved = read_record(folder)
-    if saved is None and os.path.isdir(folder) and file_names(folder):
+    """Refuse to mix label PNGs of other settings into ``folder``; record ours. A folder
+    without PNGs (deleted, or never painted) takes the new settings whatever its record says."""
+    has_labels = os.path.isdir(folder) and bool(file_names(folder))
+    saved = read_record(folder) if has_labels else None
+    if has_labels and saved is None:
         raise UserError(f"{folder} holds PNGs but no record of the settings that made them; "
                         "move them away (or delete them) and rerun")
     if saved is not None and saved != record:
@@ -171,6 +177,7 @@ def _prepare_label_folder(folder, record):
                 if saved.get("crowd") in CROWD_MODES else "")
         raise UserError(f"{folder} was made with other settings: "
                         f"{record_differences(saved, record)[0]}; delete it to remake it{hint}")
+    remove_temporary_files(folder)
     if saved is None:
         os.makedirs(folder, exist_ok=True)
         write_record(folder, record)
