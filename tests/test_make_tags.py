@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
+from lib.dataset.description import dataset_description
 from lib.dataset.make_tags import collect_tags, tags_from_mask, tags_from_xml
 from lib.dataset.tags import load_tags
 from lib.errors import UserError
@@ -79,6 +80,18 @@ def test_mask_labels_minus_background_and_ignore(tmp_path):
     Image.fromarray(np.stack([labels] * 3, axis=2)).save(tmp_path / "rgb.png")
     with pytest.raises(UserError, match="mode RGB"):
         tags_from_mask(str(tmp_path / "rgb.png"))
+
+
+def test_mask_labels_are_checked_against_the_datasets_classes(tmp_path):
+    Image.fromarray(np.array([[0, 57], [3, 255]], np.uint8)).save(tmp_path / "2099_000001.png")
+    with pytest.raises(UserError, match=r"label 57 is not a class of voc12 \(0..20, 255 ignore"):
+        tags_from_mask(str(tmp_path / "2099_000001.png"))
+    out = tmp_path / "tags.pkl"
+    refused = make_tags_cli("--masks", str(tmp_path), "--out", str(out))
+    assert refused.returncode == 2 and "not a class of voc12" in refused.stderr
+    result = make_tags_cli("--masks", str(tmp_path), "--out", str(out), "--dataset_name", "coco14")
+    assert result.returncode == 0, result.stderr
+    assert load_tags(str(out), dataset_description("coco14"))["2099_000001"].tolist() == [3, 57]
 
 
 def test_tags_from_two_xml_annotations(tmp_path):

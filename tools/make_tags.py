@@ -12,7 +12,7 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from lib.cli import run_main  # noqa: E402
+from lib.cli import add_dataset_name, run_main  # noqa: E402
 from lib.errors import first_few  # noqa: E402
 
 
@@ -27,9 +27,10 @@ def main(argv=None):
                         help="output .pkl file (a .json twin is written beside it)")
     parser.add_argument("--list", help="only the names in this file (one per line; "
                         "'JPEGImages/NAME.jpg ...' lines are reduced to NAME)")
+    add_dataset_name(parser)
     args = parser.parse_args(argv)
     folder, kind = (args.masks, "masks") if args.masks else (args.xml, "xml")
-    tags, skipped = run(folder, args.out, kind, args.list)
+    tags, skipped = run(folder, args.out, kind, args.list, args.dataset_name)
     if skipped:
         print(f"warning: skipped {len(skipped)} images with no foreground class "
               f"({first_few(skipped)})",
