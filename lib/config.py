@@ -70,7 +70,7 @@ SCHEMA = {
     "cam_thresh": (float, 0.25),
     "ignore_conflict": (bool, False),
     "combine_seedseg": (bool, True),
-    "num_classes": (int, 22),  # unset: C + 2 of dataset_name (seeds; VOC 22, COCO 82)
+    "num_classes": (int, VOC12.seed_classes),  # unset: C + 2 of dataset_name (VOC 22, COCO 82)
     "bg_thresh": (float, 0.06),  # seeds' background: saliency of sdnet_path / 255 below this
     # ---- keys this repository adds (defaults keep the paper's behaviour) ----
     "random_seed": (int, 7),

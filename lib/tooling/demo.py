@@ -20,6 +20,7 @@ settings and inputs is not run again, so a rerun is fast.
 import os
 
 from lib.config import derived_config, load_config
+from lib.dataset.description import describe
 from lib.dataset.tags import load_tags
 from lib.errors import UserError
 from lib.evaluation.folder import evaluate_folder
@@ -43,10 +44,8 @@ from lib.tooling.synthetic import generate_dataset
 from lib.training.checkpointing import training_changes
 from lib.training.run_folder import run_record_path
 from lib.training.runtime import resolve_device, setup_logger
-from lib.voc import NUM_CLASSES, SEED_CLASSES
 
 THRESHOLDS = "0.05:0.95:0.05"
-SEGMENTATION_GT = "SegmentationClass"
 
 
 def trained_with(cfg, keys, inputs=()):
@@ -150,11 +149,12 @@ def segmentation_config(cfg, seg_cfg, name, seed_dir, backbone):
 
 def label_and_score(run_cfg, retrained):
     """Label the held-out split with the trained network (anew if it was ``retrained``) and
-    score it (21 classes)."""
+    score it (C + 1 classes)."""
     labels = infer_seg.run(derived_config(run_cfg, overwrite=retrained or run_cfg.overwrite))
     names = read_names(split_list_path(run_cfg))
-    gt = os.path.join(run_cfg.dataset_root, SEGMENTATION_GT)
-    return evaluate_folder(labels, gt, NUM_CLASSES, names=names, progress=False)
+    dataset = describe(run_cfg)
+    gt = dataset_path(run_cfg, dataset.segmentation_gt)
+    return evaluate_folder(labels, gt, dataset.num_classes, names=names, progress=False)
 
 
 def run(cls_cfg, cfg, seg_cfg, num_images=200, min_size=64, max_size=128, data_seed=0,
@@ -171,7 +171,8 @@ def run(cls_cfg, cfg, seg_cfg, num_images=200, min_size=64, max_size=128, data_s
 
     gt = dataset_path(cfg, cfg.gt_path)
     seed_dirs = {"initial": initial_dir, "sgan": result_dir(chosen)}
-    seeds = {key: evaluate_folder(folder, gt, SEED_CLASSES, names=train_names, progress=False)
+    seeds = {key: evaluate_folder(folder, gt, describe(cfg).seed_classes, names=train_names,
+                                  progress=False)
              for key, folder in seed_dirs.items()}
     runs = {key: segmentation_config(cfg, seg_cfg, key, folder, backbone)
             for key, folder in seed_dirs.items()}
@@ -196,7 +197,7 @@ def run(cls_cfg, cfg, seg_cfg, num_images=200, min_size=64, max_size=128, data_s
     if segmentation_figure:
         val = read_names(split_list_path(runs["initial"]))[:figure_rows]
         draw_segmentation_figure(runs["initial"], runs["sgan"],
-                                 os.path.join(cfg.dataset_root, SEGMENTATION_GT), val,
+                                 dataset_path(cfg, describe(cfg).segmentation_gt), val,
                                  segmentation_figure)
         logger.info("segmentation figure written to %s", segmentation_figure)
     if curves_figure:
