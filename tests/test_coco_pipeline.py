@@ -151,6 +151,26 @@ def test_segmentation_labels_are_cocos_and_scored_with_81_classes(run):
     assert 0 <= scores["mIoU"] <= 1
 
 
+def test_a_coco_run_labelled_with_vocs_config_reads_its_tags_as_cocos(run, tmp_path):
+    """infer_seg with VOC's config (no dataset_name) on a COCO run: the run's coco14 decides
+    the classes of the tags of restrict_to_tags too, as it does the network's outputs."""
+    root, work = run["root"], run["work"]
+    tags = load_tags(root / "im_tags_val.pkl", COCO14)
+    (root / "ImageSets" / "Segmentation" / "val_tagged.txt").write_text("\n".join(sorted(tags)))
+    checkpoint = work / "model" / "seg_deeplabv2_vgg16_coco" / "model_iter_2.pth"
+    code = run_script("stage3/infer_seg.py", "--cfg_file",
+                      os.path.join(REPO, "config", "seg_deeplabv2_vgg16.yml"),
+                      f"dataset_root={root}", *SMALL_SEG, f"checkpoint={checkpoint}",
+                      "restrict_to_tags=true", "cue_file=im_tags_val.pkl", "split=val_tagged",
+                      f"res_path={tmp_path}")
+    assert code == 0
+    labels = tmp_path / "seg_deeplabv2_vgg16_val_tagged"
+    assert names_in(labels) == sorted(tags)
+    for name, classes in tags.items():
+        with Image.open(labels / f"{name}.png") as png:
+            assert set(np.unique(np.asarray(png)).tolist()) <= {0} | set(classes.tolist())
+
+
 def test_the_boat_train_rule_takes_cocos_boat_and_train():
     bg = np.zeros((4, 4), bool)
     bg[:, :2] = True  # 8 cells of background; the class claims 4, half of them background

@@ -82,9 +82,9 @@ class LabelJob:
 
 
 def write_labels(crf, palette, job, scores):
-    """Softmax, CRF (if ``crf``), argmax and the PNG of one image in the colours of
-    ``palette`` (a worker's job)."""
-    image_rgb = read_image(job.image_path)[:, :, ::-1]
+    """Softmax, CRF (if ``crf``: on the image, read again here rather than sent along),
+    argmax and the PNG of one image in the colours of ``palette`` (a worker's job)."""
+    image_rgb = read_image(job.image_path)[:, :, ::-1] if crf else None
     labels = labels_from_probabilities(probabilities(scores), image_rgb, crf=crf, tags=job.tags)
     write_palette_png(job.out_path, labels, palette)
 
@@ -141,10 +141,10 @@ class LabelInference(InferenceStage):
     name = "infer_seg"
 
     def plan(self, cfg):
+        trained = load_trained_network(cfg, NETWORK_KEYS, deeplab_from_config)
+        cfg = trained.cfg  # with the run's dataset_name, its tags' classes
         names = split_names(cfg)
         tags = image_tags(cfg, names)
-        trained = load_trained_network(cfg, NETWORK_KEYS, deeplab_from_config)
-        cfg = trained.cfg
         check_input_scale(cfg)  # before anything is written
         dataset = describe(cfg)
         images = Images(cfg.dataset_root, names, tags, dataset)
