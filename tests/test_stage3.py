@@ -14,6 +14,7 @@ import torchvision
 from PIL import Image
 
 from conftest import REPO
+from infer_helpers import WIDTH, write_seg_checkpoint
 from lib.config import ConfigError, load_config
 from lib.image import read_image, scipy_zoom_to
 from lib.network.checkpoint import read_state_dict
@@ -183,7 +184,8 @@ def test_restrict_to_tags_needs_tags_for_every_name_of_the_split(work, tmp_path)
     (voc / "tags.json").write_text(json.dumps(tags))
     result = run_tool("stage3/infer_seg.py", *infer_args(
         f"dataset_root={voc}", "cue_file=tags.json", "split=train", "restrict_to_tags=true",
-        "checkpoint=nowhere.pth"), cwd=work)
+        f"checkpoint={write_seg_checkpoint(str(tmp_path / 'm.pth'))}", f"width_mult={WIDTH}"),
+        cwd=work)
     assert one_line(result) and train[1] in result.stderr and "restrict_to_tags" in result.stderr
 
 
