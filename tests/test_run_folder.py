@@ -171,6 +171,19 @@ def test_overwrite_keeps_the_old_run_until_the_new_runs_first_checkpoint(run):
     assert lines[0].startswith(SET_ASIDE_NOTE) and "put back the run set aside" in lines[-2]
     assert lines[-1].startswith("nothing to do: the run in")
 
+    # Ctrl-C before its first checkpoint (an overwrite=true started by mistake): the old run
+    # is back at once, and nothing of the new one is left to resume
+    stopped = run_tool("stage2/train_sgan.py", *cmd, "max_iter=3", "overwrite=true",
+                       "step_size=2", env={**os.environ, SIGNAL_AT: "iteration:1:SIGINT"})
+    assert stopped.returncode == 130
+    assert stopped.stderr.strip().splitlines()[-1] == (
+        f"interrupted by SIGINT at iteration 1 of 3, before its first checkpoint: "
+        f"nothing saved, the run it was to replace is back in {folder}")
+    assert _files(folder) == old and not (folder / SET_ASIDE).exists()
+    assert _new_lines(folder, log)[-1].startswith(
+        "overwrite=true: this run stopped before its first checkpoint")
+    log = (folder / "train.log").read_text()
+
     # a replacement that succeeds: the old run goes with the new run's first checkpoint, and
     # so do its lines of the log
     done = run_tool("stage2/train_sgan.py", *cmd, "max_iter=2", "overwrite=true")

@@ -319,15 +319,21 @@ class _Saves:
 
     def interrupted(self, step, signum):
         """Save the train state of iteration ``step`` unless the last checkpoint holds it;
-        return the Interrupted that says where the run stopped and how to resume it."""
+        return the Interrupted that says where the run stopped and how to resume it. A run
+        that replaces another saves nothing before its first checkpoint: the old run goes back
+        (:func:`_train`), so Ctrl-C on an ``overwrite=true`` started by mistake loses nothing."""
+        stopped = (f"interrupted by {signal.Signals(signum).name} at iteration {step} of "
+                   f"{self.cfg.max_iter}")
+        if self.begin.replaces:
+            return Interrupted(f"{stopped}, before its first checkpoint: nothing saved, the run "
+                               f"it was to replace is back in {model_dir(self.cfg)}", signum)
         if step > self.last:
             self._record()
             self.logger.info("saved %s", save_train_state(self.model, self.optimizer, step,
                                                           self.cfg, self.ctx))
             self._saved(step)
         path = os.path.join(model_dir(self.cfg), TRAIN_STATE)
-        return Interrupted(f"interrupted by {signal.Signals(signum).name} at iteration {step} "
-                           f"of {self.cfg.max_iter}, saved in {path}: resume with: "
+        return Interrupted(f"{stopped}, saved in {path}: resume with: "
                            f"{resume_command(self.cfg.get('command_line'))}", signum)
 
     def _record(self):
