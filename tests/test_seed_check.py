@@ -86,6 +86,13 @@ def test_seeds_with_almost_no_class_are_warned_of(synth_voc, names, tmp_path):
     assert len(names) / labelled < MIN_CLASS_SHARE
 
 
+def test_seeds_with_no_labelled_pixel_at_all_are_warned_of(synth_voc, names, tmp_path):
+    folder = seed_folder(tmp_path / "unlabeled", synth_voc, names,
+                         lambda gt: np.full(gt.shape, UNLABELED, np.uint8))
+    [warning] = warnings_of(notes_of(synth_voc, names, folder))
+    assert folder in warning and "only 0 of 0 labelled pixels" in warning
+
+
 def test_only_seed_files_are_read_a_few_spread_over_the_names(synth_voc, names, tmp_path):
     many = [f"{i:05d}" for i in range(1000)]
     picked = sampled_names(many)

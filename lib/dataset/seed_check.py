@@ -72,7 +72,7 @@ def seed_notes(dataset, count=SAMPLED_FILES):
             f"not SGAN's seeds ({value} = unlabeled): none of {len(names)} seed files read "
             f"holds {value}, and stage 3 reads every 0 as background")))
     labelled = background + classes
-    if classes < MIN_CLASS_SHARE * labelled:
+    if classes <= MIN_CLASS_SHARE * labelled:  # none labelled at all: 0 <= 0
         notes.append((logging.WARNING, (
             f"warning: seed_dir {folder}: only {classes} of {labelled} labelled pixels of "
             f"{len(names)} seed files are a class ({classes / max(labelled, 1):.2%}): the "
