@@ -84,6 +84,14 @@ def file_names(folder, suffix=PNG, what=""):
                   if f.endswith(suffix) and not f.startswith("."))
 
 
+def remove_files(folder, suffix=PNG):
+    """Delete every ``*<suffix>`` file of ``folder`` (none if there is no folder): a rebuild
+    leaves no output of an earlier run behind, whichever names it was for."""
+    if os.path.isdir(folder):
+        for name in file_names(folder, suffix):
+            os.unlink(os.path.join(folder, name + suffix))
+
+
 def missing_files(folder, names, suffix=PNG):
     """The ``NAME<suffix>`` files of ``names`` that ``folder`` lacks, in the order of ``names``."""
     return [n + suffix for n in names if not os.path.isfile(os.path.join(folder, n + suffix))]

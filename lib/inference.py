@@ -39,7 +39,7 @@ class InferencePlan:
     describe: Callable  # describe(count): what the run makes of count images (first line)
     write: Callable  # write(job, *arrays): one image's outputs; picklable, run by workers
     done: Callable  # done(name): the image's outputs are all there and complete
-    remove: Callable  # remove(name): delete the image's outputs (overwrite=true)
+    remove: Callable  # remove(): delete every output of the folders (overwrite=true)
     folders: list  # every folder the run writes (the summary line)
     crf: bool = False  # write runs a CRF: worth crf_workers worker processes
     collate: Callable = None  # the loader's collate function (default: torch's)
@@ -96,8 +96,7 @@ def _infer(ctx, cfg, stage):
     cfg = trained.cfg
     record = {**plan.record, "weights": weights_identity(trained.weights)}
     moved = prepare_output_folder(ctx, plan.folder, record, cfg.overwrite, plan.retry_hint,
-                                  lambda: [plan.remove(name) for name in dataset.names],
-                                  plan.folders)
+                                  plan.remove, plan.folders)
     logger = process_logger(f"sgan.{stage.name}", plan.log_file, ctx.is_main)
     if moved:
         logger.info("%s", moved)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lib.dataset.description import VOC12, DatasetDescription
+from lib.files import remove_files
 from lib.image import is_complete_file, read_image, write_png
 from lib.seeds.class_maps import SUFFIX as MAPS_SUFFIX
 from lib.seeds.class_maps import class_maps_dir, save_class_maps
@@ -72,11 +73,12 @@ class OutputSettings:
         chunk, a class-map archive with its directory): a file cut short is made again."""
         return all(is_complete_file(path) for path in self.output_paths(name))
 
-    def remove(self, name):
-        """Delete this image's files (all kinds), for a rebuild with overwrite=true."""
-        for path in (self.seed_path(name), self.maps_path(name), self.picture_path(name)):
-            if os.path.exists(path):
-                os.unlink(path)
+    def remove(self):
+        """Delete every file of the seeds' folder and of its extras' folders (those not asked
+        for this time too: they would no longer match), for a rebuild with overwrite=true."""
+        remove_files(self.seed_dir)
+        remove_files(class_maps_dir(self.seed_dir), MAPS_SUFFIX)
+        remove_files(pictures_dir(self.seed_dir))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from lib.dataset.check import check_files
 from lib.dataset.description import VOC12, describe
 from lib.dataset.tags import load_tags
 from lib.errors import UserError, first_few
-from lib.files import read_names
+from lib.files import read_names, remove_files
 from lib.image import is_complete_file, read_image, write_palette_png
 from lib.inference import InferencePlan, InferenceStage, run_inference
 from lib.network.deeplab import deeplab_from_config
@@ -152,10 +152,6 @@ class LabelInference(InferenceStage):
         folder = segmentation_dir(cfg)
         out_path = functools.partial(label_path, folder)
 
-        def remove(name):
-            if os.path.exists(out_path(name)):
-                os.unlink(out_path(name))
-
         return InferencePlan(
             trained=trained, dataset=images, folder=folder,
             record={key: cfg[key] for key in PREDICTION_KEYS},
@@ -163,7 +159,8 @@ class LabelInference(InferenceStage):
             retry_hint="or write elsewhere with another cfg_name or res_path",
             describe=lambda count: f"labels of {count} images of split '{cfg.split}'",
             write=functools.partial(write_labels, cfg.seg_crf, dataset.palette),
-            done=lambda name: is_complete_file(out_path(name)), remove=remove,
+            done=lambda name: is_complete_file(out_path(name)),
+            remove=functools.partial(remove_files, folder),
             folders=[folder], crf=cfg.seg_crf, collate=as_list)
 
     def jobs(self, plan, batch, on):
