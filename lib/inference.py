@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from lib.crf.workers import crf_workers
 from lib.progress import progress_bar
 from lib.records import names_to_write, outputs_summary, prepare_output_folder, weights_identity
-from lib.training.distributed import barrier, launch, sum_over_processes
+from lib.training.distributed import barrier, launch, shard, sum_over_processes
 from lib.training.run_folder import TrainedNetwork
 from lib.training.runtime import amp_dtype, autocast, loader_workers, process_logger
 from lib.workers import WorkerQueue
@@ -102,7 +102,7 @@ def _infer(ctx, cfg, stage):
         logger.info("%s", moved)
     if trained.adopted:
         logger.info("the network as its run trained it: %s", ", ".join(trained.adopted))
-    total = len(dataset.names)
+    total, mine = len(dataset.names), len(shard(dataset.names, ctx))
     dataset.names = names_to_write(dataset.names, ctx, plan.done, cfg.overwrite)
     todo = sum_over_processes(len(dataset.names), ctx)
     on = NetworkDevice(ctx.device, amp_dtype(cfg.amp, ctx.device),
@@ -121,10 +121,12 @@ def _infer(ctx, cfg, stage):
             for batch in progress_bar(loader, shown=ctx.is_main, desc=stage.name):
                 for job, arrays in stage.jobs(plan, batch, on):
                     writer.submit(job, arrays)
-    except (Exception, KeyboardInterrupt) as exc:
-        written = sum(map(plan.done, dataset.names))
-        logger.info("%s", outputs_summary(written, total - todo, len(dataset.names) - written,
-                                          time.monotonic() - started, plan.folders, exc))
+    except (Exception, KeyboardInterrupt) as exc:  # this process's counts: the others may
+        written = sum(map(plan.done, dataset.names))  # be gone, no collective sums them
+        logger.info("%s%s", f"process {ctx.rank} of {ctx.world_size}: " if ctx.distributed else "",
+                    outputs_summary(written, mine - len(dataset.names),
+                                    len(dataset.names) - written, time.monotonic() - started,
+                                    plan.folders, exc))
         raise
     barrier(ctx)
     logger.info("%s", outputs_summary(todo, total - todo, 0, time.monotonic() - started,

@@ -27,6 +27,7 @@ from lib.stage1 import make_seeds
 from lib.stage1.train_cls import ClassifierTraining
 from lib.stage2 import infer_cam
 from lib.stage2.train_sgan import SGANTraining
+from lib.seeds import inference as seed_inference
 from lib.stage3 import infer_seg
 from lib.stage3.train_seg import SegTraining
 from lib.training import loop
@@ -137,3 +138,29 @@ def test_a_training_step_of_every_stage(two_processes, synth_voc, task, cfg_file
     finally:
         task.stop(False)
     assert stepped and set(terms) == set(task.term_names)
+
+
+def test_a_process_that_stops_counts_its_own_share(two_processes, synth_voc, tmp_path,
+                                                   monkeypatch):
+    """Process 1's half is there; process 0 stops after one image of its own half: its last
+    line counts its share (none skipped), not the other process's images as skipped."""
+    cfg = infer_config(synth_voc, write_checkpoint(str(tmp_path / "sgan.pth")), tmp_path / "res")
+    alone = DistContext(0, 1, DEVICE)
+    monkeypatch.setattr(inference, "launch", lambda worker, cfg: worker(alone, cfg))
+    folder = infer_cam.run(cfg)
+    for name in _pngs(folder)[0::2]:  # process 0's half of the sorted names
+        os.unlink(os.path.join(folder, name))
+    monkeypatch.setattr(inference, "launch", lambda worker, cfg: worker(two_processes, cfg))
+    write, written = seed_inference.write_image_outputs, []
+
+    def failing(*args):
+        if written:
+            raise RuntimeError("disk full")
+        written.append(write(*args))
+
+    monkeypatch.setattr(seed_inference, "write_image_outputs", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        infer_cam.run(cfg)
+    last = open(folder + ".log").read().splitlines()[-1]
+    assert "process 0 of 2: stopped by an error" in last
+    assert "1 images written, 0 skipped (already there), 4 failed" in last
