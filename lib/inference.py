@@ -6,8 +6,8 @@ builds its network (an :class:`InferencePlan`) before anything is written. The s
 checks the output folder's record (lib.records, beside the folder), takes this process's share
 of the names whose outputs are not there yet (each process every world_size-th name), runs the
 network batch after batch on the device while worker processes write each image's outputs
-(lib.workers), and ends the log with a summary line, also when the run stops on an error or
-Ctrl-C. A rerun makes only what is missing. What differs between the stages is an
+(lib.workers), and ends the log (``<folder>.log``, beside the folder) with a summary line, also
+when the run stops on an error or Ctrl-C. A rerun makes only what is missing. What differs between the stages is an
 :class:`InferenceStage`.
 """
 import time
@@ -18,12 +18,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from lib.crf.workers import crf_workers
+from lib.paths import beside
 from lib.progress import progress_bar
 from lib.records import names_to_write, outputs_summary, prepare_output_folder, weights_identity
 from lib.training.distributed import barrier, launch, shard, sum_over_processes
 from lib.training.run_folder import TrainedNetwork
 from lib.training.runtime import amp_dtype, autocast, loader_workers, process_logger
 from lib.workers import WorkerQueue
+
+LOG_SUFFIX = ".log"  # <folder>.log, beside the output folder as its record is
 
 
 @dataclass
@@ -32,9 +35,8 @@ class InferencePlan:
 
     trained: TrainedNetwork  # the network, its weights, the config with its run's keys
     dataset: object  # the items of ``dataset.names`` (the skeleton narrows the names)
-    folder: str  # the output folder (its record lies beside it)
+    folder: str  # the output folder (its record and log lie beside it)
     record: dict  # the settings that change the outputs (the weights' identity is added)
-    log_file: str
     retry_hint: str  # how to write elsewhere, for a folder made with other settings
     describe: Callable  # describe(count): what the run makes of count images (first line)
     write: Callable  # write(job, *arrays): one image's outputs; picklable, run by workers
@@ -97,7 +99,7 @@ def _infer(ctx, cfg, stage):
     record = {**plan.record, "weights": weights_identity(trained.weights)}
     moved = prepare_output_folder(ctx, plan.folder, record, cfg.overwrite, plan.retry_hint,
                                   plan.remove, plan.folders)
-    logger = process_logger(f"sgan.{stage.name}", plan.log_file, ctx.is_main)
+    logger = process_logger(f"sgan.{stage.name}", beside(plan.folder, LOG_SUFFIX), ctx.is_main)
     if moved:
         logger.info("%s", moved)
     if trained.adopted:

@@ -12,6 +12,13 @@ from lib.dataset.description import list_path
 DATASET_KEYS = ("cue_file", "gt_path", "strong_list", "val_list")
 
 
+def beside(folder, suffix):
+    """``<folder><suffix>``: what belongs to an output folder but lies beside it (its record
+    ``.record.yml``, its log ``.log``, its class maps ``_maps``), however the folder is written
+    (``x/``, ``x/.``)."""
+    return os.path.normpath(folder) + suffix
+
+
 def dataset_path(cfg, path):
     """Resolve a dataset-relative path (the value of a key of DATASET_KEYS) under
     ``dataset_root``; absolute paths stay as they are."""

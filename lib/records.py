@@ -20,6 +20,7 @@ import yaml
 
 from lib.errors import UserError, one_line
 from lib.files import atomic_write_bytes, file_names, remove_temporary_files
+from lib.paths import beside
 from lib.training.distributed import barrier, shard
 
 RECORD_SUFFIX = ".record.yml"  # <folder>.record.yml
@@ -38,7 +39,7 @@ def weights_identity(path):
 
 def record_path(folder):
     """The record of ``folder``: ``<folder>.record.yml``, beside it."""
-    return os.path.normpath(folder) + RECORD_SUFFIX
+    return beside(folder, RECORD_SUFFIX)
 
 
 def _old_record_path(folder):

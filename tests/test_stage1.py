@@ -9,15 +9,18 @@ import pytest
 import torch
 
 from conftest import REPO, listed_run_files
+from infer_helpers import make_seeds_config, write_classifier_checkpoint
 from lib.config import ConfigError, load_config
 from lib.dataset.tags import load_tags
 from lib.dataset.voc12_cls import VOC12ClsDataset
 from lib.dataset.voc12_sgan import VOC12ClsSalDataset
+from lib.errors import UserError
 from lib.network.backbone.vgg16 import CONV_NAMES
 from lib.network.checkpoint import load_backbone, read_state_dict
 from lib.network.classifier import VGG16Classifier
 from lib.network.sgan import SGAN
 from lib.optim import parameter_groups
+from lib.records import read_record
 from lib.seeds.inference import tags_of
 from lib.seeds.threshold import seeds_from_cams
 from lib.stage1 import make_seeds
@@ -109,6 +112,15 @@ def test_seed_painting_is_seeds_from_cams_at_fg_thresh():
 def test_a_bad_fg_thresh_is_rejected_with_the_config():
     with pytest.raises(ConfigError, match="'fg_thresh' must be in"):
         load_config(CLS, {"fg_thresh": 1.5})
+
+
+def test_initial_seeds_record_fg_thresh_and_log_beside_their_folder(synth_voc, tmp_path):
+    checkpoint = write_classifier_checkpoint(str(tmp_path / "cls.pth"))
+    seeds = make_seeds.run(make_seeds_config(synth_voc, checkpoint, tmp_path / "ini"))
+    assert read_record(seeds)["fg_thresh"] == 0.30 and "cam_thresh" not in read_record(seeds)
+    assert "done in" in open(seeds + ".log").read().splitlines()[-1]
+    with pytest.raises(UserError, match=r"fg_thresh 0.3 -> 0.5.*overwrite=true"):
+        make_seeds.run(make_seeds_config(synth_voc, checkpoint, tmp_path / "ini", fg_thresh=0.5))
 
 
 def test_stage1_from_public_inputs_to_sgan_training(tmp_path):

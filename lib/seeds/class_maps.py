@@ -14,6 +14,7 @@ import numpy as np
 from lib.errors import UserError
 from lib.dataset.description import VOC12
 from lib.files import atomic_write_bytes, file_names
+from lib.paths import beside
 
 SUFFIX = ".npz"
 _KEYS = ("maps", "tags", "size", "bg")
@@ -21,7 +22,7 @@ _KEYS = ("maps", "tags", "size", "bg")
 
 def class_maps_dir(seed_dir):
     """The folder beside a seed folder that holds its class maps: ``<seed_dir>_maps``."""
-    return os.path.normpath(seed_dir) + "_maps"
+    return beside(seed_dir, "_maps")
 
 
 def save_class_maps(path, maps, tags, size, bg):

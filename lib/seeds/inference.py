@@ -70,18 +70,18 @@ def tags_of(label):
     return np.flatnonzero(np.asarray(label)) + 1
 
 
-def infer_seeds(cfg, seed_model, settings, log_file):
+def infer_seeds(cfg, seed_model, settings):
     """Write the seeds ``settings`` describes for every image of the tags file, on every
-    process of the job (lib.training.distributed.launch); log to ``log_file``."""
-    run_inference(cfg, SeedInference(seed_model, settings, log_file))
+    process of the job (lib.training.distributed.launch)."""
+    run_inference(cfg, SeedInference(seed_model, settings))
 
 
 class SeedInference(InferenceStage):
     """The seeds of a :class:`SeedModel`'s class maps, as ``settings`` (lib.seeds.writer's
     OutputSettings) asks."""
 
-    def __init__(self, seed_model, settings, log_file):
-        self.seed_model, self.settings, self.log_file = seed_model, settings, log_file
+    def __init__(self, seed_model, settings):
+        self.seed_model, self.settings = seed_model, settings
         self.name = seed_model.name
 
     def plan(self, cfg):
@@ -95,7 +95,7 @@ class SeedInference(InferenceStage):
             trained=trained, dataset=dataset, folder=settings.seed_dir,
             record={**{key: cfg[key] for key in self.seed_model.record_keys},
                     **settings.record()},
-            log_file=self.log_file, retry_hint=self.seed_model.retry_hint,
+            retry_hint=self.seed_model.retry_hint,
             describe=lambda count: f"{settings.seed_mode} seeds for {count} images",
             write=functools.partial(write_image_outputs, settings), done=settings.done,
             remove=settings.remove, folders=settings.folders(),

@@ -13,6 +13,7 @@ import numpy as np
 from lib.dataset.description import VOC12, DatasetDescription
 from lib.files import remove_files
 from lib.image import is_complete_file, read_image, write_png
+from lib.paths import beside
 from lib.seeds.class_maps import SUFFIX as MAPS_SUFFIX
 from lib.seeds.class_maps import class_maps_dir, save_class_maps
 from lib.seeds.crf import seeds_from_crf
@@ -21,7 +22,7 @@ from lib.seeds.threshold import seed_to_image_size, seeds_from_cams
 
 def pictures_dir(seed_dir):
     """The folder beside a seed folder that holds its pictures: ``<seed_dir>_pictures``."""
-    return os.path.normpath(seed_dir) + "_pictures"
+    return beside(seed_dir, "_pictures")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class OutputSettings:
     seed_dir: str
     seed_mode: str = "threshold"
     cam_thresh: float = 0.25
+    threshold_key: str = "cam_thresh"  # the config key of cam_thresh (stage 1: fg_thresh)
     ignore_conflict: bool = False
     crf: dict = field(default_factory=dict)  # keyword arguments of lib.crf.seeds_from_crf
     save_class_maps: bool = False
@@ -51,7 +53,7 @@ class OutputSettings:
         """The settings that change the seed files, for the folder's record (lib.records)."""
         if self.seed_mode == "crf":
             return {"seed_mode": self.seed_mode, "crf": dict(self.crf)}
-        return {"seed_mode": self.seed_mode, "cam_thresh": self.cam_thresh,
+        return {"seed_mode": self.seed_mode, self.threshold_key: self.cam_thresh,
                 "ignore_conflict": self.ignore_conflict}
 
     def folders(self):

@@ -11,7 +11,6 @@ as 8-bit grey PNGs of raw values, by the seed-inference path that stage 2 uses
 import os
 
 from lib.network.classifier import CLASSIFIER_KEYS, classifier_from_config
-from lib.paths import model_dir
 from lib.seeds.inference import CLASS_MAP_KEYS, SeedModel, infer_seeds
 from lib.seeds.writer import OutputSettings
 
@@ -52,7 +51,8 @@ class ClassifierSeeds(SeedModel):
 def output_settings(cfg):
     """Threshold seeds at ``fg_thresh`` into :func:`seed_dir`."""
     return OutputSettings(seed_dir=seed_dir(cfg), seed_mode="threshold",
-                          cam_thresh=cfg.fg_thresh, ignore_conflict=cfg.ignore_conflict)
+                          cam_thresh=cfg.fg_thresh, threshold_key="fg_thresh",
+                          ignore_conflict=cfg.ignore_conflict)
 
 
 def run(cfg):
@@ -61,5 +61,5 @@ def run(cfg):
     Images whose PNG exists are skipped unless ``overwrite`` is true.
     """
     settings = output_settings(cfg)
-    infer_seeds(cfg, ClassifierSeeds(), settings, os.path.join(model_dir(cfg), "make_seeds.log"))
+    infer_seeds(cfg, ClassifierSeeds(), settings)
     return settings.seed_dir

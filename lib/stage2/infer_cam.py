@@ -57,5 +57,5 @@ def run(cfg):
     Images whose files all exist are skipped unless ``overwrite`` is true.
     """
     settings = output_settings(cfg)
-    infer_seeds(cfg, SGANSeeds(), settings, settings.seed_dir.rstrip("/") + ".log")
+    infer_seeds(cfg, SGANSeeds(), settings)
     return settings.seed_dir

@@ -155,7 +155,6 @@ class LabelInference(InferenceStage):
         return InferencePlan(
             trained=trained, dataset=images, folder=folder,
             record={key: cfg[key] for key in PREDICTION_KEYS},
-            log_file=folder.rstrip("/") + ".log",
             retry_hint="or write elsewhere with another cfg_name or res_path",
             describe=lambda count: f"labels of {count} images of split '{cfg.split}'",
             write=functools.partial(write_labels, cfg.seg_crf, dataset.palette),
