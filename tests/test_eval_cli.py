@@ -90,6 +90,19 @@ def test_cli_takes_paths_from_config_and_reads_list(tmp_path, published):
     assert_json_matches_published(out, published["21"])
 
 
+def test_cli_takes_overrides_among_its_options(tmp_path, published):
+    """key=value before and after an option, as a user writes them: each is taken."""
+    gt = tmp_path / "gt"
+    shutil.copytree(GOLDEN_GT, gt)
+    out = tmp_path / "scores.json"
+    proc = run_cli("--cfg_file", REPO / "config" / "sgan_vgg16_321x321.yml",
+                   f"dataset_root={GOLDEN_VOC}", "--res_path", GOLDEN_PRED, f"gt_path={gt}",
+                   "--json", out, "--workers", 0, "num_classes=22")
+    assert proc.returncode == 0, proc.stderr
+    assert f"ground truth: {gt}" in proc.stdout
+    assert_json_matches_published(out, published["22"])
+
+
 def test_cli_error_prediction_without_ground_truth(tmp_path):
     res = tmp_path / "res"
     shutil.copytree(GOLDEN_PRED, res)
