@@ -98,15 +98,21 @@ def run_step(module, description, argv=None):
         step = importlib.import_module(module)
         args = config_parser(description).parse_args(argv)
         cfg = config_from_args(args)
-        unread = unread_overrides(args.overrides, step.CONFIG_KEYS)
-        if unread:
-            print(f"warning: {module.rsplit('.', 1)[-1]} does not read config key"
-                  f"{'s' if len(unread) > 1 else ''} {', '.join(unread)} (given on the command "
-                  f"line): it changes nothing here", file=sys.stderr)
+        warn_unread(module.rsplit(".", 1)[-1], args.overrides, step.CONFIG_KEYS)
         cfg["command_line"] = [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
         step.run(cfg)
 
     run_main(main, argv)
+
+
+def warn_unread(name, overrides, keys):
+    """One warning line on stderr naming the keys of ``key=value`` overrides that ``name`` (a
+    step or tool) does not read, i.e. are not among ``keys``: they change nothing there."""
+    unread = unread_overrides(overrides, keys)
+    if unread:
+        print(f"warning: {name} does not read config key{'s' if len(unread) > 1 else ''} "
+              f"{', '.join(unread)} (given on the command line): it changes nothing here",
+              file=sys.stderr)
 
 
 def unread_overrides(overrides, keys):

@@ -1,6 +1,7 @@
-"""Each pipeline step declares the config keys it reads (CONFIG_KEYS): a key given on the
-command line that it does not read is a warning, and a training run's config.yml holds its
-step's keys only. The declarations are checked against what the steps really read."""
+"""Each pipeline step declares the config keys it reads (CONFIG_KEYS), and so do the evaluation
+and the threshold curve: a key given on the command line that it does not read is a warning,
+and a training run's config.yml holds its step's keys only. The declarations are checked
+against what the steps really read."""
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import yaml
 
 from conftest import REPO
 from lib.config import SCHEMA, Config, load_config
+from lib.evaluation import curve, score
 from lib.stage1 import make_seeds, train_cls
 from lib.stage2 import infer_cam, train_sgan
 from lib.stage3 import infer_seg, train_seg
@@ -73,6 +75,15 @@ def test_every_step_reads_only_its_declared_keys(tmp_path, reads):
         reads.clear()
         step.run(cfg)
         assert reads <= step.CONFIG_KEYS, (step.__name__, sorted(reads - step.CONFIG_KEYS))
+    seeds = _cfg("sgan_vgg16_321x321.yml", **common, test_cfg="_crf")  # with its class maps
+    labels = _cfg("seg_deeplabv2_vgg16.yml", **common, split="train")  # infer_seg's above
+    for cfg, keys in ((seeds, score.SEED_KEYS), (labels, score.SEGMENTATION_KEYS)):
+        reads.clear()
+        score.run(cfg, workers=0, from_file=True)
+        assert reads <= keys == score.config_keys(cfg), sorted(reads - keys)
+    reads.clear()
+    curve.run(seeds, ["0.25"], workers=0, from_file=True)
+    assert reads <= curve.CONFIG_KEYS, sorted(reads - curve.CONFIG_KEYS)
     for name, step in (("cls_vgg16_321x321", train_cls), ("sgan_vgg16_321x321_snet", train_sgan),
                        ("seg_deeplabv2_vgg16", train_seg)):
         record = yaml.safe_load((tmp_path / "m" / name / "config.yml").read_text())
@@ -89,4 +100,24 @@ def test_a_key_the_step_does_not_read_is_a_warning_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert lines[0] == ("warning: infer_seg does not read config keys save_pictures, cam_thresh "
                         "(given on the command line): it changes nothing here")
+    assert result.returncode == 2 and len(lines) == 2  # then the run's own one-line error
+
+
+@pytest.mark.parametrize("script, options, unread", [
+    ("eval_mIoU", [], "lr, gt_path, seg_crf, test_cfg"),  # segmentation (the config's 21)
+    ("eval_mIoU", ["--num_classes", "22"], "lr, seg_crf, split"),  # seeds
+    ("threshold_curve", [], "lr, seg_crf, split"),
+])
+def test_a_key_the_evaluation_does_not_read_is_a_warning_line(script, options, unread, tmp_path):
+    """Seeds are found by test_cfg and scored against gt_path, segmentation results by their
+    split and against SegmentationClass/; lr and seg_crf change no score."""
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", f"{script}.py"), "--cfg_file",
+         os.path.join(REPO, "config", "seg_deeplabv2_vgg16.yml"), "lr=5",
+         f"dataset_root={tmp_path}", *options, "gt_path=G", "seg_crf=false",
+         "test_cfg=_seedcam_0.6", "split=val", "lr=4", "--workers", "0"],
+        cwd=tmp_path, capture_output=True, text=True)
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == (f"warning: {script} does not read config keys {unread} (given on the "
+                        f"command line): it changes nothing here")
     assert result.returncode == 2 and len(lines) == 2  # then the run's own one-line error

@@ -11,7 +11,8 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from lib.cli import add_dataset_name, config_from_args, config_parser, run_main  # noqa: E402
+from lib.cli import (add_dataset_name, config_from_args, config_parser,  # noqa: E402
+                     run_main, warn_unread)
 
 
 def main(argv=None):
@@ -36,7 +37,9 @@ def main(argv=None):
     given = {"dataset_name": args.dataset_name, "num_classes": args.num_classes}
     args.overrides += [f"{key}={value}" for key, value in given.items() if value]
     from lib.evaluation import score
-    score.run(config_from_args(args), res_path=args.res_path,
+    cfg = config_from_args(args)
+    warn_unread("eval_mIoU", args.overrides, score.config_keys(cfg))
+    score.run(cfg, res_path=args.res_path,
               gt_path=args.gt_path, list_path=args.list, strict=args.strict,
               workers=args.workers, json_path=args.json, from_file=args.cfg_file is not None)
 

@@ -12,7 +12,7 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from lib.cli import config_from_args, config_parser, run_main  # noqa: E402
+from lib.cli import config_from_args, config_parser, run_main, warn_unread  # noqa: E402
 
 DEFAULT_THRESHOLDS = "0.05:0.95:0.05"
 
@@ -33,7 +33,9 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, help="processes (default: the cores, at most 8)")
     args = parser.parse_args(argv)
     from lib.evaluation import curve
-    curve.run(config_from_args(args), args.thresholds, maps=args.maps, res_path=args.res_path,
+    cfg = config_from_args(args)
+    warn_unread("threshold_curve", args.overrides, curve.CONFIG_KEYS)
+    curve.run(cfg, args.thresholds, maps=args.maps, res_path=args.res_path,
               gt_path=args.gt_path, num_classes=args.num_classes, list_path=args.list,
               workers=args.workers, json_path=args.json, plot_path=args.curve_plot,
               from_file=args.cfg_file is not None)
