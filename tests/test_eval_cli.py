@@ -211,3 +211,16 @@ def test_cli_errors_say_which_default_or_key_to_fix(tmp_path):
     proc = run_cli("--res_path", tmp_path / "empty", "--gt_path", GOLDEN_GT, "--list", names)
     assert_one_line_error(proc, "no predictions in", "4 names of", "the folder inference wrote")
     assert "--no-strict" not in proc.stderr
+
+
+def test_help_says_which_ground_truth_each_mode_defaults_to():
+    """Seeds: the config's gt_path; segmentation: the dataset's SegmentationClass/ (as
+    evaluation_paths reads), in every dataset."""
+    from lib.dataset.description import COCO14, VOC12
+
+    proc = run_cli("--help")
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert "(default: for seeds the config's dataset_root/gt_path; for segmentation " \
+        "dataset_root/SegmentationClass/, whatever gt_path says)" in text
+    assert VOC12.segmentation_gt == COCO14.segmentation_gt == "SegmentationClass/"

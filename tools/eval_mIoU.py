@@ -22,7 +22,9 @@ def main(argv=None):
         return threshold_curve.main([arg for arg in argv if arg != "--curve"])
     parser = config_parser(__doc__.split("\n\n")[0], cfg_required=False)
     parser.add_argument("--res_path", help="folder of prediction PNGs (default: the config's)")
-    parser.add_argument("--gt_path", help="folder of ground-truth PNGs (default: the config's)")
+    parser.add_argument("--gt_path", help="folder of ground-truth PNGs (default: for seeds "
+                        "the config's dataset_root/gt_path; for segmentation "
+                        "dataset_root/SegmentationClass/, whatever gt_path says)")
     parser.add_argument("--num_classes", type=int, help="C + 2 = seeds (C + 1 unlabeled), C + 1 "
                         "= segmentation (default: the config's num_classes, else 22)")
     add_dataset_name(parser, None, "the config's dataset_name, else voc12_sgan")
