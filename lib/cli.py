@@ -19,14 +19,14 @@ PACKAGES = {
     "pydensecrf": "pydensecrf2", "matplotlib": "matplotlib", "pycocotools": "pycocotools",
 }
 CONFIG_HELP = ("config overrides, typed by YAML rules (e.g. max_iter=100), anywhere among the "
-               "options; every key, its type and default: README.md, section Configuration, or "
-               "lib/config.py")
+               "options; every key and its default: below")
 # An argument that is a config override: ``key=value`` (an option's ``--name=value`` is not).
 OVERRIDE = re.compile(r"[A-Za-z_]\w*=")
 
 
 def config_keys_epilog(width=88):
-    """The end of ``--help``: every config key with its default, and where they are described."""
+    """The end of ``--help``: every config key with its default, and where they are described
+    (the paper's keys in the recipe, the keys this code adds in the README)."""
     import textwrap
 
     import yaml
@@ -39,10 +39,11 @@ def config_keys_epilog(width=88):
         return yaml.safe_dump(value).strip().removesuffix("...").strip()
 
     pairs = " ".join(f"{key}={shown(default)}" for key, (_, default) in SCHEMA.items())
-    return ("config keys and their defaults (types: lib/config.py; meanings: README.md, "
-            "section Configuration):\n" + textwrap.fill(pairs, width, initial_indent="  ",
-                                                         subsequent_indent="  ",
-                                                         break_on_hyphens=False))
+    return ("config keys: the paper's are listed in docs/recipe.md, section 10, and used in its\n"
+            "sections 2-7; the others are explained in README.md, section Configuration; their\n"
+            "types are in lib/config.py. Their defaults:\n"
+            + textwrap.fill(pairs, width, initial_indent="  ", subsequent_indent="  ",
+                            break_on_hyphens=False))
 
 
 def add_dataset_name(parser, default="voc12_sgan", help_default="VOC 2012"):

@@ -53,6 +53,13 @@ def test_help_lists_the_config_keys_and_where_they_are_described(script):
                             text=True)
     assert result.returncode == 0, result.stderr
     assert "README.md, section Configuration" in result.stdout
+    assert "the paper's are listed in docs/recipe.md, section 10" in result.stdout
+    with open(os.path.join(REPO, "docs", "recipe.md")) as f:
+        section = f.read().split("\n## 10. The paper's configuration\n")[1].split("\n## ")[0]
+    for key in ("combine_seedseg", "ignore_conflict", "seed_loss_ratio", "power"):
+        assert f"| {key} |" in section, key
+    with open(os.path.join(REPO, "README.md")) as f:
+        assert "\n## Configuration\n" in f.read()
     for pair in ("max_iter=8000", "width_mult=1.0", "device=auto", "test_scales=[288,385,481]"):
         assert pair in result.stdout
 
