@@ -3,6 +3,7 @@ and the threshold curve: a key given on the command line that it does not read i
 and a training run's config.yml holds its step's keys only. The declarations are checked
 against what the steps really read."""
 import os
+import shlex
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from lib.cli import OVERRIDE, unread_overrides
 from lib.config import SCHEMA, Config, load_config
 from lib.evaluation import curve, score
 from lib.stage1 import make_seeds, train_cls
@@ -121,3 +123,33 @@ def test_a_key_the_evaluation_does_not_read_is_a_warning_line(script, options, u
     assert lines[0] == (f"warning: {script} does not read config keys {unread} (given on the "
                         f"command line): it changes nothing here")
     assert result.returncode == 2 and len(lines) == 2  # then the run's own one-line error
+
+
+def test_no_command_of_the_readme_walkthrough_gives_a_key_it_does_not_read():
+    """README's "First day" commands, their shell variables expanded: every key=value is one the
+    script reads, so none prints a warning line."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        text = f.read().split("### First day: the three stages by hand")[1]
+    steps = {f"tools/{module.__name__.split('.', 1)[1].replace('.', '/')}.py": module
+             for module in (train_cls, make_seeds, train_sgan, infer_cam, train_seg, infer_seg)}
+    variables, checked = {}, []
+    for line in text.split("```bash\n")[1].split("```")[0].replace("\\\n", " ").splitlines():
+        if not line.startswith("python"):
+            variables.update(w.split("=", 1) for w in shlex.split(line, comments=True))
+            continue
+        words = [part for word in shlex.split(line) for part in
+                 (variables[word[1:]].split() if word.startswith("$") else [word])]
+        overrides = [word for word in words if OVERRIDE.match(word)]
+        script = words[1]
+        if script in steps:
+            keys = steps[script].CONFIG_KEYS
+        elif script == "tools/eval_mIoU.py":
+            cfg_file = os.path.join(REPO, words[words.index("--cfg_file") + 1])
+            keys = score.config_keys(load_config(cfg_file, overrides))
+        elif script == "tools/threshold_curve.py":
+            keys = curve.CONFIG_KEYS
+        else:
+            continue
+        assert unread_overrides(overrides, keys) == [], line
+        checked.append(script)
+    assert len(checked) == 11, checked
