@@ -6,6 +6,7 @@ This module imports only the standard library, so that a script can report a mis
 """
 import argparse
 import os
+import re
 import shlex
 import sys
 
@@ -17,12 +18,15 @@ PACKAGES = {
     "cv2": "opencv-python-headless", "yaml": "pyyaml", "PIL": "pillow", "tqdm": "tqdm",
     "pydensecrf": "pydensecrf2", "matplotlib": "matplotlib", "pycocotools": "pycocotools",
 }
-CONFIG_HELP = ("config overrides, typed by YAML rules (e.g. max_iter=100); every key, its type "
-               "and default: README.md, section Configuration, or lib/config.py")
+CONFIG_HELP = ("config overrides, typed by YAML rules (e.g. max_iter=100), anywhere among the "
+               "options; every key and its default: below")
+# An argument that is a config override: ``key=value`` (an option's ``--name=value`` is not).
+OVERRIDE = re.compile(r"[A-Za-z_]\w*=")
 
 
 def config_keys_epilog(width=88):
-    """The end of ``--help``: every config key with its default, and where they are described."""
+    """The end of ``--help``: every config key with its default, and where they are described
+    (the paper's keys in the recipe, the keys this code adds in the README)."""
     import textwrap
 
     import yaml
@@ -35,10 +39,11 @@ def config_keys_epilog(width=88):
         return yaml.safe_dump(value).strip().removesuffix("...").strip()
 
     pairs = " ".join(f"{key}={shown(default)}" for key, (_, default) in SCHEMA.items())
-    return ("config keys and their defaults (types: lib/config.py; meanings: README.md, "
-            "section Configuration):\n" + textwrap.fill(pairs, width, initial_indent="  ",
-                                                         subsequent_indent="  ",
-                                                         break_on_hyphens=False))
+    return ("config keys: the paper's are listed in docs/recipe.md, section 10, and used in its\n"
+            "sections 2-7; the others are explained in README.md, section Configuration; their\n"
+            "types are in lib/config.py. Their defaults:\n"
+            + textwrap.fill(pairs, width, initial_indent="  ", subsequent_indent="  ",
+                            break_on_hyphens=False))
 
 
 def add_dataset_name(parser, default="voc12_sgan", help_default="VOC 2012"):
@@ -49,11 +54,30 @@ def add_dataset_name(parser, default="voc12_sgan", help_default="VOC 2012"):
                              f"{help_default}")
 
 
-def config_parser(description):
-    """An ArgumentParser with ``--cfg_file CFG`` and trailing ``key=value`` overrides."""
-    parser = argparse.ArgumentParser(description=description, epilog=config_keys_epilog(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg_file", required=True, help="YAML config file")
+class ConfigParser(argparse.ArgumentParser):
+    """An ArgumentParser whose ``key=value`` overrides (``overrides``) may stand anywhere among
+    the options, as users write them: before, between or after them, also after an option that
+    takes several values (``--thresholds 0.3 0.5 gt_path=DIR``)."""
+
+    def parse_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        one_value = {option for action in self._actions if action.nargs is None
+                     for option in action.option_strings}  # its value is no override
+        given = [bool(OVERRIDE.match(arg)) and (i == 0 or args[i - 1] not in one_value)
+                 for i, arg in enumerate(args)]
+        overrides = [arg for arg, override in zip(args, given) if override]
+        parsed = self.parse_intermixed_args(
+            [arg for arg, override in zip(args, given) if not override], namespace)
+        parsed.overrides = overrides + parsed.overrides  # a stray word: load_config's error
+        return parsed
+
+
+def config_parser(description, cfg_required=True):
+    """A ConfigParser with ``--cfg_file CFG`` and ``key=value`` overrides, and the config keys
+    in its ``--help``."""
+    parser = ConfigParser(description=description, epilog=config_keys_epilog(),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cfg_file", required=cfg_required, help="YAML config file")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help=CONFIG_HELP)
     return parser
 
@@ -75,15 +99,21 @@ def run_step(module, description, argv=None):
         step = importlib.import_module(module)
         args = config_parser(description).parse_args(argv)
         cfg = config_from_args(args)
-        unread = unread_overrides(args.overrides, step.CONFIG_KEYS)
-        if unread:
-            print(f"warning: {module.rsplit('.', 1)[-1]} does not read config key"
-                  f"{'s' if len(unread) > 1 else ''} {', '.join(unread)} (given on the command "
-                  f"line): it changes nothing here", file=sys.stderr)
+        warn_unread(module.rsplit(".", 1)[-1], args.overrides, step.CONFIG_KEYS)
         cfg["command_line"] = [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
         step.run(cfg)
 
     run_main(main, argv)
+
+
+def warn_unread(name, overrides, keys):
+    """One warning line on stderr naming the keys of ``key=value`` overrides that ``name`` (a
+    step or tool) does not read, i.e. are not among ``keys``: they change nothing there."""
+    unread = unread_overrides(overrides, keys)
+    if unread:
+        print(f"warning: {name} does not read config key{'s' if len(unread) > 1 else ''} "
+              f"{', '.join(unread)} (given on the command line): it changes nothing here",
+              file=sys.stderr)
 
 
 def unread_overrides(overrides, keys):

@@ -102,6 +102,19 @@ def test_curve_cli_errors_are_one_line(runs, tmp_path):
     assert "save_class_maps" in proc.stderr
 
 
+def test_overrides_after_the_thresholds_are_config_keys(runs, tmp_path):
+    """key=value after --thresholds' values and between options: overrides, not thresholds."""
+    proc = subprocess.run(
+        [sys.executable, "tools/threshold_curve.py", f"dataset_root={runs['root']}",
+         "--res_path", runs[0.25], "--thresholds", "0.25", "0.6", "gt_path=SegmentationClassAug",
+         "--workers", "0", "cam_thresh=0.6"], cwd=REPO, capture_output=True, text=True,
+        timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"ground truth: {runs['gt']}" in proc.stdout
+    rows = proc.stdout.splitlines()
+    assert [r.split()[0] for r in rows if "configured cam_thresh" in r] == ["0.600"]
+
+
 def test_an_empty_range_says_why(runs):
     proc = subprocess.run(
         [sys.executable, "tools/threshold_curve.py", "--res_path", runs[0.25], "--gt_path",

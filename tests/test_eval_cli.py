@@ -90,6 +90,19 @@ def test_cli_takes_paths_from_config_and_reads_list(tmp_path, published):
     assert_json_matches_published(out, published["21"])
 
 
+def test_cli_takes_overrides_among_its_options(tmp_path, published):
+    """key=value before and after an option, as a user writes them: each is taken."""
+    gt = tmp_path / "gt"
+    shutil.copytree(GOLDEN_GT, gt)
+    out = tmp_path / "scores.json"
+    proc = run_cli("--cfg_file", REPO / "config" / "sgan_vgg16_321x321.yml",
+                   f"dataset_root={GOLDEN_VOC}", "--res_path", GOLDEN_PRED, f"gt_path={gt}",
+                   "--json", out, "--workers", 0, "num_classes=22")
+    assert proc.returncode == 0, proc.stderr
+    assert f"ground truth: {gt}" in proc.stdout
+    assert_json_matches_published(out, published["22"])
+
+
 def test_cli_error_prediction_without_ground_truth(tmp_path):
     res = tmp_path / "res"
     shutil.copytree(GOLDEN_PRED, res)
@@ -198,3 +211,16 @@ def test_cli_errors_say_which_default_or_key_to_fix(tmp_path):
     proc = run_cli("--res_path", tmp_path / "empty", "--gt_path", GOLDEN_GT, "--list", names)
     assert_one_line_error(proc, "no predictions in", "4 names of", "the folder inference wrote")
     assert "--no-strict" not in proc.stderr
+
+
+def test_help_says_which_ground_truth_each_mode_defaults_to():
+    """Seeds: the config's gt_path; segmentation: the dataset's SegmentationClass/ (as
+    evaluation_paths reads), in every dataset."""
+    from lib.dataset.description import COCO14, VOC12
+
+    proc = run_cli("--help")
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert "(default: for seeds the config's dataset_root/gt_path; for segmentation " \
+        "dataset_root/SegmentationClass/, whatever gt_path says)" in text
+    assert VOC12.segmentation_gt == COCO14.segmentation_gt == "SegmentationClass/"

@@ -34,12 +34,32 @@ def test_script_runs_from_a_plain_checkout_and_another_folder(script, tmp_path):
     assert "usage:" in result.stdout
 
 
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_describes_the_script_with_the_first_paragraph_of_its_docstring(script, tmp_path):
+    """Whole sentences, not the docstring's first line cut mid-sentence."""
+    import ast
+
+    with open(os.path.join(REPO, script)) as f:
+        paragraph = ast.get_docstring(ast.parse(f.read()), clean=False).split("\n\n")[0]
+    result = subprocess.run([sys.executable, os.path.join(REPO, script), "--help"], cwd=tmp_path,
+                            env=clean_env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "".join(paragraph.split()) in "".join(result.stdout.split())  # wrapped anyhow
+
+
 @pytest.mark.parametrize("script", ["tools/stage2/train_sgan.py", "tools/eval_mIoU.py"])
 def test_help_lists_the_config_keys_and_where_they_are_described(script):
     result = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stderr
     assert "README.md, section Configuration" in result.stdout
+    assert "the paper's are listed in docs/recipe.md, section 10" in result.stdout
+    with open(os.path.join(REPO, "docs", "recipe.md")) as f:
+        section = f.read().split("\n## 10. The paper's configuration\n")[1].split("\n## ")[0]
+    for key in ("combine_seedseg", "ignore_conflict", "seed_loss_ratio", "power"):
+        assert f"| {key} |" in section, key
+    with open(os.path.join(REPO, "README.md")) as f:
+        assert "\n## Configuration\n" in f.read()
     for pair in ("max_iter=8000", "width_mult=1.0", "device=auto", "test_scales=[288,385,481]"):
         assert pair in result.stdout
 

@@ -17,7 +17,7 @@ def main(argv=None):
     from lib.tooling.bench import run_benchmark
     from lib.tooling.bench.common import STAGES, comma_list, options_from_arguments
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny counts (a smoke test)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--stages", type=comma_list(str),

@@ -33,7 +33,7 @@ def main(argv=None):
                         help="where to draw the segmentation figure ('' for none)")
     parser.add_argument("--curves_figure", default="images/demo_curves.png",
                         help="where to draw the networks' training curves ('' for none)")
-    args = parser.parse_intermixed_args(argv)  # key=value before or after --seg_set
+    args = parser.parse_args(argv)
     demo.run(load_config(args.cls_cfg_file, args.cls_set), config_from_args(args),
              load_config(args.seg_cfg_file, args.seg_set), num_images=args.num_images,
              min_size=args.min_size, max_size=args.max_size, data_seed=args.data_seed,

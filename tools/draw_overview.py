@@ -1,4 +1,5 @@
-"""Draw the SGAN method overview: ``python tools/draw_overview.py [--out images/sgan_overview.png]``."""
+"""Draw the SGAN method overview:
+``python tools/draw_overview.py [--out images/sgan_overview.png]``."""
 import argparse
 import pathlib
 import sys
@@ -10,7 +11,7 @@ from lib.cli import run_main  # noqa: E402
 def main(argv=None):
     from lib.pictures.overview import draw_overview
 
-    parser = argparse.ArgumentParser(description=__doc__.split(":")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="images/sgan_overview.png", help="PNG file to write")
     args = parser.parse_args(argv)
     draw_overview(args.out)

@@ -15,7 +15,7 @@ from lib.cli import run_main  # noqa: E402
 def main(argv=None):
     from lib.tooling import gpu_check
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="gpu_check", help="report folder (default gpu_check)")
     parser.add_argument("--budget_s", type=float, default=480,
                         help="seconds for all the steps together (default 480)")

@@ -14,7 +14,7 @@ def main(argv=None):
     from lib.dataset.description import COCO14
     from lib.tooling.synthetic_coco import generate_coco_dataset
 
-    return generator_main(__doc__.splitlines()[0], generate_coco_dataset, "COCO-format",
+    return generator_main(__doc__.split("\n\n")[0], generate_coco_dataset, "COCO-format",
                           COCO14.num_fg_classes, argv)
 
 

@@ -16,7 +16,7 @@ def main(argv=None):
     from lib.dataset.description import VOC12
     from lib.tooling.synthetic import generate_dataset
 
-    return generator_main(__doc__.splitlines()[0], generate_dataset, "VOC-format",
+    return generator_main(__doc__.split("\n\n")[0], generate_dataset, "VOC-format",
                           VOC12.num_fg_classes, argv)
 
 

@@ -7,6 +7,10 @@ from lib.files import read_names, write_output
 from lib.paths import dataset_path, result_dir
 from lib.seeds.class_maps import class_maps_dir
 
+# The config keys the curve reads (lib.cli warns of an override it does not read).
+CONFIG_KEYS = frozenset({"cam_thresh", "cfg_name", "dataset_name", "dataset_root", "gt_path",
+                         "ignore_conflict", "num_classes", "res_path", "test_cfg"})
+
 
 def run(cfg, thresholds, maps=None, res_path=None, gt_path=None, num_classes=None,
         list_path=None, workers=None, json_path=None, plot_path=None, from_file=False):

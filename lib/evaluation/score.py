@@ -28,6 +28,24 @@ from lib.paths import (
     split_list_path,
 )
 
+# The config keys the evaluation reads (lib.cli warns of an override it does not read): seeds
+# are found by their folder's name and scored against gt_path on the tags file's names,
+# segmentation results by their split.
+COMMON_KEYS = frozenset({"cfg_name", "dataset_name", "dataset_root", "num_classes", "res_path"})
+SEED_KEYS = COMMON_KEYS | {"cue_file", "gt_path", "test_cfg"}
+SEGMENTATION_KEYS = COMMON_KEYS | {"split"}
+
+
+def scores_seeds(cfg):
+    """Whether ``cfg`` scores seeds (its ``num_classes`` is its dataset's C + 2), not
+    segmentation results (C + 1)."""
+    return cfg.num_classes == describe(cfg).seed_classes
+
+
+def config_keys(cfg):
+    """The keys the evaluation of ``cfg`` reads: SEED_KEYS or SEGMENTATION_KEYS."""
+    return SEED_KEYS if scores_seeds(cfg) else SEGMENTATION_KEYS
+
 
 def evaluation_paths(cfg, res_path=None, gt_path=None, from_file=False):
     """(res_path, gt_path) as given, the gaps filled from the config (its ``num_classes`` says
@@ -37,7 +55,7 @@ def evaluation_paths(cfg, res_path=None, gt_path=None, from_file=False):
     if res_path is None and not from_file:
         raise UserError("give --res_path (or --cfg_file to use its res_path)")
     dataset = describe(cfg)
-    seeds = cfg.num_classes == dataset.seed_classes
+    seeds = scores_seeds(cfg)
     if res_path is None:
         res_path = result_dir(cfg) if seeds else segmentation_dir(cfg)
     if gt_path is None:
@@ -62,7 +80,7 @@ def run(cfg, res_path=None, gt_path=None, list_path=None, strict=True, workers=N
     :func:`lib.evaluation.folder.evaluate_folder`."""
     res_path, gt_path = evaluation_paths(cfg, res_path, gt_path, from_file)
     dataset = describe(cfg)
-    seeds = cfg.num_classes == dataset.seed_classes
+    seeds = scores_seeds(cfg)
     seeds_of_config = from_file and seeds
     if from_file and not seeds and list_path is None:
         list_path = split_list_path(cfg)
