@@ -49,21 +49,36 @@ def shard(items, ctx):
     return list(items)[ctx.rank::ctx.world_size]
 
 
+def _all_reduce(value, ctx, op):
+    """``value`` (a number or a tensor) reduced over the job's processes by ``op`` (the name of
+    a ``dist.ReduceOp``), as a tensor on this process's device: NCCL, the backend of every
+    multi-GPU job, reduces only tensors there. A tensor given is left as it was."""
+    reduced = torch.as_tensor(value, device=ctx.device)
+    if ctx.distributed:
+        reduced = reduced.clone()
+        dist.all_reduce(reduced, op=getattr(dist.ReduceOp, op))
+    return reduced
+
+
 def all_reduce_sum(value, ctx):
     """The sum over the job's processes of ``value`` (a number or a tensor), as a tensor on
-    this process's device: NCCL, the backend of every multi-GPU job, reduces only tensors
-    there. A tensor given is left as it was."""
-    total = torch.as_tensor(value, device=ctx.device)
-    if ctx.distributed:
-        total = total.clone()
-        dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return total
+    this process's device (:func:`_all_reduce`)."""
+    return _all_reduce(value, ctx, "SUM")
 
 
 def sum_over_processes(count, ctx):
     """The sum of the integer ``count`` over the job's processes (e.g. the images left to
     write)."""
     return int(all_reduce_sum(count, ctx).item())
+
+
+def max_over_processes(number, ctx):
+    """The largest of the integer ``number`` of the job's processes (e.g. the stop signal any
+    of them got: lib.training.interrupt). On one process ``number`` itself, without a trip to
+    the device: the training loop asks after every iteration."""
+    if not ctx.distributed:
+        return int(number)
+    return int(_all_reduce(number, ctx, "MAX").item())
 
 
 def gather_objects(obj, ctx):

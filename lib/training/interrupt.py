@@ -6,7 +6,8 @@ scheduler sends SIGTERM before it preempts a job (SLURM to every process of the 
 passes its own on to its workers, Kubernetes sends it to the container's first process, which
 passes it on when it spawned the job's processes itself: forwarding_stop_signals). The
 first signal asks the loop to stop; every process of the job learns it at the same iteration
-(StopRequests.requested, a one-number all-reduce), so they all stop there and save together.
+(the largest of their StopRequests' signals, lib.training.distributed.max_over_processes), so
+they all stop there and save together.
 Further SIGTERMs are ignored (a scheduler, torchrun and a parent may each send one); a second
 Ctrl-C stops at once, without saving.
 """
@@ -14,11 +15,7 @@ import contextlib
 import signal
 import threading
 
-import torch
-import torch.distributed as dist
-
 from lib.workers import STOP_SIGNALS
-
 
 
 @contextlib.contextmanager
@@ -48,20 +45,12 @@ class StopRequests:
             raise KeyboardInterrupt
         self.signum = self.signum or signum
 
-    def requested(self, ctx):
-        """The number of the signal that asked any process of the job to stop (0: none). A
-        collective: every process calls it after the same iterations and gets the same answer."""
-        if not ctx.distributed:
-            return self.signum
-        asked = torch.tensor([self.signum], device=ctx.device)
-        dist.all_reduce(asked, op=dist.ReduceOp.MAX)
-        return int(asked.item())
-
 
 @contextlib.contextmanager
 def stop_requests():
     """Within the block, SIGINT and SIGTERM ask to stop (the StopRequests it yields) instead
-    of ending the process; the loop asks after every iteration."""
+    of ending the process; the loop asks after every iteration (over every process of the job:
+    lib.training.distributed.max_over_processes)."""
     requests = StopRequests()
     with _handling_stop_signals(requests.ask):
         yield requests
