@@ -197,6 +197,20 @@ def test_process_count_follows_the_visible_gpus(monkeypatch):
     assert requested_processes(load_config(PAPER, {"device": "cpu"})) == 1
 
 
+def test_self_spawned_cpu_processes_share_the_cores_they_may_run_on(monkeypatch):
+    """A job confined to 6 of 64 cores (taskset, a scheduler's allocation) runs 3 threads in
+    each of its 2 processes, not 32."""
+    from lib.training.distributed import _share_the_cores
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    threads = torch.get_num_threads()
+    try:
+        _share_the_cores(DistContext(1, 2, torch.device("cpu")))
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_two_processes_log_the_global_batchs_loss(synth_voc, tmp_path):
     """The logged loss is the whole global batch's, whatever the processes: two processes
     (shares of 3 and 2) log what one process logs from the same weights. fc8 is zero, so the

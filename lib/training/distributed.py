@@ -20,7 +20,7 @@ import torch.multiprocessing as mp
 
 from lib.errors import Interrupted, UserError
 from lib.training.interrupt import forwarding_stop_signals
-from lib.training.runtime import check_device, resolve_device
+from lib.training.runtime import available_cores, check_device, resolve_device
 
 INTERRUPTED_STATUSES = (130, 143)  # 128 + SIGINT, 128 + SIGTERM
 STOPPING_SECONDS = 10  # when one self-spawned process ends with an error, the others get this
@@ -126,12 +126,18 @@ def _run_then_leave_together(worker, ctx, cfg):
     return result
 
 
+def _share_the_cores(ctx):
+    """On the CPU, torch's threads of this process: its share of the cores it may run on (its
+    CPU affinity, as everywhere else), instead of every process oversubscribing them."""
+    if ctx.device.type == "cpu":
+        torch.set_num_threads(max(1, available_cores() // ctx.world_size))
+
+
 def _spawned(local_rank, world_size, port, worker, cfg):
     """Entry point of a self-spawned process: join the group, run, report errors in one line."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     ctx = _join_group(local_rank, world_size, local_rank, cfg.device)
-    if ctx.device.type == "cpu":  # share the cores instead of oversubscribing them
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+    _share_the_cores(ctx)
     try:
         _run_then_leave_together(worker, ctx, cfg)
     except UserError as exc:
