@@ -13,6 +13,7 @@ from conftest import REPO
 from lib.config import load_config
 from lib.dataset.sampler import GlobalBatchSampler
 from lib.dataset.voc12_sgan import VOC12ClsSalDataset
+from lib.errors import UserError
 from lib.network.checkpoint import read_state_dict
 from lib.network.sgan import SGAN
 from lib.stage2 import train_sgan
@@ -171,6 +172,35 @@ def test_self_spawned_processes_stopped_by_sigterm_save_together_and_resume(synt
     resumed = subprocess.run([*cmd, "resume=true"], cwd=REPO, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert (tmp_path / "ddp" / "model_iter_2.pth").exists()
+
+
+class _FailingOn:
+    """A worker for launch whose processes ``ranks`` raise UserError(``message``)."""
+
+    def __init__(self, ranks, message):
+        self.ranks, self.message = ranks, message
+
+    def __call__(self, ctx, cfg):
+        if ctx.rank in self.ranks:
+            raise UserError(self.message.format(rank=ctx.rank))
+
+
+@pytest.mark.parametrize("ranks, message, line", [
+    ((1,), "no seed for image {rank}", "process 1 of 2: no seed for image 1"),
+    ((0, 1), "bad input", "bad input"),
+    ((0, 1), "no seed for image {rank}",
+     "no seed for image 0; process 1 of 2: no seed for image 1"),
+])
+def test_self_spawned_processes_user_errors_are_one_line_each_message_once(capfd, ranks, message,
+                                                                            line):
+    """Only process 0 printed its error: one that failed on process 1 alone read "process 1 of 2
+    failed (exit code 2); see its message above", with no message above."""
+    from lib.training.distributed import launch
+    with pytest.raises(UserError) as err:
+        launch(_FailingOn(ranks, message), load_config(None, ["device=cpu", "num_processes=2"]))
+    assert str(err.value) == line
+    printed = capfd.readouterr().err  # by the processes: nothing, the parent reports
+    assert "no seed" not in printed and "bad input" not in printed
 
 
 def test_two_process_seed_folder_equals_one_process(synth_voc, tmp_path):
