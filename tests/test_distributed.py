@@ -1,5 +1,6 @@
 """Multi-process training on CPU (gloo): same gradients, same batches, resume, auto-spawn."""
 import os
+import signal
 import subprocess
 import sys
 
@@ -201,6 +202,22 @@ def test_self_spawned_processes_user_errors_are_one_line_each_message_once(capfd
     assert str(err.value) == line
     printed = capfd.readouterr().err  # by the processes: nothing, the parent reports
     assert "no seed" not in printed and "bad input" not in printed
+
+
+def _killed_by_sigterm(ctx, cfg):
+    """A process's work ended by SIGTERM before it had a handler (the default: it dies)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_self_spawned_processes_killed_by_sigterm_are_an_interruption():
+    """A process that a passed-on SIGTERM killed ends with -15, not 143: it was reported as
+    "process 0 of 2 failed (exit code -15)", exit status 2."""
+    from lib.errors import Interrupted
+    from lib.training.distributed import launch
+    with pytest.raises(Interrupted) as err:
+        launch(_killed_by_sigterm, load_config(None, ["device=cpu", "num_processes=2"]))
+    assert err.value.status == 143
+    assert str(err.value) == "interrupted (see the last line of process 0 above)"
 
 
 def test_two_process_seed_folder_equals_one_process(synth_voc, tmp_path):

@@ -22,8 +22,8 @@ import torch.multiprocessing as mp
 from lib.errors import Interrupted, UserError
 from lib.training.interrupt import forwarding_stop_signals
 from lib.training.runtime import available_cores, check_device, resolve_device
+from lib.workers import STOP_SIGNALS
 
-INTERRUPTED_STATUSES = (130, 143)  # 128 + SIGINT, 128 + SIGTERM
 STOPPING_SECONDS = 10  # when one self-spawned process ends with an error, the others get this
 #                        long to end as well before they are terminated
 
@@ -151,6 +151,16 @@ def _spawned(local_rank, world_size, port, worker, cfg, errors):
         dist.destroy_process_group()
 
 
+def _stop_signal(exit_code):
+    """The stop signal (Ctrl-C, SIGTERM) that ended a process with ``exit_code``: 128 + its
+    number where the process stopped on it (the training loop, inference), minus its number
+    where it killed the process (one that had not set its handlers yet); else None."""
+    for signum in STOP_SIGNALS:
+        if exit_code in (128 + signum, -signum):
+            return signum
+    return None
+
+
 def _errors_line(messages, processes):
     """The user errors of the job's processes (``messages``: rank -> message) in one line, each
     distinct message once: as process 0 says it where process 0 had it (a bad input fails
@@ -168,9 +178,9 @@ def _job_ending(failure, processes, errors):
     torch's exception; ``errors``: the queue of their user errors): an interruption, a
     UserError (before any process's traceback: once a process has left on one, the others'
     collectives fail), or None for a traceback alone (a bug), which goes on as it is."""
-    if getattr(failure, "exit_code", None) in INTERRUPTED_STATUSES:
-        return Interrupted("interrupted (see the last line of process 0 above)",
-                           failure.exit_code - 128)
+    signum = _stop_signal(getattr(failure, "exit_code", None))
+    if signum:
+        return Interrupted("interrupted (see the last line of process 0 above)", signum)
     messages = {}
     while not errors.empty():
         rank, message = errors.get()
