@@ -21,9 +21,12 @@ WORKER_CHECK_SECONDS = 0.2  # how often a submitter waiting for a job checks its
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and a scheduler's notice
 
 
-def ignore_sigint():
-    """A pool worker's start: leave Ctrl-C to the parent process."""
+def pool_worker_signals():
+    """A pool worker's start: leave Ctrl-C to the parent process, and end on SIGTERM (how a
+    pool's terminate() ends it) whatever handler a forking parent had set (one that raises
+    would have every worker print a traceback instead)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def ignore_stop_signals(worker_id=None):
@@ -48,7 +51,8 @@ def worker_pool(workers, fork=True):
     process's resource tracker: one forked before it ran would start its own, which unlinks
     the shared-memory blocks a worker attached (WorkerQueue's arrays) when that worker ends."""
     resource_tracker.ensure_running()
-    return multiprocessing.get_context(_start_method(fork)).Pool(workers, initializer=ignore_sigint)
+    context = multiprocessing.get_context(_start_method(fork))
+    return context.Pool(workers, initializer=pool_worker_signals)
 
 
 def worker_executor(workers):
@@ -58,8 +62,8 @@ def worker_executor(workers):
     BrokenProcessPool instead of never coming back."""
     from concurrent.futures import ProcessPoolExecutor
 
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(_start_method(False)),
-                               initializer=ignore_sigint)
+    context = multiprocessing.get_context(_start_method(False))
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=pool_worker_signals)
 
 
 def imap_in_workers(function, tasks, workers):

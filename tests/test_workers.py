@@ -33,6 +33,17 @@ def test_pool_workers_leave_ctrl_c_to_the_parent_and_end_on_sigterm(fork):
         assert pool.apply(_dispositions_after, (None,)) == [signal.SIG_IGN, signal.SIG_DFL]
 
 
+def test_forked_pool_workers_end_on_sigterm_whatever_handler_their_parent_had():
+    """Inference raises on SIGTERM while it runs: a pool forked then kept that handler, and
+    its terminate() made every worker print a traceback instead of ending quietly."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with worker_pool(1) as pool:
+            assert pool.apply(_dispositions_after, (None,)) == [signal.SIG_IGN, signal.SIG_DFL]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_loader_workers_leave_ctrl_c_and_sigterm_to_the_training():
     """A DataLoader worker that died of a scheduler's SIGTERM would fail the batch the
     training finishes before it saves."""
