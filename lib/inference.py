@@ -6,9 +6,9 @@ builds its network (an :class:`InferencePlan`) before anything is written. The s
 checks the output folder's record (lib.records, beside the folder), takes this process's share
 of the names whose outputs are not there yet (each process every world_size-th name), runs the
 network batch after batch on the device while worker processes write each image's outputs
-(lib.workers), and ends the log with a summary line, also when the run stops on an error or
-Ctrl-C. A rerun makes only what is missing. What differs between the stages is an
-:class:`InferenceStage`.
+(lib.workers), and ends the log with a summary line, also when the run stops on an error,
+Ctrl-C or SIGTERM (lib.training.interrupt). A rerun makes only what is missing. What differs
+between the stages is an :class:`InferenceStage`.
 """
 import time
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ from lib.crf.workers import crf_workers
 from lib.progress import progress_bar
 from lib.records import names_to_write, outputs_summary, prepare_output_folder, weights_identity
 from lib.training.distributed import barrier, launch, sum_over_processes
+from lib.training.interrupt import interrupting_stop_signals
 from lib.training.run_folder import TrainedNetwork
 from lib.training.runtime import amp_dtype, autocast, loader_workers, process_logger
 from lib.workers import WorkerQueue
@@ -116,17 +117,18 @@ def _infer(ctx, cfg, stage):
                         num_workers=loader_workers(cfg, ctx, logger),
                         pin_memory=ctx.device.type == "cuda")
     started = time.monotonic()
-    try:
-        with WorkerQueue(plan.write, workers) as writer, torch.no_grad():
-            trained.model.to(ctx.device, memory_format=on.memory_format).eval()  # after the fork
-            for batch in progress_bar(loader, shown=ctx.is_main, desc=stage.name):
-                for job, arrays in stage.jobs(plan, batch, on):
-                    writer.submit(job, arrays)
-    except (Exception, KeyboardInterrupt) as exc:
-        written = sum(map(plan.done, dataset.names))
-        logger.info("%s", outputs_summary(written, total - todo, len(dataset.names) - written,
-                                          time.monotonic() - started, plan.folders, exc))
-        raise
-    barrier(ctx)
+    with interrupting_stop_signals():
+        try:
+            with WorkerQueue(plan.write, workers) as writer, torch.no_grad():
+                trained.model.to(ctx.device, memory_format=on.memory_format).eval()  # after fork
+                for batch in progress_bar(loader, shown=ctx.is_main, desc=stage.name):
+                    for job, arrays in stage.jobs(plan, batch, on):
+                        writer.submit(job, arrays)
+        except (Exception, KeyboardInterrupt) as exc:
+            written = sum(map(plan.done, dataset.names))
+            logger.info("%s", outputs_summary(written, total - todo, len(dataset.names) - written,
+                                              time.monotonic() - started, plan.folders, exc))
+            raise
+        barrier(ctx)
     logger.info("%s", outputs_summary(todo, total - todo, 0, time.monotonic() - started,
                                       plan.folders))

@@ -1,5 +1,7 @@
 """Ctrl-C and SIGTERM during training: stop at the end of the iteration under way, where the
 weights and optimizer are whole, so that the loop saves the run there and says how to resume.
+Inference has no iteration to finish (its outputs are whole files): there the first signal
+raises at once (interrupting_stop_signals), and the run logs what it wrote before it ends.
 
 Who sends what: a terminal sends Ctrl-C (SIGINT) to every process of its foreground job; a
 scheduler sends SIGTERM before it preempts a job (SLURM to every process of the job, torchrun
@@ -15,6 +17,7 @@ import contextlib
 import signal
 import threading
 
+from lib.errors import Interrupted
 from lib.workers import STOP_SIGNALS
 
 
@@ -54,6 +57,24 @@ def stop_requests():
     requests = StopRequests()
     with _handling_stop_signals(requests.ask):
         yield requests
+
+
+@contextlib.contextmanager
+def interrupting_stop_signals():
+    """Within the block, the first SIGINT or SIGTERM raises Interrupted (exit status 130 or
+    143) where the main thread is, instead of SIGTERM ending the process unannounced; as in
+    training, further SIGTERMs are ignored while the work stops, and a second Ctrl-C raises
+    KeyboardInterrupt at once."""
+    requests = StopRequests()
+
+    def interrupt(signum, frame):
+        first = not requests.signum
+        requests.ask(signum, frame)
+        if first:
+            raise Interrupted(f"interrupted by {signal.Signals(signum).name}", signum)
+
+    with _handling_stop_signals(interrupt):
+        yield
 
 
 @contextlib.contextmanager
