@@ -7,8 +7,8 @@ checks the output folder's record (lib.records, beside the folder), takes this p
 of the names whose outputs are not there yet (each process every world_size-th name), runs the
 network batch after batch on the device while worker processes write each image's outputs
 (lib.workers), and ends the log (``<folder>.log``, beside the folder) with a summary line, also
-when the run stops on an error or Ctrl-C. A rerun makes only what is missing. What differs between the stages is an
-:class:`InferenceStage`.
+when the run stops on an error, Ctrl-C or SIGTERM (lib.training.interrupt). A rerun makes only
+what is missing. What differs between the stages is an :class:`InferenceStage`.
 """
 import time
 from dataclasses import dataclass
@@ -22,6 +22,7 @@ from lib.paths import beside
 from lib.progress import progress_bar
 from lib.records import names_to_write, outputs_summary, prepare_output_folder, weights_identity
 from lib.training.distributed import barrier, launch, shard, sum_over_processes
+from lib.training.interrupt import interrupting_stop_signals
 from lib.training.run_folder import TrainedNetwork
 from lib.training.runtime import amp_dtype, autocast, loader_workers, process_logger
 from lib.workers import WorkerQueue
@@ -117,19 +118,20 @@ def _infer(ctx, cfg, stage):
                         num_workers=loader_workers(cfg, ctx, logger),
                         pin_memory=ctx.device.type == "cuda")
     started = time.monotonic()
-    try:
-        with WorkerQueue(plan.write, workers) as writer, torch.no_grad():
-            trained.model.to(ctx.device, memory_format=on.memory_format).eval()  # after the fork
-            for batch in progress_bar(loader, shown=ctx.is_main, desc=stage.name):
-                for job, arrays in stage.jobs(plan, batch, on):
-                    writer.submit(job, arrays)
-    except (Exception, KeyboardInterrupt) as exc:  # this process's counts: the others may
-        written = sum(map(plan.done, dataset.names))  # be gone, no collective sums them
-        logger.info("%s%s", f"process {ctx.rank} of {ctx.world_size}: " if ctx.distributed else "",
-                    outputs_summary(written, mine - len(dataset.names),
-                                    len(dataset.names) - written, time.monotonic() - started,
-                                    plan.folders, exc))
-        raise
-    barrier(ctx)
+    with interrupting_stop_signals():
+        try:
+            with WorkerQueue(plan.write, workers) as writer, torch.no_grad():
+                trained.model.to(ctx.device, memory_format=on.memory_format).eval()  # after fork
+                for batch in progress_bar(loader, shown=ctx.is_main, desc=stage.name):
+                    for job, arrays in stage.jobs(plan, batch, on):
+                        writer.submit(job, arrays)
+        except (Exception, KeyboardInterrupt) as exc:  # this process's counts: the others
+            written = sum(map(plan.done, dataset.names))  # may be gone, no collective sums them
+            who = f"process {ctx.rank} of {ctx.world_size}: " if ctx.distributed else ""
+            logger.info("%s%s", who, outputs_summary(
+                written, mine - len(dataset.names), len(dataset.names) - written,
+                time.monotonic() - started, plan.folders, exc))
+            raise
+        barrier(ctx)
     logger.info("%s", outputs_summary(todo, total - todo, 0, time.monotonic() - started,
                                       plan.folders))

@@ -14,13 +14,19 @@ from multiprocessing import resource_tracker, shared_memory
 
 import numpy as np
 
+from lib.errors import UserError
+
 BACKLOG_PER_WORKER = 4  # jobs queued per worker before the submitter waits
+WORKER_CHECK_SECONDS = 0.2  # how often a submitter waiting for a job checks its workers live
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and a scheduler's notice
 
 
-def ignore_sigint():
-    """A pool worker's start: leave Ctrl-C to the parent process."""
+def pool_worker_signals():
+    """A pool worker's start: leave Ctrl-C to the parent process, and end on SIGTERM (how a
+    pool's terminate() ends it) whatever handler a forking parent had set (one that raises
+    would have every worker print a traceback instead)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def ignore_stop_signals(worker_id=None):
@@ -45,7 +51,8 @@ def worker_pool(workers, fork=True):
     process's resource tracker: one forked before it ran would start its own, which unlinks
     the shared-memory blocks a worker attached (WorkerQueue's arrays) when that worker ends."""
     resource_tracker.ensure_running()
-    return multiprocessing.get_context(_start_method(fork)).Pool(workers, initializer=ignore_sigint)
+    context = multiprocessing.get_context(_start_method(fork))
+    return context.Pool(workers, initializer=pool_worker_signals)
 
 
 def worker_executor(workers):
@@ -55,8 +62,8 @@ def worker_executor(workers):
     BrokenProcessPool instead of never coming back."""
     from concurrent.futures import ProcessPoolExecutor
 
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(_start_method(False)),
-                               initializer=ignore_sigint)
+    context = multiprocessing.get_context(_start_method(False))
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=pool_worker_signals)
 
 
 def imap_in_workers(function, tasks, workers):
@@ -144,16 +151,34 @@ class _SharedBlocks:
         self.free, self.used = [], set()
 
 
+def _how_it_ended(exitcode):
+    """How a worker process ended, for a one-line error: its exit code, or the signal that
+    killed it (SIGKILL: most often the kernel's out-of-memory killer)."""
+    if exitcode >= 0:
+        return f"exit code {exitcode}"
+    try:
+        name = signal.Signals(-exitcode).name
+    except ValueError:
+        return f"killed by signal {-exitcode}"
+    return f"killed by {name}" + (": out of memory?" if -exitcode == signal.SIGKILL else "")
+
+
 class WorkerQueue:
     """Runs ``function(job, *arrays)`` for each submitted job: inline (``workers`` 0) or in a
     pool of ``workers`` processes, with a bounded backlog so memory stays flat while the
     submitter (the network) works on the next batch; the NumPy ``arrays`` of a job reach the
     workers through shared memory. Errors surface in ``submit`` or ``close``. A forking pool
-    must be made before the submitting process initialises CUDA."""
+    must be made before the submitting process initialises CUDA.
+    A worker that dies (the out-of-memory killer, a signal) takes its job with it and the pool
+    never says so: a submitter waiting for a job checks the workers, and the first death it
+    sees is a UserError (which job was lost is not known; the blocks are let go as after any
+    error)."""
 
     def __init__(self, function, workers=0, fork=True):
         self.function, self.workers = function, workers
         self.pool = worker_pool(workers, fork) if workers > 0 else None
+        # the pool's processes (it keeps them in ``_pool``, and replaces a dead one unseen)
+        self.processes = list(self.pool._pool) if self.pool is not None else []
         self.pending = collections.deque()  # (result, its shared blocks)
         self.blocks = _SharedBlocks()
 
@@ -176,9 +201,19 @@ class WorkerQueue:
     def _wait_oldest(self):
         result, blocks = self.pending.popleft()
         try:
+            while not result.ready():
+                self._check_workers()
+                result.wait(WORKER_CHECK_SECONDS)
             result.get()
         finally:
             self.blocks.give_back(blocks)
+
+    def _check_workers(self):
+        """UserError once a worker process has died: the job it held never comes back."""
+        for process in self.processes:
+            if process.exitcode is not None:
+                raise UserError(f"a worker process died ({_how_it_ended(process.exitcode)}) "
+                                f"before the jobs handed to it were done; a rerun makes the rest")
 
     def close(self):
         """Wait for every submitted job."""

@@ -233,6 +233,28 @@ def test_killed_inference_leaves_whole_files_and_a_rerun_finishes(voc, tmp_path)
         Image.open(out / f).load()
 
 
+def test_sigterm_during_inference_ends_its_log_with_what_it_wrote(voc, tmp_path):
+    """A scheduler's SIGTERM ended inference at once (exit status -15), without the log's
+    summary line that Ctrl-C gave."""
+    names, _, _ = _paths(voc)
+    checkpoint = tmp_path / "m.pth"
+    save_state_dict(SGAN(width_mult=0.125).state_dict(), str(checkpoint))
+    out = tmp_path / "out" / "sgan_vgg16_321x321_snet_seedcam_0.25"
+    # the signal with the 4th seed PNG in its temporary file (after the folder's record)
+    stopped = subprocess.run([sys.executable, "tools/stage2/infer_cam.py", "--cfg_file", PAPER,
+                              f"dataset_root={voc}", f"checkpoint={checkpoint}", "width_mult=0.125",
+                              f"res_path={tmp_path / 'out'}", "num_worker=0", "resize=65"],
+                             cwd=REPO, capture_output=True, text=True,
+                             env=_signalled_at("atomic_write", 5, "SIGTERM"))
+    assert stopped.returncode == 143, stopped.stderr
+    assert stopped.stderr.strip().splitlines()[-1] == "interrupted by SIGTERM"
+    last = (tmp_path / "out" / f"{out.name}.log").read_text().splitlines()[-1]
+    assert last.split(" ", 2)[2].startswith("interrupted in ")
+    assert last.endswith(f": 3 images written, 0 skipped (already there), 3 failed, in {out}; "
+                         "a rerun makes the rest")
+    assert sorted(os.listdir(out)) == [n + ".png" for n in names[:3]]  # no temporary file
+
+
 def test_ctrl_c_or_sigterm_saves_the_run_where_it_stopped_and_says_how_to_resume(voc, tmp_path):
     import shlex
 

@@ -2,6 +2,7 @@
 multi-GPU job) requires: checked on the CPU for each inference path and a training step of
 each stage, by stand-ins for the collectives that refuse any other tensor."""
 import os
+import signal
 
 import pytest
 import torch
@@ -31,7 +32,7 @@ from lib.seeds import inference as seed_inference
 from lib.stage3 import infer_seg
 from lib.stage3.train_seg import SegTraining
 from lib.training import loop
-from lib.training.distributed import DistContext
+from lib.training.distributed import DistContext, max_over_processes, sum_over_processes
 
 PAPER = os.path.join(REPO, "config", "sgan_vgg16_321x321.yml")
 DEVICE = torch.device("cpu")  # the process's device: the only one that computes here
@@ -88,6 +89,13 @@ def test_the_stand_in_refuses_a_tensor_made_without_the_device(two_processes):
     dist.all_reduce(torch.tensor([3]).to(DEVICE) * 2)
     with pytest.raises(RuntimeError, match="device type cpu"):
         dist.all_reduce(torch.tensor([3], device=DEVICE).cpu())
+
+
+def test_the_counts_and_stop_requests_of_the_processes_are_reduced_on_the_device(two_processes):
+    """Inference counts the images left on every process; training asks every process after
+    each iteration whether one of them got Ctrl-C or SIGTERM."""
+    assert sum_over_processes(7, two_processes) == 7
+    assert max_over_processes(signal.SIGTERM, two_processes) == signal.SIGTERM
 
 
 def _pngs(folder):

@@ -1,5 +1,6 @@
 """Multi-process training on CPU (gloo): same gradients, same batches, resume, auto-spawn."""
 import os
+import signal
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ from conftest import REPO
 from lib.config import load_config
 from lib.dataset.sampler import GlobalBatchSampler
 from lib.dataset.voc12_sgan import VOC12ClsSalDataset
+from lib.errors import UserError
 from lib.network.checkpoint import read_state_dict
 from lib.network.sgan import SGAN
 from lib.stage2 import train_sgan
@@ -173,6 +175,51 @@ def test_self_spawned_processes_stopped_by_sigterm_save_together_and_resume(synt
     assert (tmp_path / "ddp" / "model_iter_2.pth").exists()
 
 
+class _FailingOn:
+    """A worker for launch whose processes ``ranks`` raise UserError(``message``)."""
+
+    def __init__(self, ranks, message):
+        self.ranks, self.message = ranks, message
+
+    def __call__(self, ctx, cfg):
+        if ctx.rank in self.ranks:
+            raise UserError(self.message.format(rank=ctx.rank))
+
+
+@pytest.mark.parametrize("ranks, message, line", [
+    ((1,), "no seed for image {rank}", "process 1 of 2: no seed for image 1"),
+    ((0, 1), "bad input", "bad input"),
+    ((0, 1), "no seed for image {rank}",
+     "no seed for image 0; process 1 of 2: no seed for image 1"),
+])
+def test_self_spawned_processes_user_errors_are_one_line_each_message_once(capfd, ranks, message,
+                                                                            line):
+    """Only process 0 printed its error: one that failed on process 1 alone read "process 1 of 2
+    failed (exit code 2); see its message above", with no message above."""
+    from lib.training.distributed import launch
+    with pytest.raises(UserError) as err:
+        launch(_FailingOn(ranks, message), load_config(None, ["device=cpu", "num_processes=2"]))
+    assert str(err.value) == line
+    printed = capfd.readouterr().err  # by the processes: nothing, the parent reports
+    assert "no seed" not in printed and "bad input" not in printed
+
+
+def _killed_by_sigterm(ctx, cfg):
+    """A process's work ended by SIGTERM before it had a handler (the default: it dies)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_self_spawned_processes_killed_by_sigterm_are_an_interruption():
+    """A process that a passed-on SIGTERM killed ends with -15, not 143: it was reported as
+    "process 0 of 2 failed (exit code -15)", exit status 2."""
+    from lib.errors import Interrupted
+    from lib.training.distributed import launch
+    with pytest.raises(Interrupted) as err:
+        launch(_killed_by_sigterm, load_config(None, ["device=cpu", "num_processes=2"]))
+    assert err.value.status == 143
+    assert str(err.value) == "interrupted (see the last line of process 0 above)"
+
+
 def test_two_process_seed_folder_equals_one_process(synth_voc, tmp_path):
     from infer_helpers import infer_config, write_checkpoint
     from lib.stage2 import infer_cam
@@ -195,6 +242,20 @@ def test_process_count_follows_the_visible_gpus(monkeypatch):
     assert requested_processes(load_config(PAPER, {"device": "cuda:1"})) == 1
     assert requested_processes(load_config(PAPER, {"num_processes": 2})) == 2
     assert requested_processes(load_config(PAPER, {"device": "cpu"})) == 1
+
+
+def test_self_spawned_cpu_processes_share_the_cores_they_may_run_on(monkeypatch):
+    """A job confined to 6 of 64 cores (taskset, a scheduler's allocation) runs 3 threads in
+    each of its 2 processes, not 32."""
+    from lib.training.distributed import _share_the_cores
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    threads = torch.get_num_threads()
+    try:
+        _share_the_cores(DistContext(1, 2, torch.device("cpu")))
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_two_processes_log_the_global_batchs_loss(synth_voc, tmp_path):

@@ -33,6 +33,17 @@ def test_pool_workers_leave_ctrl_c_to_the_parent_and_end_on_sigterm(fork):
         assert pool.apply(_dispositions_after, (None,)) == [signal.SIG_IGN, signal.SIG_DFL]
 
 
+def test_forked_pool_workers_end_on_sigterm_whatever_handler_their_parent_had():
+    """Inference raises on SIGTERM while it runs: a pool forked then kept that handler, and
+    its terminate() made every worker print a traceback instead of ending quietly."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with worker_pool(1) as pool:
+            assert pool.apply(_dispositions_after, (None,)) == [signal.SIG_IGN, signal.SIG_DFL]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_loader_workers_leave_ctrl_c_and_sigterm_to_the_training():
     """A DataLoader worker that died of a scheduler's SIGTERM would fail the batch the
     training finishes before it saves."""
@@ -100,3 +111,42 @@ def test_shared_blocks_outlive_the_workers_that_read_them(tmp_path):
     done = subprocess.run([sys.executable, str(path)], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": REPO})
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm")
+def test_a_worker_that_dies_stops_the_queue_with_one_line_and_its_blocks_go(tmp_path):
+    """A pool never returns the job of a worker that died (the out-of-memory killer during a
+    large CRF): the submitter waited for it forever, its shared blocks mapped. Here job 3's
+    worker kills itself; the queue, run in a script, has a minute (a safety net, not the
+    test: it stops within a fraction of a second)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    script = (
+        "import os, signal\n"
+        "import numpy as np\n"
+        "from lib.errors import UserError\n"
+        "from lib.workers import WorkerQueue\n"
+        "def write(job, scores):\n"
+        "    if job == 3:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "if __name__ == '__main__':\n"
+        "    blocks = set()\n"
+        "    try:\n"
+        "        with WorkerQueue(write, 2) as queue:\n"
+        "            for job in range(20):\n"
+        "                queue.submit(job, (np.zeros((3, 40, 40)),))\n"
+        "                blocks |= {block.name for block in queue.blocks.used}\n"
+        "    except UserError as exc:\n"
+        "        print(exc)\n"
+        "    print(sorted(b for b in blocks if os.path.exists('/dev/shm/' + b.lstrip('/'))))\n")
+    path = tmp_path / "dying_worker.py"
+    path.write_text(script)
+    done = subprocess.run([sys.executable, str(path)], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": REPO}, timeout=60)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.splitlines() == [
+        "a worker process died (killed by SIGKILL: out of memory?) before the jobs handed to it "
+        "were done; a rerun makes the rest", "[]"]

@@ -1,12 +1,15 @@
 """Ctrl-C and SIGTERM during training: stop at the end of the iteration under way, where the
 weights and optimizer are whole, so that the loop saves the run there and says how to resume.
+Inference has no iteration to finish (its outputs are whole files): there the first signal
+raises at once (interrupting_stop_signals), and the run logs what it wrote before it ends.
 
 Who sends what: a terminal sends Ctrl-C (SIGINT) to every process of its foreground job; a
 scheduler sends SIGTERM before it preempts a job (SLURM to every process of the job, torchrun
 passes its own on to its workers, Kubernetes sends it to the container's first process, which
 passes it on when it spawned the job's processes itself: forwarding_stop_signals). The
 first signal asks the loop to stop; every process of the job learns it at the same iteration
-(StopRequests.requested, a one-number all-reduce), so they all stop there and save together.
+(the largest of their StopRequests' signals, lib.training.distributed.max_over_processes), so
+they all stop there and save together.
 Further SIGTERMs are ignored (a scheduler, torchrun and a parent may each send one); a second
 Ctrl-C stops at once, without saving.
 """
@@ -14,11 +17,8 @@ import contextlib
 import signal
 import threading
 
-import torch
-import torch.distributed as dist
-
+from lib.errors import Interrupted
 from lib.workers import STOP_SIGNALS
-
 
 
 @contextlib.contextmanager
@@ -48,23 +48,33 @@ class StopRequests:
             raise KeyboardInterrupt
         self.signum = self.signum or signum
 
-    def requested(self, ctx):
-        """The number of the signal that asked any process of the job to stop (0: none). A
-        collective: every process calls it after the same iterations and gets the same answer."""
-        if not ctx.distributed:
-            return self.signum
-        asked = torch.tensor([self.signum], device=ctx.device)
-        dist.all_reduce(asked, op=dist.ReduceOp.MAX)
-        return int(asked.item())
-
 
 @contextlib.contextmanager
 def stop_requests():
     """Within the block, SIGINT and SIGTERM ask to stop (the StopRequests it yields) instead
-    of ending the process; the loop asks after every iteration."""
+    of ending the process; the loop asks after every iteration (over every process of the job:
+    lib.training.distributed.max_over_processes)."""
     requests = StopRequests()
     with _handling_stop_signals(requests.ask):
         yield requests
+
+
+@contextlib.contextmanager
+def interrupting_stop_signals():
+    """Within the block, the first SIGINT or SIGTERM raises Interrupted (exit status 130 or
+    143) where the main thread is, instead of SIGTERM ending the process unannounced; as in
+    training, further SIGTERMs are ignored while the work stops, and a second Ctrl-C raises
+    KeyboardInterrupt at once."""
+    requests = StopRequests()
+
+    def interrupt(signum, frame):
+        first = not requests.signum
+        requests.ask(signum, frame)
+        if first:
+            raise Interrupted(f"interrupted by {signal.Signals(signum).name}", signum)
+
+    with _handling_stop_signals(interrupt):
+        yield
 
 
 @contextlib.contextmanager

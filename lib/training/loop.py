@@ -35,7 +35,7 @@ from lib.paths import check_dataset_paths, model_dir, pretrain_path
 from lib.progress import progress_bar
 from lib.training.checkpointing import (load_train_state, restore, resume_path, save_checkpoint,
                                         save_train_state)
-from lib.training.distributed import barrier, launch
+from lib.training.distributed import barrier, launch, max_over_processes
 from lib.training.interrupt import stop_requests
 from lib.training.metrics import RunMetrics, Throughput, metric_columns
 from lib.training.run_folder import (LOG_NAME, SET_ASIDE, SET_ASIDE_NOTE, TRAIN_STATE,
@@ -415,7 +415,7 @@ def _run(ctx, cfg, task, dataset, model, logger, begin):
             if step % cfg.step_size == 0 or step == cfg.max_iter:
                 saves.checkpoint(step)
             signal_point.reach("iteration")
-            signum = stop.requested(ctx) if step < cfg.max_iter else 0
+            signum = max_over_processes(stop.signum, ctx) if step < cfg.max_iter else 0
             if signum:
                 raise saves.interrupted(step, signum)
     if step < cfg.max_iter:
