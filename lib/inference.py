@@ -121,7 +121,7 @@ def _infer(ctx, cfg, stage):
     with interrupting_stop_signals():
         try:
             with WorkerQueue(plan.write, workers) as writer, torch.no_grad():
-                trained.model.to(ctx.device, memory_format=on.memory_format).eval()  # after fork
+                trained.model.to(ctx.device, memory_format=on.memory_format).eval()
                 for batch in progress_bar(loader, shown=ctx.is_main, desc=stage.name):
                     for job, arrays in stage.jobs(plan, batch, on):
                         writer.submit(job, arrays)

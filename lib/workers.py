@@ -167,8 +167,9 @@ class WorkerQueue:
     """Runs ``function(job, *arrays)`` for each submitted job: inline (``workers`` 0) or in a
     pool of ``workers`` processes, with a bounded backlog so memory stays flat while the
     submitter (the network) works on the next batch; the NumPy ``arrays`` of a job reach the
-    workers through shared memory. Errors surface in ``submit`` or ``close``. A forking pool
-    must be made before the submitting process initialises CUDA.
+    workers through shared memory. Errors surface in ``submit`` or ``close``. Forked workers
+    must not touch CUDA, which the submitter may have initialised (inference's processes have,
+    under NCCL): the jobs are NumPy and file work.
     A worker that dies (the out-of-memory killer, a signal) takes its job with it and the pool
     never says so: a submitter waiting for a job checks the workers, and the first death it
     sees is a UserError (which job was lost is not known; the blocks are let go as after any
