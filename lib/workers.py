@@ -68,14 +68,25 @@ def worker_executor(workers):
 
 def imap_in_workers(function, tasks, workers):
     """Yield ``function(task)`` for each task: in this process when fewer than two workers
-    would be busy, else from a pool, in completion order."""
+    would be busy, else from a pool, in completion order (a worker that dies: a UserError, as
+    in :class:`WorkerQueue`)."""
     tasks = list(tasks)
     workers = min(workers, len(tasks))
     if workers <= 1:
         yield from map(function, tasks)
         return
     with worker_pool(workers) as pool:
-        yield from pool.imap_unordered(function, tasks)
+        processes = list(pool._pool)  # the pool replaces a dead one unseen: see check_alive
+        results = pool.imap_unordered(function, tasks)
+        while True:
+            try:
+                result = results.next(WORKER_CHECK_SECONDS)
+            except multiprocessing.TimeoutError:
+                check_alive(processes)
+                continue
+            except StopIteration:
+                return
+            yield result
 
 
 def default_workers():
@@ -151,6 +162,15 @@ class _SharedBlocks:
         self.free, self.used = [], set()
 
 
+def check_alive(processes):
+    """UserError once one of a pool's worker ``processes`` has died (the out-of-memory killer,
+    a signal): the pool never returns the job it held, and would be waited for forever."""
+    for process in processes:
+        if process.exitcode is not None:
+            raise UserError(f"a worker process died ({_how_it_ended(process.exitcode)}) "
+                            f"before the jobs handed to it were done; a rerun makes the rest")
+
+
 def _how_it_ended(exitcode):
     """How a worker process ended, for a one-line error: its exit code, or the signal that
     killed it (SIGKILL: most often the kernel's out-of-memory killer)."""
@@ -203,18 +223,11 @@ class WorkerQueue:
         result, blocks = self.pending.popleft()
         try:
             while not result.ready():
-                self._check_workers()
+                check_alive(self.processes)
                 result.wait(WORKER_CHECK_SECONDS)
             result.get()
         finally:
             self.blocks.give_back(blocks)
-
-    def _check_workers(self):
-        """UserError once a worker process has died: the job it held never comes back."""
-        for process in self.processes:
-            if process.exitcode is not None:
-                raise UserError(f"a worker process died ({_how_it_ended(process.exitcode)}) "
-                                f"before the jobs handed to it were done; a rerun makes the rest")
 
     def close(self):
         """Wait for every submitted job."""

@@ -150,3 +150,35 @@ def test_a_worker_that_dies_stops_the_queue_with_one_line_and_its_blocks_go(tmp_
     assert done.stdout.splitlines() == [
         "a worker process died (killed by SIGKILL: out of memory?) before the jobs handed to it "
         "were done; a rerun makes the rest", "[]"]
+
+
+def test_a_worker_that_dies_stops_imap_in_workers_with_one_line(tmp_path):
+    """The same for the evaluator's and the COCO converter's pool: a task whose worker dies
+    never comes back, and the caller waited for it forever (a script with a minute, a safety
+    net)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    script = (
+        "import os, signal\n"
+        "from lib.errors import UserError\n"
+        "from lib.workers import imap_in_workers\n"
+        "def square(task):\n"
+        "    if task == 3:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return task * task\n"
+        "if __name__ == '__main__':\n"
+        "    try:\n"
+        "        print(sorted(imap_in_workers(square, range(8), 2)))\n"
+        "    except UserError as exc:\n"
+        "        print(exc)\n")
+    path = tmp_path / "dying_imap.py"
+    path.write_text(script)
+    done = subprocess.run([sys.executable, str(path)], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": REPO}, timeout=60)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.splitlines() == [
+        "a worker process died (killed by SIGKILL: out of memory?) before the jobs handed to it "
+        "were done; a rerun makes the rest"]
