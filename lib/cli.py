@@ -158,7 +158,8 @@ def parse_classes(text):
     try:
         classes = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise UserError(f"--classes must be a comma-separated list of class ids, got {text!r}") from None
+        raise UserError(f"--classes must be a comma-separated list of class ids, "
+                        f"got {text!r}") from None
     if not classes:
         raise UserError("--classes must name at least one class id")
     return classes

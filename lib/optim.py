@@ -20,7 +20,8 @@ def is_new_parameter(model, name):
 
 
 def parameter_groups(model):
-    """Backbone weights, backbone biases, new-layer weights, new-layer biases (recipe 4, 11.1, 11.6).
+    """Backbone weights, backbone biases, new-layer weights, new-layer biases (recipe 4, 11.1,
+    11.6).
 
     New layers are those of is_new_parameter (for SGAN f_key, f_query, fc6_CAM, fc8, fc9 and
     gamma). Frozen parameters (``requires_grad`` False) are in no group.
@@ -41,7 +42,8 @@ def optimizer_groups(model, lr, weight_decay):
 
 
 def build_optimizer(model, lr, weight_decay, momentum=0.9):
-    """SGD over backbone weights (x1), backbone biases (x2, no decay), new weights (x10), new biases (x20, no decay)."""
+    """SGD over backbone weights (x1), backbone biases (x2, no decay), new weights (x10), new
+    biases (x20, no decay)."""
     return torch.optim.SGD(optimizer_groups(model, lr, weight_decay), lr=lr, momentum=momentum,
                            weight_decay=weight_decay)
 

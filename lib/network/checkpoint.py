@@ -64,7 +64,8 @@ def fit_state_dict(module, state, path, strict_unexpected, hint=None):
 
 
 def load_backbone(model, path):
-    """Load ``vgg_init.pth`` (``conv1_1.weight`` ...) into ``model.backbone``; extra keys ignored."""
+    """Load ``vgg_init.pth`` (``conv1_1.weight`` ...) into ``model.backbone``; extra keys
+    ignored."""
     state = read_state_dict(path)
     state = {k[len("backbone."):] if k.startswith("backbone.") else k: v for k, v in state.items()}
     fit_state_dict(model.backbone, state, path, strict_unexpected=False)

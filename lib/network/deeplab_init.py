@@ -47,7 +47,8 @@ def _require_finite(layers):
 
 
 def vgg16_init_from_imagenet(state_dict):
-    """A torchvision VGG16 state dict -> the recipe 11.1 state dict without fc8 (DeepLab decimation).
+    """A torchvision VGG16 state dict -> the recipe 11.1 state dict without fc8 (DeepLab
+    decimation).
 
     Convs in stage 1's caffe layout (convert_vgg.torchvision_to_caffe); fc6_i = fc6 viewed as
     4096 x 512 x 7 x 7, every 4th filter, every 3rd tap (1024 x 512 x 3 x 3); fc7_i = every 4th
@@ -149,7 +150,8 @@ def read_imagenet_weights(source):
 def make_initial_weights(backbone, source, out_path):
     """Write the initial weights (all but the new layers) of a ``backbone`` DeepLabV2 from
     ImageNet ``source``: a local file (``vgg16-397923af.pth``, ``resnet101-63fe2227.pth``) or a
-    torchvision weights name (``VGG16_Weights.IMAGENET1K_V1``, ``ResNet101_Weights.IMAGENET1K_V1``)."""
+    torchvision weights name (``VGG16_Weights.IMAGENET1K_V1``,
+    ``ResNet101_Weights.IMAGENET1K_V1``)."""
     state = read_imagenet_weights(source)
     try:
         state = IMAGENET_CONVERSIONS[backbone](state)

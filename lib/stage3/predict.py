@@ -1,4 +1,5 @@
-"""Per-image inference of stage 3: the published ``test_ms.py --smooth --multi_scale`` (recipe 11.5).
+"""Per-image inference of stage 3: the published ``test_ms.py --smooth --multi_scale``
+(recipe 11.5).
 
 The image (RGB uint8, H x W) is zoomed to S x S for each test scale, normalised as the
 backbone's weights expect (``normalisation`` = (mean, std): the published test mean for

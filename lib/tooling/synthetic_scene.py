@@ -2,7 +2,8 @@
 
 Every class 1..C (C = 20 for VOC, 80 for COCO) has fixed appearance statistics (colour,
 texture, shape, aspect ratio and the position of its "discriminative part"), so a small CNN
-can learn it from a few dozen images. Each image holds 1-3 objects on a cluttered grey-ish background and comes with:
+can learn it from a few dozen images. Each image holds 1-3 objects on a cluttered grey-ish
+background and comes with:
 ground truth (label indices with a 255 band on object borders), a noisy, blurred saliency
 map, and CAM-like initial seeds: a compact blob covering 10-25 % of each object around its
 discriminative part, strictly inside the object, i.e. precise but of low recall.
@@ -129,7 +130,8 @@ def _to_image_point(geometry, u, v):
     cx, cy = geometry["centre"]
     theta = math.radians(geometry["rotation"])
     x, y = u * geometry["half"][0], v * geometry["half"][1]
-    return cx + x * math.cos(theta) - y * math.sin(theta), cy + x * math.sin(theta) + y * math.cos(theta)
+    cos, sin = math.cos(theta), math.sin(theta)
+    return cx + x * cos - y * sin, cy + x * sin + y * cos
 
 
 def _object_mask(geometry, height, width):
@@ -169,7 +171,8 @@ def _object_appearance(rng, geometry, height, width):
     if texture == "stripes":
         pattern = 0.5 + 0.5 * np.sin(2 * math.pi * (along + phase) / period)
     elif texture == "checker":
-        pattern = ((np.floor((along + phase) / period) + np.floor(across / period)) % 2).astype(np.float32)
+        cells = np.floor((along + phase) / period) + np.floor(across / period)
+        pattern = (cells % 2).astype(np.float32)
     elif texture == "dots":
         du = (along + phase) % period - period / 2
         dv = across % period - period / 2
@@ -203,7 +206,8 @@ def _layout(rng, height, width, classes, num_classes):
             trial_masks = masks + [mask]
             owners = _owners(trial_masks, height, width)
             visible = [np.count_nonzero(owners == j) for j in range(len(trial_masks))]
-            full = [min(np.count_nonzero(m), g["area"]) for m, g in zip(trial_masks, placed + [geometry])]
+            full = [min(np.count_nonzero(m), g["area"])
+                    for m, g in zip(trial_masks, placed + [geometry])]
             if all(vis >= max(_MIN_VISIBLE * f, min_visible) for vis, f in zip(visible, full)):
                 placed.append(geometry)
                 masks.append(mask)
