@@ -81,6 +81,44 @@ def test_rows_after_the_resumed_iteration_are_dropped_and_new_columns_are_empty(
         RunMetrics(str(tmp_path), columns, 4, True, logger).write(5, {"accuracy": 1.0})
 
 
+def test_a_resume_keeps_the_earlier_columns_and_drops_rows_a_crash_cut_short(tmp_path):
+    """A run that validated, resumed with val_every=0: its val_mIoU rows stay. A line cut
+    short by a crash (``3`` of ``30,...``) and a row without an iteration are dropped."""
+    logger = setup_logger("test.metrics_resume")
+    validating = metric_columns(["loss"], validates=True)
+    with RunMetrics(str(tmp_path), validating, 0, True, logger) as metrics:
+        for i in (1, 2):
+            metrics.write(i, {"lr": 0.1, "loss": 1.0 / i, "val_mIoU": 0.2 * i})
+    with open(tmp_path / METRICS_NAME, "a") as f:
+        f.write(",0.1,0.5,,,\n3")
+    with RunMetrics(str(tmp_path), metric_columns(["loss"]), 10, True, logger) as metrics:
+        metrics.write(11, {"lr": 0.1, "loss": 0.25})
+    assert _header(tmp_path / METRICS_NAME) == validating
+    rows = read_metrics(tmp_path / METRICS_NAME)
+    assert [r["iteration"] for r in rows] == [1, 2, 11]
+    assert [r.get("val_mIoU") for r in rows] == [0.2, 0.4, None]
+
+
+def test_samples_per_s_counts_training_time_only():
+    """Validation or a checkpoint between two readings (paused) is not training time: 2
+    iterations of 1 s around a 5 s pause are 1 sample/s at batch 1, not 2 (the time since the
+    pause alone) nor 2/7."""
+    from lib.training.metrics import Throughput
+
+    now = [0.0]
+    throughput = Throughput(torch.device("cpu"), lambda: now[0])
+    now[0] += 1
+    throughput.count()
+    with throughput.paused():
+        now[0] += 5
+    now[0] += 1
+    throughput.count()
+    assert throughput.reading(1)["samples_per_s"] == 1.0
+    now[0] += 2
+    throughput.count()
+    assert throughput.reading(1)["samples_per_s"] == 0.5  # the next reading starts anew
+
+
 def test_other_processes_write_nothing(tmp_path):
     metrics = RunMetrics(str(tmp_path), ["iteration", "loss"], 0, False, setup_logger("t"))
     metrics.write(1, {"loss": 1.0})

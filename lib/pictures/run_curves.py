@@ -7,7 +7,7 @@ import os
 from lib.errors import UserError
 from lib.files import atomic_write_bytes
 from lib.pictures.panels import figure_png
-from lib.training.metrics import METRICS_NAME, read_metrics
+from lib.training.metrics import METRICS_NAME, VAL_COLUMN, read_metrics
 
 NOT_PLOTTED = ("iteration", "samples_per_s", "peak_gpu_mem_mib")
 PANELS_PER_ROW = 3
@@ -33,7 +33,7 @@ def panel_columns(runs):
     for _, rows in runs:
         for row in rows:
             columns += [key for key in row if key not in NOT_PLOTTED and key not in columns]
-    tail = [key for key in ("lr", "val_mIoU") if key in columns]
+    tail = [key for key in ("lr", VAL_COLUMN) if key in columns]
     return [key for key in columns if key not in tail] + tail
 
 
@@ -42,10 +42,10 @@ def _panel(ax, column, runs):
         points = [(row["iteration"], row[column]) for row in rows if column in row]
         if points:
             xs, ys = zip(*points)
-            ys = [100 * y for y in ys] if column == "val_mIoU" else ys
+            ys = [100 * y for y in ys] if column == VAL_COLUMN else ys
             ax.plot(xs, ys, "o-" if len(points) < 30 else "-", markersize=3, label=name)
-    titles = {"lr": ("learning rate", "lr"), "val_mIoU": ("validation mIoU (single scale, "
-                                                          "no CRF)", "mIoU (%)")}
+    titles = {"lr": ("learning rate", "lr"),
+              VAL_COLUMN: ("validation mIoU (single scale, no CRF)", "mIoU (%)")}
     title, ylabel = titles.get(column, (f"loss term: {column}", column))
     ax.set_title(title)
     ax.set_xlabel("iteration")

@@ -28,9 +28,10 @@ from lib.network.deeplab_init import load_initial_weights
 from lib.normalisation import check_input_scale, training_normalisation
 from lib.optim import build_caffe_sgd, step_lr
 from lib.paths import dataset_path, model_dir
-from lib.stage3.validation import VAL_COLUMN, Validation
+from lib.stage3.validation import Validation
 from lib.training.distributed import all_reduce_sum
 from lib.training.loop import TrainingTask, train
+from lib.training.metrics import VAL_COLUMN
 from lib.training.runtime import autocast
 
 

@@ -23,8 +23,6 @@ from lib.paths import dataset_path, split_list_path
 from lib.stage3.predict import multi_scale_scores
 from lib.training.distributed import all_reduce_sum, shard
 
-VAL_COLUMN = "val_mIoU"
-
 
 def validation_list(cfg):
     """The list file of the validation images: ``val_list`` (dataset-relative), else the

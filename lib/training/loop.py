@@ -407,13 +407,13 @@ def _run(ctx, cfg, task, dataset, model, logger, begin):
                             " ".join(f"{k} {v:.4f}" for k, v in terms.items()),
                             task.status(model), lr, skipped.summary())
                 row = {"lr": lr, **terms, **throughput.reading(cfg.batch_size)}
-            scores = task.validate(model, cfg, ctx, logger, step)
-            if scores:
-                throughput.restart()  # validation time is not training time
+            with throughput.paused():
+                scores = task.validate(model, cfg, ctx, logger, step)
             if row or scores:
                 metrics.write(step, {**row, **scores})
             if step % cfg.step_size == 0 or step == cfg.max_iter:
-                saves.checkpoint(step)
+                with throughput.paused():
+                    saves.checkpoint(step)
             signal_point.reach("iteration")
             signum = max_over_processes(stop.signum, ctx) if step < cfg.max_iter else 0
             if signum:

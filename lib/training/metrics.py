@@ -5,13 +5,17 @@ One row per logged iteration (every ``display_step``, the last one, and every va
 ``iteration``, ``lr``, each loss term by name (the global batch's, summed over processes),
 ``samples_per_s`` (global samples per second since the previous row), ``peak_gpu_mem_mib``
 (this process's peak since the previous row, on CUDA only) and, for a task that validates,
-``val_mIoU``; a cell a row has no value for stays empty. Only the main process writes. A
-resumed run keeps the rows up to the iteration it resumes from and appends after them, so an
-iteration never appears twice even when the run was stopped between two checkpoints.
+``val_mIoU`` (a fraction 0..1, as in the evaluator's JSON); a cell a row has no value for
+stays empty. Only the main process writes. A resumed run keeps the rows up to the iteration it
+resumes from (and the columns of the earlier part, such as val_mIoU of a run that no longer
+validates) and appends after them, so an iteration never appears twice even when the run was
+stopped between two checkpoints; a row cut short by a crash is dropped then.
 ``tensorboard --logdir <save_model_path>`` shows every run.
 """
+import contextlib
 import csv
 import io
+import math
 import os
 
 import torch
@@ -21,6 +25,7 @@ from lib.files import atomic_write_bytes
 METRICS_NAME = "metrics.csv"
 EVENTS_PREFIX = "events.out.tfevents."  # TensorBoard's event files
 EVENTS_HINT = "pip install tensorboard for event files"
+VAL_COLUMN = "val_mIoU"  # the column of a validation score
 
 
 def metric_files(folder):
@@ -34,7 +39,7 @@ def metric_files(folder):
 def metric_columns(term_names, validates=False):
     """The header of a task's metrics.csv."""
     return ["iteration", "lr", *term_names, "samples_per_s", "peak_gpu_mem_mib",
-            *(["val_mIoU"] if validates else [])]
+            *([VAL_COLUMN] if validates else [])]
 
 
 def _cell(value):
@@ -49,22 +54,28 @@ def read_metrics(path):
                 for row in csv.DictReader(f)]
 
 
-def _kept_rows(path, columns, start_iteration):
-    """The rows of an earlier part of this run up to ``start_iteration``, as text cells of
-    ``columns`` (a column the old file lacks stays empty; one it has beyond them is dropped)."""
+def _earlier_part(path, start_iteration):
+    """(header, rows) of the metrics.csv of an earlier part of this run: its rows up to
+    ``start_iteration`` as dicts of text cells, those with a whole iteration and every field
+    (not a line a crash cut short); ([], []) without a file."""
     if not os.path.isfile(path):
-        return []
+        return [], []
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    kept = []
-    for row in rows:
-        try:
-            if float(row.get("iteration") or "nan") > start_iteration:
-                continue
-        except ValueError:
-            continue
-        kept.append([row.get(column) or "" for column in columns])
-    return kept
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        header = list(reader.fieldnames or [])
+    return header, [row for row in rows if _whole_row(row, start_iteration)]
+
+
+def _whole_row(row, start_iteration):
+    if None in row or None in row.values():  # too many fields, or too few
+        return False
+    try:
+        iteration = float(row["iteration"])
+    except (KeyError, ValueError):
+        return False
+    return math.isfinite(iteration) and iteration == int(iteration) and \
+        0 < iteration <= start_iteration
 
 
 def _event_writer(folder, start_iteration, logger):
@@ -90,9 +101,12 @@ class RunMetrics:
         self.events = None
         if not self.enabled:
             return
-        kept = _kept_rows(self.path, self.columns, start_iteration)
+        header, kept = _earlier_part(self.path, start_iteration)
+        self.columns += [column for column in header if column not in self.columns]
         text = io.StringIO()
-        csv.writer(text, lineterminator="\n").writerows([self.columns, *kept])
+        csv.writer(text, lineterminator="\n").writerows(
+            [self.columns, *([row.get(column) or "" for column in self.columns]
+                             for row in kept)])
         atomic_write_bytes(self.path, text.getvalue().encode())
         self.events = _event_writer(folder, start_iteration, logger)
 
@@ -126,7 +140,8 @@ class RunMetrics:
 
 
 class Throughput:
-    """Global samples per second and this process's peak GPU memory since the last reading."""
+    """Global samples per second of training and this process's peak GPU memory since the last
+    reading."""
 
     def __init__(self, device, clock):
         self.device, self.clock = device, clock
@@ -141,10 +156,15 @@ class Throughput:
         """One more iteration done."""
         self.iterations += 1
 
-    def restart(self):
-        """Start the next reading now (time spent since is not counted)."""
-        self.since = self.clock()
-        self._reset_peak()
+    @contextlib.contextmanager
+    def paused(self):
+        """Time spent in the block (validation, a checkpoint) is not training time: the reading
+        under way does not count it (its iterations still count, and the peak memory)."""
+        started = self.clock()
+        try:
+            yield
+        finally:
+            self.since += self.clock() - started
 
     def reading(self, batch_size):
         """{"samples_per_s", "peak_gpu_mem_mib"} since the previous reading, then start anew."""
