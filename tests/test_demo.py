@@ -66,6 +66,12 @@ def test_demo_runs_from_the_tags_and_reuses_its_training(tmp_path):
     assert retrain.stderr.count("trained with this config") == 2
     assert "cls_demo/model_iter_2.pth trained with this config" in retrain.stderr
     assert "seg_demo_initial/model_iter_2.pth trained with this config" in retrain.stderr
+    # new training data (a tree generated again): every network trains again, stage 1 first
+    os.utime(root / "im_tags.pkl", (os.path.getmtime(models / "cls_demo" / "model_iter_2.pth")
+                                    + 10,) * 2)
+    new_data = subprocess.run(cmd + no_figures, cwd=REPO, capture_output=True, text=True)
+    assert new_data.returncode == 0, new_data.stderr
+    assert "trained with this config" not in new_data.stderr
 
 
 def test_a_tree_whose_tags_list_held_out_images_is_refused(tmp_path):

@@ -113,7 +113,8 @@ def stage1_config(cfg, cls_cfg):
 def stage1(cls_cfg, logger):
     """Stage 1: the classifier trained on the training images' tags, then the initial seeds
     from its CAMs (anew if it was retrained); returns (its vgg_init.pth, the seed folder)."""
-    retrained = bool(train_missing(train_cls, [(cls_cfg, ())], logger))
+    tags_file = dataset_path(cls_cfg, cls_cfg.cue_file)  # newer: new data, train again
+    retrained = bool(train_missing(train_cls, [(cls_cfg, [tags_file])], logger))
     seed_dir = make_seeds.run(derived_config(cls_cfg, overwrite=retrained or cls_cfg.overwrite))
     return os.path.join(model_dir(cls_cfg), train_cls.VGG_INIT_NAME), seed_dir
 
