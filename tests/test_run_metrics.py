@@ -202,6 +202,20 @@ def test_validation_score_is_the_evaluators_on_the_single_scale_labels(synth_voc
     assert np.isclose(logged, scores["mIoU"], atol=1e-6)
 
 
+def test_validation_refuses_a_missing_image_at_the_start(synth_voc, tmp_path):
+    import shutil
+
+    from lib.errors import UserError
+    from lib.stage3.validation import Validation
+
+    root = tmp_path / "voc"
+    shutil.copytree(synth_voc, root)
+    name = (root / "ImageSets" / "Segmentation" / "train.txt").read_text().split()[1]
+    (root / "JPEGImages" / f"{name}.jpg").unlink()
+    with pytest.raises(UserError, match=f"1 image missing: .*{name}.jpg"):
+        Validation(_seg_cfg(str(root), tmp_path, val_every=2, split="train"))
+
+
 def _keys():
     from lib.config import SCHEMA
     return SCHEMA

@@ -14,6 +14,7 @@ import os
 import torch
 
 from lib.config import ConfigError
+from lib.dataset.check import check_files
 from lib.dataset.description import describe
 from lib.evaluation.metrics import ConfusionMatrix
 from lib.files import read_names
@@ -47,21 +48,29 @@ def validation_side(cfg):
 
 
 class Validation:
-    """The images, ground truth and input of validation, checked when training starts."""
+    """The images, ground truth and input of validation, checked when training starts (not at
+    the first validation, hours later): the list holds names, each with its image and its
+    ground truth of the image's size."""
 
     def __init__(self, cfg):
         self.every, self.last = cfg.val_every, cfg.max_iter
         self.names = validation_names(cfg)
         self.root, self.dataset = cfg.dataset_root, describe(cfg)
         self.gt_dir = dataset_path(cfg, self.dataset.segmentation_gt)
-        missing = [n for n in self.names
-                   if not os.path.isfile(os.path.join(self.gt_dir, n + ".png"))]
+        missing = [n for n in self.names if not os.path.isfile(self.gt_path(n))]
         if missing:
             raise ConfigError(f"val_every: {len(missing)} validation images have no ground "
                               f"truth in {self.gt_dir}, e.g. {missing[0]} (set val_list to "
                               f"images that have, or val_every=0)")
+        check_files(self.names, self.image_path, {"ground truth": self.gt_path}, grey=False)
         self.side = validation_side(cfg)
         self.normalisation = inference_normalisation(cfg)
+
+    def image_path(self, name):
+        return self.dataset.image_path(self.root, name)
+
+    def gt_path(self, name):
+        return os.path.join(self.gt_dir, name + ".png")
 
     def due(self, iteration):
         """Whether validation runs after ``iteration``."""
@@ -77,10 +86,10 @@ class Validation:
             model.eval()
             try:
                 for name in shard(self.names, ctx):
-                    image_rgb = read_image(self.dataset.image_path(self.root, name))[:, :, ::-1]
+                    image_rgb = read_image(self.image_path(name))[:, :, ::-1]
                     scores = multi_scale_scores(model, image_rgb, [self.side], ctx.device,
                                                 exact=False, normalisation=self.normalisation)
-                    gt = read_label_png(os.path.join(self.gt_dir, name + ".png"))
+                    gt = read_label_png(self.gt_path(name))
                     confusion.update(gt, scores.argmax(axis=0))
             finally:
                 model.train()
