@@ -264,3 +264,12 @@ def test_plot_run_overlays_runs_with_titles_labels_and_legends(tmp_path):
                             str(tmp_path), "--out", str(out)], capture_output=True, text=True)
     assert empty.returncode == 2 and empty.stderr.count("\n") == 1
     assert "no metrics.csv in" in empty.stderr
+
+
+def test_runs_are_named_by_the_fewest_path_components_that_tell_them_apart(tmp_path):
+    from lib.pictures.run_curves import run_names
+
+    assert run_names([tmp_path / "seg_initial", tmp_path / "seg_sgan"]) == ["seg_initial",
+                                                                          "seg_sgan"]
+    assert run_names([tmp_path / "a" / "model" / "seg", tmp_path / "b" / "model" / "seg/"]) == \
+        ["a/model/seg", "b/model/seg"]

@@ -13,9 +13,20 @@ NOT_PLOTTED = ("iteration", "samples_per_s", "peak_gpu_mem_mib")
 PANELS_PER_ROW = 3
 
 
-def read_run(run_dir):
-    """(name, rows) of a run folder: its folder name and the rows of its metrics.csv; a
-    one-line UserError if it has none."""
+def run_names(run_dirs):
+    """A name per run folder: the fewest last path components that tell them apart (the folder
+    names, or ``a/seg`` and ``b/seg`` for runs of one cfg_name in two save_model_paths)."""
+    parts = [os.path.abspath(folder).split(os.sep) for folder in run_dirs]
+    for count in range(1, max(map(len, parts)) + 1):
+        names = ["/".join(p[-count:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return names  # the same folder given twice
+
+
+def read_run(run_dir, name=None):
+    """(name, rows) of a run folder: ``name`` (default its folder name) and the rows of its
+    metrics.csv; a one-line UserError if it has none."""
     path = os.path.join(run_dir, METRICS_NAME)
     if not os.path.isfile(path):
         raise UserError(f"no {METRICS_NAME} in {run_dir}: is it a training run's folder "
@@ -23,7 +34,7 @@ def read_run(run_dir):
     rows = read_metrics(path)
     if not rows:
         raise UserError(f"{path} has no rows yet (the first is written at display_step)")
-    return os.path.basename(os.path.normpath(run_dir)), rows
+    return name or os.path.basename(os.path.normpath(run_dir)), rows
 
 
 def panel_columns(runs):
@@ -76,6 +87,6 @@ def run_curves_figure(runs):
 
 def run(run_dirs, out_path):
     """Draw the runs of ``run_dirs`` into the PNG ``out_path``; return the panels' columns."""
-    runs = [read_run(folder) for folder in run_dirs]
+    runs = [read_run(folder, name) for folder, name in zip(run_dirs, run_names(run_dirs))]
     atomic_write_bytes(out_path, figure_png(run_curves_figure(runs)))
     return panel_columns(runs)
