@@ -1,11 +1,22 @@
 """Worker processes and the signals a job gets (lib.workers)."""
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+from conftest import REPO
 from lib.workers import WorkerQueue, ignore_stop_signals, worker_pool
+
+
+def _run_script(path, script):
+    """Run ``script`` as the file ``path`` in a new interpreter (a pool's workers need a real
+    main module); a minute at most, a safety net for a hang."""
+    path.write_text(script)
+    return subprocess.run([sys.executable, str(path)], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": REPO}, timeout=60)
 
 
 def _pid(_):
@@ -91,11 +102,6 @@ def test_a_jobs_arrays_reach_the_worker_through_shared_memory_and_are_let_go(tmp
 def test_shared_blocks_outlive_the_workers_that_read_them(tmp_path):
     """A forked worker that started its own resource tracker unlinked the blocks it had read
     when it ended: the queue's own release then failed."""
-    import subprocess
-    import sys
-
-    from conftest import REPO
-
     script = (
         "import numpy as np\n"
         "from lib.workers import WorkerQueue\n"
@@ -106,10 +112,7 @@ def test_shared_blocks_outlive_the_workers_that_read_them(tmp_path):
         "    with WorkerQueue(total, 2) as queue:\n"
         "        for i in range(10):\n"
         "            queue.submit(i, (rng.random((21, 30 + 7 * (i % 5), 40)),))\n")
-    path = tmp_path / "shared_queue.py"
-    path.write_text(script)
-    done = subprocess.run([sys.executable, str(path)], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": REPO})
+    done = _run_script(tmp_path / "shared_queue.py", script)
     assert done.returncode == 0 and done.stderr == "", done.stderr
 
 
@@ -119,11 +122,6 @@ def test_a_worker_that_dies_stops_the_queue_with_one_line_and_its_blocks_go(tmp_
     large CRF): the submitter waited for it forever, its shared blocks mapped. Here job 3's
     worker kills itself; the queue, run in a script, has a minute (a safety net, not the
     test: it stops within a fraction of a second)."""
-    import subprocess
-    import sys
-
-    from conftest import REPO
-
     script = (
         "import os, signal\n"
         "import numpy as np\n"
@@ -142,10 +140,7 @@ def test_a_worker_that_dies_stops_the_queue_with_one_line_and_its_blocks_go(tmp_
         "    except UserError as exc:\n"
         "        print(exc)\n"
         "    print(sorted(b for b in blocks if os.path.exists('/dev/shm/' + b.lstrip('/'))))\n")
-    path = tmp_path / "dying_worker.py"
-    path.write_text(script)
-    done = subprocess.run([sys.executable, str(path)], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": REPO}, timeout=60)
+    done = _run_script(tmp_path / "dying_worker.py", script)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert done.stdout.splitlines() == [
         "a worker process died (killed by SIGKILL: out of memory?) before the jobs handed to it "
@@ -156,11 +151,6 @@ def test_a_worker_that_dies_stops_imap_in_workers_with_one_line(tmp_path):
     """The same for the evaluator's and the COCO converter's pool: a task whose worker dies
     never comes back, and the caller waited for it forever (a script with a minute, a safety
     net)."""
-    import subprocess
-    import sys
-
-    from conftest import REPO
-
     script = (
         "import os, signal\n"
         "from lib.errors import UserError\n"
@@ -174,10 +164,7 @@ def test_a_worker_that_dies_stops_imap_in_workers_with_one_line(tmp_path):
         "        print(sorted(imap_in_workers(square, range(8), 2)))\n"
         "    except UserError as exc:\n"
         "        print(exc)\n")
-    path = tmp_path / "dying_imap.py"
-    path.write_text(script)
-    done = subprocess.run([sys.executable, str(path)], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": REPO}, timeout=60)
+    done = _run_script(tmp_path / "dying_imap.py", script)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert done.stdout.splitlines() == [
         "a worker process died (killed by SIGKILL: out of memory?) before the jobs handed to it "
