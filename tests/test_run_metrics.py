@@ -202,7 +202,7 @@ def test_validation_score_is_the_evaluators_on_the_single_scale_labels(synth_voc
     assert np.isclose(logged, scores["mIoU"], atol=1e-6)
 
 
-def test_validation_refuses_a_missing_image_at_the_start(synth_voc, tmp_path):
+def test_validation_refuses_a_missing_image_or_ground_truth_at_the_start(synth_voc, tmp_path):
     import shutil
 
     from lib.errors import UserError
@@ -210,9 +210,13 @@ def test_validation_refuses_a_missing_image_at_the_start(synth_voc, tmp_path):
 
     root = tmp_path / "voc"
     shutil.copytree(synth_voc, root)
-    name = (root / "ImageSets" / "Segmentation" / "train.txt").read_text().split()[1]
-    (root / "JPEGImages" / f"{name}.jpg").unlink()
-    with pytest.raises(UserError, match=f"1 image missing: .*{name}.jpg"):
+    names = (root / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
+    (root / "JPEGImages" / f"{names[1]}.jpg").unlink()
+    with pytest.raises(UserError, match=f"1 image missing: .*{names[1]}.jpg.*val_every=0"):
+        Validation(_seg_cfg(str(root), tmp_path, val_every=2, split="train"))
+    shutil.copy(os.path.join(synth_voc, "JPEGImages", f"{names[1]}.jpg"), root / "JPEGImages")
+    (root / "SegmentationClass" / f"{names[2]}.png").unlink()
+    with pytest.raises(UserError, match=f"1 ground truth missing: .*{names[2]}.png"):
         Validation(_seg_cfg(str(root), tmp_path, val_every=2, split="train"))
 
 

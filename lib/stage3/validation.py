@@ -16,6 +16,7 @@ import torch
 from lib.config import ConfigError
 from lib.dataset.check import check_files
 from lib.dataset.description import describe
+from lib.errors import UserError
 from lib.evaluation.metrics import ConfusionMatrix
 from lib.files import read_names
 from lib.image import read_image, read_label_png
@@ -57,12 +58,11 @@ class Validation:
         self.names = validation_names(cfg)
         self.root, self.dataset = cfg.dataset_root, describe(cfg)
         self.gt_dir = dataset_path(cfg, self.dataset.segmentation_gt)
-        missing = [n for n in self.names if not os.path.isfile(self.gt_path(n))]
-        if missing:
-            raise ConfigError(f"val_every: {len(missing)} validation images have no ground "
-                              f"truth in {self.gt_dir}, e.g. {missing[0]} (set val_list to "
-                              f"images that have, or val_every=0)")
-        check_files(self.names, self.image_path, {"ground truth": self.gt_path}, grey=False)
+        try:
+            check_files(self.names, self.image_path, {"ground truth": self.gt_path}, grey=False)
+        except UserError as exc:
+            raise ConfigError(f"val_every: {exc} (set val_list to images that have both, or "
+                              f"val_every=0)") from None
         self.side = validation_side(cfg)
         self.normalisation = inference_normalisation(cfg)
 
