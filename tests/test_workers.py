@@ -10,6 +10,10 @@ import pytest
 from conftest import REPO
 from lib.workers import WorkerQueue, ignore_stop_signals, worker_pool
 
+# What a job whose worker process was killed by SIGKILL ends with.
+WORKER_DIED = ("a worker process died (killed by SIGKILL: out of memory?) before the jobs "
+               "handed to it were done; a rerun makes the rest")
+
 
 def _run_script(path, script):
     """Run ``script`` as the file ``path`` in a new interpreter (a pool's workers need a real
@@ -142,9 +146,7 @@ def test_a_worker_that_dies_stops_the_queue_with_one_line_and_its_blocks_go(tmp_
         "    print(sorted(b for b in blocks if os.path.exists('/dev/shm/' + b.lstrip('/'))))\n")
     done = _run_script(tmp_path / "dying_worker.py", script)
     assert done.returncode == 0 and done.stderr == "", done.stderr
-    assert done.stdout.splitlines() == [
-        "a worker process died (killed by SIGKILL: out of memory?) before the jobs handed to it "
-        "were done; a rerun makes the rest", "[]"]
+    assert done.stdout.splitlines() == [WORKER_DIED, "[]"]
 
 
 def test_a_worker_that_dies_stops_imap_in_workers_with_one_line(tmp_path):
@@ -166,6 +168,4 @@ def test_a_worker_that_dies_stops_imap_in_workers_with_one_line(tmp_path):
         "        print(exc)\n")
     done = _run_script(tmp_path / "dying_imap.py", script)
     assert done.returncode == 0 and done.stderr == "", done.stderr
-    assert done.stdout.splitlines() == [
-        "a worker process died (killed by SIGKILL: out of memory?) before the jobs handed to it "
-        "were done; a rerun makes the rest"]
+    assert done.stdout.splitlines() == [WORKER_DIED]
